@@ -1,0 +1,428 @@
+//! The Temporal activities: one per seed state, each a thin step over the store, the
+//! government client and the webhooks. Inputs and outputs are ids and counts
+//! ([`crate::model`]); record content is read from the store inside the activity and never
+//! returned.
+//!
+//! `SendActivities` (SendBatch alone) runs on its own task queue so its concurrency can be
+//! sized apart from the store work in `SyncActivities`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use gradesync_govapi::Quarter;
+use gradesync_govapi::contract::Problem;
+use temporalio_common::error::ApplicationFailure;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::alert::Webhook;
+use crate::gov::{GovClient, RetryReason, SendOutcome};
+use crate::model::{
+    BatchEvent, BatchRef, DeadlineAlert, PendingOverview, PrepRequest, PreparedBatches, QuarterRef,
+    ReconcileRequest, ReconcileSummary, RejectionCounts, SchoolPending, SendRequest, SendResult,
+};
+use crate::report::{self, Discrepancy, DiscrepancyKind, Report};
+use crate::store::{BatchLimits, Store};
+
+/// Page size for `GET /v1/quarters/{q}/records`: the contract's maximum, to spend as few
+/// requests of the rate budget as possible on reconciliation.
+const RECORDS_PAGE: usize = 10_000;
+
+fn quarter(text: &str) -> Result<Quarter, ActivityError> {
+    text.parse::<Quarter>().map_err(|e| {
+        ActivityError::application(
+            ApplicationFailure::builder(e)
+                .type_name("InvalidQuarter".to_string())
+                .non_retryable(true)
+                .build(),
+        )
+    })
+}
+
+/// Store, alert and report work of a quarterly sync.
+pub struct SyncActivities {
+    pub store: Store,
+    pub gov: Arc<GovClient>,
+    pub alerts: Webhook,
+    pub compliance: Webhook,
+    pub report_dir: PathBuf,
+}
+
+#[activities]
+impl SyncActivities {
+    /// Counts what is left to send per school (pending plus prepared-but-unconfirmed).
+    #[activity(name = "QueryPending")]
+    pub async fn query_pending(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: QuarterRef,
+    ) -> Result<PendingOverview, ActivityError> {
+        let q = quarter(&req.quarter)?;
+        self.store.start_run(&q, &req.workflow_id).await?;
+        let schools = self
+            .store
+            .pending_counts(&q)
+            .await?
+            .into_iter()
+            .map(|c| SchoolPending {
+                school_id: c.school_id,
+                pending: c.pending + c.batched,
+            })
+            .collect();
+        Ok(PendingOverview { schools })
+    }
+
+    /// Cuts (or resumes) up to `max_batches` batches of one school.
+    #[activity(name = "PrepBatch")]
+    pub async fn prep_batch(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: PrepRequest,
+    ) -> Result<PreparedBatches, ActivityError> {
+        let q = quarter(&req.quarter)?;
+        ctx.record_heartbeat(0u64).await?;
+        let limits = BatchLimits {
+            max_records: req.max_records,
+            max_bytes: req.max_bytes,
+        };
+        let chunk = self
+            .store
+            .prepare_batches(&q, &req.school_id, req.max_batches, limits)
+            .await?;
+        ctx.record_heartbeat(chunk.batches.len() as u64).await?;
+        tracing::info!(
+            quarter = %q, school_id = %req.school_id, batches = chunk.batches.len(),
+            oversize_rejected = chunk.oversize_rejected, "PrepBatch"
+        );
+        Ok(PreparedBatches {
+            batches: chunk
+                .batches
+                .iter()
+                .map(|b| BatchRef {
+                    batch_id: b.batch_id,
+                    records: b.records,
+                })
+                .collect(),
+            oversize_rejected: chunk.oversize_rejected,
+        })
+    }
+
+    /// Conditional update: only rows still in flight for this batch become synced.
+    #[activity(name = "MarkSynced")]
+    pub async fn mark_synced(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        ev: BatchEvent,
+    ) -> Result<u64, ActivityError> {
+        let changed = self.store.mark_synced(ev.batch_id, &ev.detail).await?;
+        tracing::info!(
+            quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
+            records = changed, "MarkSynced"
+        );
+        Ok(changed)
+    }
+
+    /// A permanent 4xx: the named records are rejected with their reasons, the rest of the
+    /// batch goes back to pending to be re-batched; the run continues.
+    #[activity(name = "ClientError")]
+    pub async fn client_error(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        ev: BatchEvent,
+    ) -> Result<RejectionCounts, ActivityError> {
+        let problem = self
+            .store
+            .last_outcome(ev.batch_id)
+            .await?
+            .and_then(|text| serde_json::from_str::<Problem>(&text).ok())
+            .unwrap_or_default();
+        let named: Vec<(String, String)> = problem
+            .errors
+            .iter()
+            .map(|e| (e.record_id.clone(), format!("{}: {}", e.field, e.message)))
+            .collect();
+        let reason = rejection_reason(&ev.detail, &problem);
+        let done = self
+            .store
+            .reject_batch(ev.batch_id, problem.status, &reason, &named)
+            .await?;
+        let fields: Vec<&str> = problem.errors.iter().map(|e| e.field.as_str()).collect();
+        tracing::warn!(
+            quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
+            status = problem.status, problem_type = %problem.type_uri, title = %problem.title,
+            fields = ?fields, rejected = done.rejected, requeued = done.requeued,
+            "ClientError: batch rejected by the API"
+        );
+        Ok(RejectionCounts {
+            rejected: done.rejected,
+            requeued: done.requeued,
+        })
+    }
+
+    /// After the last retry: the batch goes to the dead-letter table and an alert goes out
+    /// at once. Idempotent: a retry of this activity does not alert twice.
+    #[activity(name = "DeadLetter")]
+    pub async fn dead_letter(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        ev: BatchEvent,
+    ) -> Result<(), ActivityError> {
+        let q = quarter(&ev.quarter)?;
+        self.store.dead_letter(ev.batch_id, &ev.detail).await?;
+        let already = self
+            .store
+            .dead_letters(&q)
+            .await?
+            .iter()
+            .any(|d| d.batch_id == ev.batch_id && d.alerted);
+        tracing::error!(
+            quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
+            error = %ev.detail, "DeadLetter: batch dead-lettered"
+        );
+        if !already {
+            let text = format!(
+                ":rotating_light: gradesync dead letter: quarter {}, school {}, batch {}: {}. \
+                 Replay with `gradesync dlq replay --quarter {}` once the API is healthy.",
+                ev.quarter, ev.school_id, ev.batch_id, ev.detail, ev.quarter
+            );
+            if self.alerts.post(&text, None).await? {
+                self.store.mark_alerted(ev.batch_id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Compares the store's synced records with the API's receipts, writes the report and
+    /// sends it to compliance; the quarter is complete only when nothing differs.
+    #[activity(name = "Reconcile")]
+    pub async fn reconcile(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: ReconcileRequest,
+    ) -> Result<ReconcileSummary, ActivityError> {
+        let q = quarter(&req.quarter)?;
+        let statuses = self.store.status_counts(&q).await?;
+        let mut summary = ReconcileSummary::default();
+        let mut discrepancies: Vec<Discrepancy> = Vec::new();
+        let api_schools = self.gov.summary(&q).await?;
+        let mut schools: Vec<String> = statuses.iter().map(|s| s.school_id.clone()).collect();
+        schools.extend(api_schools.schools.iter().map(|s| s.school_id.clone()));
+        schools.sort();
+        schools.dedup();
+        for s in &statuses {
+            summary.rejected += s.rejected;
+            summary.dead_lettered += s.dead;
+        }
+        for (i, school) in schools.iter().enumerate() {
+            ctx.record_heartbeat(i as u64).await?;
+            let ours = self.store.synced_hashes(&q, school).await?;
+            let theirs: Vec<(String, String)> = self
+                .gov
+                .record_hashes(&q, Some(school), RECORDS_PAGE)
+                .await?
+                .into_iter()
+                .map(|r| (r.record_id, r.sha256))
+                .collect();
+            summary.synced_in_store += ours.len() as u64;
+            summary.received_by_api += theirs.len() as u64;
+            discrepancies.extend(report::compare_school(school, &ours, &theirs));
+        }
+        for d in &discrepancies {
+            match d.kind {
+                DiscrepancyKind::MissingAtApi => summary.missing_at_api += 1,
+                DiscrepancyKind::HashMismatch => summary.hash_mismatches += 1,
+                DiscrepancyKind::UnexpectedAtApi => summary.unexpected_at_api += 1,
+            }
+        }
+        summary.clean = discrepancies.is_empty();
+        self.publish(&q, &req, &mut summary, &discrepancies).await?;
+        Ok(summary)
+    }
+
+    /// The deadline-at-risk alert, raised by the workflow's watchdog before the limit.
+    #[activity(name = "DeadlineAtRisk")]
+    pub async fn deadline_at_risk(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        alert: DeadlineAlert,
+    ) -> Result<(), ActivityError> {
+        let p = &alert.progress;
+        let text = format!(
+            ":warning: gradesync deadline at risk: quarter {} (workflow {}) has run {:.1} h of \
+             its {:.1} h limit; {} of {} records synced, {} dead-lettered.",
+            alert.quarter,
+            alert.workflow_id,
+            alert.elapsed_ms as f64 / 3.6e6,
+            alert.deadline_ms as f64 / 3.6e6,
+            p.totals.records_synced,
+            p.pending_at_start,
+            p.totals.records_dead,
+        );
+        tracing::error!(quarter = %alert.quarter, workflow_id = %alert.workflow_id, "deadline at risk");
+        self.alerts.post(&text, None).await?;
+        Ok(())
+    }
+}
+
+impl SyncActivities {
+    async fn publish(
+        &self,
+        q: &Quarter,
+        req: &ReconcileRequest,
+        summary: &mut ReconcileSummary,
+        discrepancies: &[Discrepancy],
+    ) -> Result<(), ActivityError> {
+        let now = SystemTime::now();
+        let stamp = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .to_string();
+        let quarter_text = q.to_string();
+        let report = Report {
+            quarter: &quarter_text,
+            workflow_id: &req.workflow_id,
+            generated_at: httpdate::fmt_http_date(now),
+            clean: summary.clean,
+            counts: serde_json::json!({ "store": &*summary, "run": req.totals }),
+            discrepancies,
+        };
+        let (json, csv) = report::write(&self.report_dir, &stamp, &report)?;
+        summary.report_json = json.display().to_string();
+        summary.report_csv = csv.display().to_string();
+        let status = if summary.clean {
+            "complete"
+        } else {
+            "discrepancies"
+        };
+        let text = format!(
+            "gradesync reconciliation for {q}: {status}; {} synced, {} at the API, {} missing, \
+             {} mismatched, {} unexpected, {} rejected, {} dead-lettered. Report: {}",
+            summary.synced_in_store,
+            summary.received_by_api,
+            summary.missing_at_api,
+            summary.hash_mismatches,
+            summary.unexpected_at_api,
+            summary.rejected,
+            summary.dead_lettered,
+            summary.report_json
+        );
+        self.compliance
+            .post(
+                &text,
+                Some(serde_json::json!({ "report": serde_json::to_value(&report)? })),
+            )
+            .await?;
+        let counts = serde_json::to_string(&*summary)?;
+        self.store
+            .finish_run(q, status, Some(&summary.report_json), &counts)
+            .await?;
+        tracing::info!(quarter = %q, status, report = %summary.report_json, "Reconcile");
+        Ok(())
+    }
+}
+
+fn rejection_reason(detail: &str, problem: &Problem) -> String {
+    match &problem.detail {
+        Some(d) if !d.is_empty() => format!("{detail}: {d}"),
+        _ => detail.to_string(),
+    }
+}
+
+/// SendBatch alone, on its own task queue.
+pub struct SendActivities {
+    pub store: Store,
+    pub gov: Arc<GovClient>,
+}
+
+#[activities]
+impl SendActivities {
+    /// POSTs one batch (same bytes, same `Idempotency-Key` on every attempt) and says what
+    /// the answer means. Does not retry: the workflow's named timers do.
+    #[activity(name = "SendBatch")]
+    pub async fn send_batch(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: SendRequest,
+    ) -> Result<SendResult, ActivityError> {
+        let batch = self.store.batch_body(req.batch_id).await?;
+        let outcome = self.gov.send_batch(req.batch_id, batch.body.into()).await;
+        let (note, result) = decide(outcome);
+        self.store.record_attempt(req.batch_id, &note).await?;
+        tracing::info!(
+            batch_id = %req.batch_id, school_id = %batch.school_id, attempt = req.attempt,
+            records = batch.records, outcome = label(&result), "SendBatch"
+        );
+        Ok(result)
+    }
+}
+
+fn label(result: &SendResult) -> String {
+    match result {
+        SendResult::Sent { replayed, .. } => format!("sent (replayed: {replayed})"),
+        SendResult::Failed { reason, .. } | SendResult::Throttled { reason, .. } => reason.clone(),
+        SendResult::Rejected { status, title, .. } => format!("rejected {status} {title}"),
+    }
+}
+
+/// Maps the client's decision to the workflow's, plus the note kept in the store (for a
+/// rejection: the problem JSON that ClientError turns into per-record reasons).
+fn decide(outcome: SendOutcome) -> (String, SendResult) {
+    match outcome {
+        SendOutcome::Sent {
+            receipt, replayed, ..
+        } => (
+            format!("sent {}", receipt.receipt_id),
+            SendResult::Sent {
+                receipt_id: receipt.receipt_id,
+                replayed,
+            },
+        ),
+        SendOutcome::Retry { reason, after } => {
+            let retry_after_ms = after.map(|d| d.as_millis() as u64);
+            let text = reason.to_string();
+            let result = match reason {
+                RetryReason::RateLimited | RetryReason::InFlight => SendResult::Throttled {
+                    reason: text.clone(),
+                    retry_after_ms,
+                },
+                _ => SendResult::Failed {
+                    reason: text.clone(),
+                    retry_after_ms,
+                },
+            };
+            (text, result)
+        }
+        SendOutcome::Rejected {
+            status,
+            problem,
+            record_ids,
+        } => rejected(status, problem, record_ids.len()),
+        SendOutcome::TooLarge { problem } => rejected(413, problem, 0),
+        SendOutcome::AuthFailed { problem } => (
+            "credentials refused".to_string(),
+            SendResult::Failed {
+                reason: format!(
+                    "the API refused our credentials ({}); check GRADESYNC_GOV_CLIENT_ID / \
+                     GRADESYNC_GOV_CLIENT_SECRET",
+                    problem.title
+                ),
+                retry_after_ms: None,
+            },
+        ),
+    }
+}
+
+fn rejected(status: u16, mut problem: Problem, named: usize) -> (String, SendResult) {
+    problem.status = status;
+    let title = problem.title.clone();
+    let note = serde_json::to_string(&problem).unwrap_or_default();
+    (
+        note,
+        SendResult::Rejected {
+            status,
+            title,
+            named_records: named as u64,
+        },
+    )
+}

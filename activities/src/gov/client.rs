@@ -1,0 +1,557 @@
+//! `GovClient`: tokens, pacing and the HTTP exchanges with the government API. Every
+//! request waits for the `RateGate` first, because the API counts all of them; the token
+//! is cached and shared by all callers so concurrent sends cost one token request.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use gradesync_govapi::Quarter;
+use gradesync_govapi::contract::{
+    BatchReceipt, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Problem, QuarterSummary, RecordHash,
+    RecordsPage, TokenResponse,
+};
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{RequestBuilder, Url};
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::credentials::{Credentials, Secret};
+use super::error::GovError;
+use super::outcome::{
+    Answer, RetryReason, SendOutcome, Verdict, judge_post, parse_retry_after, problem_of,
+    retry_reason,
+};
+use super::rate_gate::RateGate;
+
+/// How long a connection attempt may take, at most (capped by the request timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many times a read call waits out a 429/503 before giving the error to its caller.
+const READ_RETRIES: u32 = 3;
+/// Wait before re-asking after a 429/503 that named no `Retry-After` (doubled each time).
+const DEFAULT_BUSY_WAIT: Duration = Duration::from_secs(1);
+/// A read call waits out at most this long in one go; a longer `Retry-After` is handed
+/// to the caller, whose retry policy (Temporal's) is better placed to sleep that long.
+const MAX_HONOURED_WAIT: Duration = Duration::from_secs(60);
+/// Refresh a token this long before it expires, at most (less for short-lived tokens).
+const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+
+/// Where the API is and who we are to it.
+#[derive(Debug, Clone)]
+pub struct GovClientConfig {
+    pub base_url: String,
+    pub credentials: Credentials,
+    /// Whole-request timeout (connect, send, answer). The API is slow under load; too
+    /// short a timeout turns slow successes into lost answers.
+    pub request_timeout: Duration,
+}
+
+impl GovClientConfig {
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+    pub fn new(base_url: impl Into<String>, credentials: Credentials) -> Self {
+        Self {
+            base_url: base_url.into(),
+            credentials,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// The government API client. Cheap to clone; clones share the token and the gate.
+#[derive(Clone)]
+pub struct GovClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: String,
+    credentials: Credentials,
+    request_timeout: Duration,
+    gate: Arc<dyn RateGate>,
+    token: Mutex<Option<Token>>,
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    access: Secret,
+    refresh_at: Instant,
+}
+
+/// An exchange that did not yield the answer the caller wanted.
+#[derive(Debug)]
+enum Failure {
+    /// No complete answer: connect error, timeout, connection broken mid-answer.
+    Transport(reqwest::Error),
+    /// An answer whose status is not a success.
+    Status(Answer),
+    /// A success whose body is not the contract's.
+    Decode {
+        status: u16,
+        source: serde_json::Error,
+    },
+}
+
+impl fmt::Debug for GovClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GovClient")
+            .field("base_url", &self.inner.base_url)
+            .field("client_id", &self.inner.credentials.client_id)
+            .field("request_timeout", &self.inner.request_timeout)
+            .field("gate", &self.inner.gate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GovClient {
+    pub fn new(config: GovClientConfig, gate: Arc<dyn RateGate>) -> Result<Self, GovError> {
+        let base_url = check_base_url(&config.base_url)?;
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(CONNECT_TIMEOUT))
+            // A redirected POST would silently turn into a GET; surface it instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("gradesync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(GovError::Client)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base_url,
+                credentials: config.credentials,
+                request_timeout: config.request_timeout,
+                gate,
+                token: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// Sends one batch: `body` are the exact stored bytes, `batch_id` its idempotency
+    /// key; retries must pass the same pair. One call makes one POST, plus at most one
+    /// token refresh and resend on 401, plus at most one receipt lookup when the answer
+    /// was lost (the API may have committed the batch anyway).
+    pub async fn send_batch(&self, batch_id: Uuid, body: Bytes) -> SendOutcome {
+        let outcome = self.try_send(batch_id, &body).await;
+        log_outcome(batch_id, body.len(), &outcome);
+        outcome
+    }
+
+    /// The receipt of a batch the API holds, `None` if it has never committed it.
+    pub async fn receipt(&self, batch_id: Uuid) -> Result<Option<BatchReceipt>, GovError> {
+        match self
+            .get_json(self.batch_url(batch_id), "a batch lookup", READ_RETRIES)
+            .await
+        {
+            Ok(receipt) => Ok(Some(receipt)),
+            Err(GovError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How many records the API holds for the quarter, per school.
+    pub async fn summary(&self, quarter: &Quarter) -> Result<QuarterSummary, GovError> {
+        let url = self.url(&format!("/v1/quarters/{quarter}/summary"), &[])?;
+        self.get_json(url, "a quarter summary request", READ_RETRIES)
+            .await
+    }
+
+    /// Every record hash the API holds for the quarter (optionally one school), all pages.
+    pub async fn record_hashes(
+        &self,
+        quarter: &Quarter,
+        school_id: Option<&str>,
+        page_size: usize,
+    ) -> Result<Vec<RecordHash>, GovError> {
+        let path = format!("/v1/quarters/{quarter}/records");
+        let size = page_size.to_string();
+        let mut hashes = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut query = vec![("page_size", size.as_str())];
+            query.extend(school_id.map(|s| ("school_id", s)));
+            query.extend(page_token.as_deref().map(|t| ("page_token", t)));
+            let url = self.url(&path, &query)?;
+            let page: RecordsPage = self.get_json(url, "a records page", READ_RETRIES).await?;
+            hashes.extend(page.records);
+            match page.next_page_token {
+                Some(next) if Some(&next) == page_token.as_ref() => {
+                    return Err(stuck_paging());
+                }
+                Some(next) if !next.is_empty() => page_token = Some(next),
+                _ => break,
+            }
+        }
+        tracing::debug!(%quarter, records = hashes.len(), "record hashes fetched");
+        Ok(hashes)
+    }
+
+    async fn try_send(&self, batch_id: Uuid, body: &Bytes) -> SendOutcome {
+        let mut refreshed = false;
+        loop {
+            let token = match self.token().await {
+                Ok(token) => token,
+                Err(failure) => return token_failure_outcome(failure),
+            };
+            let request = self
+                .inner
+                .http
+                .post(self.batches_url())
+                .bearer_auth(token.expose())
+                .header(IDEMPOTENCY_KEY, batch_id.to_string())
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            let answer = match self.exchange(request).await {
+                Ok(answer) => answer,
+                // Nothing reached the server: no commit to look for.
+                Err(e) if e.is_connect() => return retry(RetryReason::ConnectionLost, None),
+                Err(e) => return self.look_up(batch_id, transport_reason(&e)).await,
+            };
+            match judge_post(&answer) {
+                Verdict::Done(outcome) => return outcome,
+                Verdict::Lookup(reason) => return self.look_up(batch_id, reason).await,
+                Verdict::RefreshToken(_) if !refreshed => {
+                    tracing::debug!(%batch_id, "token refused; fetching a new one");
+                    self.invalidate(&token).await;
+                    refreshed = true;
+                }
+                Verdict::RefreshToken(problem) => return SendOutcome::AuthFailed { problem },
+            }
+        }
+    }
+
+    /// The answer to our POST was lost; the API may have committed the batch all the
+    /// same, and then a receipt settles it without another POST.
+    async fn look_up(&self, batch_id: Uuid, reason: RetryReason) -> SendOutcome {
+        tracing::debug!(%batch_id, %reason, "answer lost; looking the batch up");
+        match self
+            .get_json(self.batch_url(batch_id), "a batch lookup", 0)
+            .await
+        {
+            Ok(receipt) => SendOutcome::Sent {
+                receipt,
+                replayed: true,
+                resolved: true,
+            },
+            Err(e) => retry(reason, e.retry_after()),
+        }
+    }
+
+    /// GET with the shared token; refreshes the token once on 401 and waits out up to
+    /// `busy_retries` 429/503 answers.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        what: &'static str,
+        busy_retries: u32,
+    ) -> Result<T, GovError> {
+        let mut refreshed = false;
+        let mut waits = 0;
+        loop {
+            let token = self
+                .token()
+                .await
+                .map_err(|f| self.gov_error(f, "a token request"))?;
+            let request = self.inner.http.get(url.clone()).bearer_auth(token.expose());
+            let answer = self
+                .exchange(request)
+                .await
+                .map_err(|e| self.gov_error(Failure::Transport(e), what))?;
+            match answer.status {
+                200..=299 => {
+                    return serde_json::from_slice(&answer.body)
+                        .map_err(|source| GovError::BadResponse { what, source });
+                }
+                401 if !refreshed => {
+                    self.invalidate(&token).await;
+                    refreshed = true;
+                }
+                429 | 503 if waits < busy_retries && worth_waiting(answer.retry_after) => {
+                    let wait = answer
+                        .retry_after
+                        .unwrap_or(DEFAULT_BUSY_WAIT * 2u32.pow(waits));
+                    tracing::debug!(
+                        status = answer.status,
+                        wait_ms = wait.as_millis() as u64,
+                        "{what} refused; waiting"
+                    );
+                    tokio::time::sleep(wait).await;
+                    waits += 1;
+                }
+                _ => return Err(self.gov_error(Failure::Status(answer), what)),
+            }
+        }
+    }
+
+    /// A valid token, from the cache or freshly issued. The lock is held while fetching
+    /// so that concurrent callers wait for one token instead of each asking for their own.
+    async fn token(&self) -> Result<Secret, Failure> {
+        let mut slot = self.inner.token.lock().await;
+        if let Some(token) = slot.as_ref()
+            && Instant::now() < token.refresh_at
+        {
+            return Ok(token.access.clone());
+        }
+        let token = self.fetch_token().await?;
+        let access = token.access.clone();
+        *slot = Some(token);
+        Ok(access)
+    }
+
+    async fn fetch_token(&self) -> Result<Token, Failure> {
+        let asked_at = Instant::now();
+        let creds = &self.inner.credentials;
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", creds.client_id.as_str()),
+            ("client_secret", creds.client_secret.expose()),
+        ];
+        let request = self.inner.http.post(self.token_url()).form(&form);
+        let answer = self.exchange(request).await.map_err(Failure::Transport)?;
+        if !(200..300).contains(&answer.status) {
+            return Err(Failure::Status(answer));
+        }
+        let issued: TokenResponse =
+            serde_json::from_slice(&answer.body).map_err(|source| Failure::Decode {
+                status: answer.status,
+                source,
+            })?;
+        let ttl = Duration::from_secs(issued.expires_in);
+        tracing::debug!(expires_in = issued.expires_in, "access token issued");
+        Ok(Token {
+            access: Secret::new(issued.access_token),
+            refresh_at: asked_at + ttl - (ttl / 10).min(TOKEN_MARGIN),
+        })
+    }
+
+    /// Forgets the token the API just refused, unless another caller already replaced it.
+    async fn invalidate(&self, refused: &Secret) {
+        let mut slot = self.inner.token.lock().await;
+        if slot.as_ref().is_some_and(|t| &t.access == refused) {
+            *slot = None;
+        }
+    }
+
+    /// One paced request, with its whole answer read.
+    async fn exchange(&self, request: RequestBuilder) -> Result<Answer, reqwest::Error> {
+        self.inner.gate.acquire().await;
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers();
+        let retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let replayed = headers
+            .get(IDEMPOTENT_REPLAYED)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let body = response.bytes().await?;
+        tracing::trace!(status, bytes = body.len(), "government API answered");
+        Ok(Answer {
+            status,
+            retry_after,
+            replayed,
+            body,
+        })
+    }
+
+    fn gov_error(&self, failure: Failure, what: &'static str) -> GovError {
+        let url = self.inner.base_url.clone();
+        match failure {
+            Failure::Transport(e) if e.is_timeout() => GovError::Timeout {
+                url,
+                what,
+                timeout: self.inner.request_timeout,
+            },
+            Failure::Transport(e) if e.is_connect() => GovError::Unreachable { url, source: e },
+            Failure::Transport(e) => GovError::ConnectionLost {
+                url,
+                what,
+                source: e,
+            },
+            Failure::Decode { source, .. } => GovError::BadResponse { what, source },
+            Failure::Status(answer) => status_error(answer, what),
+        }
+    }
+
+    fn token_url(&self) -> String {
+        format!("{}/oauth/token", self.inner.base_url)
+    }
+
+    fn batches_url(&self) -> String {
+        format!("{}/v1/grade-batches", self.inner.base_url)
+    }
+
+    fn batch_url(&self, batch_id: Uuid) -> Url {
+        // A checked base URL plus a UUID segment always parses.
+        Url::parse(&format!("{}/{batch_id}", self.batches_url()))
+            .expect("checked base URL with a UUID path is a valid URL")
+    }
+
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, GovError> {
+        let raw = format!("{}{path}", self.inner.base_url);
+        Url::parse_with_params(&raw, query).map_err(|e| GovError::BadBaseUrl {
+            url: self.inner.base_url.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn status_error(answer: Answer, what: &'static str) -> GovError {
+    let status = answer.status;
+    let problem = Box::new(problem_of(status, &answer.body));
+    match status {
+        401 | 403 => GovError::BadCredentials { status, problem },
+        429 | 503 => GovError::Busy {
+            status,
+            what,
+            retry_after: answer.retry_after,
+        },
+        _ => GovError::Status {
+            status,
+            what,
+            problem,
+        },
+    }
+}
+
+/// The token request failed, so the batch never left: nothing to look up.
+fn token_failure_outcome(failure: Failure) -> SendOutcome {
+    match failure {
+        Failure::Transport(e) => retry(transport_reason(&e), None),
+        Failure::Decode { status, .. } => retry(RetryReason::BadAnswer(status), None),
+        Failure::Status(answer) => match retry_reason(answer.status) {
+            Some(reason) => retry(reason, answer.retry_after),
+            // 400/401/403 from the token endpoint: credentials or setup, not load.
+            None => SendOutcome::AuthFailed {
+                problem: problem_of(answer.status, &answer.body),
+            },
+        },
+    }
+}
+
+fn transport_reason(e: &reqwest::Error) -> RetryReason {
+    if e.is_timeout() {
+        RetryReason::Timeout
+    } else {
+        RetryReason::ConnectionLost
+    }
+}
+
+fn retry(reason: RetryReason, after: Option<Duration>) -> SendOutcome {
+    SendOutcome::Retry { reason, after }
+}
+
+fn worth_waiting(retry_after: Option<Duration>) -> bool {
+    retry_after.is_none_or(|d| d <= MAX_HONOURED_WAIT)
+}
+
+fn stuck_paging() -> GovError {
+    GovError::Status {
+        status: 200,
+        what: "a records page",
+        problem: Box::new(Problem::new(
+            200,
+            "Paging loop",
+            "next_page_token repeated the current token",
+        )),
+    }
+}
+
+/// Validates the base URL once, so that request URLs built from it cannot fail later.
+fn check_base_url(raw: &str) -> Result<String, GovError> {
+    let bad = |url: &str, reason: &str| GovError::BadBaseUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let url = Url::parse(raw).map_err(|e| bad(raw, &e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        // Never echo credentials embedded in the URL.
+        return Err(bad(
+            &format!("{}://…@{}", url.scheme(), url.host_str().unwrap_or("")),
+            "credentials do not belong in the URL: use GRADESYNC_GOV_CLIENT_ID and GRADESYNC_GOV_CLIENT_SECRET",
+        ));
+    }
+    match url.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(bad(
+                raw,
+                "this build has no TLS support; reach the API over http (e.g. through a local TLS-terminating proxy)",
+            ));
+        }
+        other => return Err(bad(raw, &format!("scheme `{other}` is not http"))),
+    }
+    if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
+        return Err(bad(
+            raw,
+            "it must be a plain base URL without query or fragment",
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+fn log_outcome(batch_id: Uuid, bytes: usize, outcome: &SendOutcome) {
+    match outcome {
+        SendOutcome::Sent {
+            receipt,
+            replayed,
+            resolved,
+        } => tracing::info!(
+            %batch_id, receipt_id = %receipt.receipt_id, accepted = receipt.accepted,
+            replayed, resolved, "batch accepted by the government API"
+        ),
+        SendOutcome::Retry { reason, after } => tracing::warn!(
+            %batch_id, %reason, retry_after_ms = after.map(|d| d.as_millis() as u64),
+            "batch not accepted yet; it will be retried"
+        ),
+        SendOutcome::Rejected {
+            status, record_ids, ..
+        } => tracing::warn!(
+            %batch_id, status, invalid_records = record_ids.len(),
+            "batch rejected by the government API"
+        ),
+        SendOutcome::TooLarge { .. } => {
+            tracing::warn!(%batch_id, bytes, "batch too large for the government API")
+        }
+        SendOutcome::AuthFailed { problem } => tracing::error!(
+            %batch_id, status = problem.status,
+            "government API refused our credentials: check GRADESYNC_GOV_CLIENT_ID and GRADESYNC_GOV_CLIENT_SECRET"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_must_be_plain_http() {
+        assert_eq!(
+            check_base_url("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            check_base_url("http://gov.local/api/").unwrap(),
+            "http://gov.local/api"
+        );
+        for bad in [
+            "gov.local",
+            "ftp://gov.local",
+            "http://gov.local/?a=1",
+            "https://gov.local",
+        ] {
+            assert!(check_base_url(bad).is_err(), "{bad}");
+        }
+        let e = check_base_url("http://user:pw-secret@gov.local").unwrap_err();
+        assert!(!e.to_string().contains("pw-secret"), "{e}");
+    }
+}

@@ -1,0 +1,20 @@
+//! Everything gradesync does that touches the outside world.
+//!
+//! - [`store`]: the grades store (SQLite by default): records, batches, dead letters, runs,
+//!   the cross-process rate slots; and the JSONL import.
+//! - [`gov`]: the government API client: every HTTP answer becomes one decision here.
+//! - [`acts`]: the Temporal activities (`QueryPending`, `PrepBatch`, `SendBatch`,
+//!   `MarkSynced`, `ClientError`, `DeadLetter`, `Reconcile`, `DeadlineAtRisk`).
+//! - [`alert`]: Slack-compatible webhooks for alerts and compliance reports.
+//! - [`report`]: the reconciliation report (JSON + CSV).
+//! - [`model`]: the ids-and-counts values that cross Temporal payloads.
+//!
+//! Workflows (in `gradesync-workflows`) name these activities; nothing here depends on them.
+
+pub mod acts;
+pub mod alert;
+pub mod gov;
+pub mod model;
+pub mod rate;
+pub mod report;
+pub mod store;

@@ -1,0 +1,259 @@
+//! The values that cross Temporal payloads between the workflows and the activities.
+//!
+//! Everything here is ids, counts, batch UUIDs and durations: no record content, no student
+//! id, no grade ever goes into a workflow history. Every policy field has the seed's value as
+//! its default so `{"quarter":"2026-Q4"}` is a complete input, and tests compress time by
+//! overriding only what they need.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Input of `QuarterlySync`. `quarter` is absent on a scheduled run: the workflow then syncs
+/// the quarter that ended most recently before it started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SyncInput {
+    pub quarter: Option<String>,
+    pub policy: Policy,
+}
+
+/// How a run behaves. Defaults are the seed's design values.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Policy {
+    /// Waits between attempts of one batch on 503 / 5xx / timeout (Retry5s, Retry15s,
+    /// Retry45s); after the last one the batch is dead-lettered.
+    pub backoff_ms: Vec<u64>,
+    /// Upper bound on one wait the server asks for with `Retry-After`.
+    pub max_retry_after_ms: u64,
+    /// How many 429 / 409 answers one batch may wait out before it counts as a failed attempt.
+    pub max_throttle_waits: u32,
+    pub max_batch_records: usize,
+    pub max_batch_bytes: usize,
+    /// The compliance limit: no run lives longer than this from its first start (47 h).
+    pub deadline_ms: u64,
+    /// When the "deadline at risk" alert fires, measured from the first start (40 h).
+    pub deadline_warning_ms: u64,
+    /// QueryPending start-to-close (15 min).
+    pub query_timeout_ms: u64,
+    /// PrepBatch heartbeat timeout (300 s).
+    pub heartbeat_timeout_ms: u64,
+    /// SendBatch start-to-close (900 s) and schedule-to-close (1200 s).
+    pub send_start_to_close_ms: u64,
+    pub send_schedule_to_close_ms: u64,
+    /// Task queue of SendBatch; empty means `<workflow task queue>-send`.
+    pub send_task_queue: String,
+    /// Schools synced at the same time (one SchoolSync child each).
+    pub parallel_schools: usize,
+    /// Batches in flight per school: enough to keep the rate budget busy while one answer is
+    /// slow.
+    pub lanes_per_school: usize,
+    /// Batches PrepBatch cuts per call; also how often a school reports progress.
+    pub batches_per_chunk: usize,
+    /// A SchoolSync continues as new once its history passes this many events.
+    pub continue_as_new_after_events: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            backoff_ms: vec![5_000, 15_000, 45_000],
+            max_retry_after_ms: 15 * 60_000,
+            max_throttle_waits: 50,
+            max_batch_records: gradesync_govapi::contract::MAX_RECORDS_PER_BATCH,
+            max_batch_bytes: gradesync_govapi::contract::MAX_BODY_BYTES,
+            deadline_ms: 47 * 3_600_000,
+            deadline_warning_ms: 40 * 3_600_000,
+            query_timeout_ms: 15 * 60_000,
+            heartbeat_timeout_ms: 300_000,
+            send_start_to_close_ms: 900_000,
+            send_schedule_to_close_ms: 1_200_000,
+            send_task_queue: String::new(),
+            parallel_schools: 8,
+            lanes_per_school: 2,
+            batches_per_chunk: 50,
+            continue_as_new_after_events: 4_000,
+        }
+    }
+}
+
+/// Input of `QueryPending`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QuarterRef {
+    pub quarter: String,
+    pub workflow_id: String,
+}
+
+/// Output of `QueryPending`: counts only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PendingOverview {
+    pub schools: Vec<SchoolPending>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SchoolPending {
+    pub school_id: String,
+    /// Records not yet in a batch plus records in batches not yet confirmed.
+    pub pending: u64,
+}
+
+/// Input of `PrepBatch`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PrepRequest {
+    pub quarter: String,
+    pub school_id: String,
+    pub max_batches: usize,
+    pub max_records: usize,
+    pub max_bytes: usize,
+}
+
+/// Output of `PrepBatch`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PreparedBatches {
+    pub batches: Vec<BatchRef>,
+    pub oversize_rejected: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchRef {
+    pub batch_id: Uuid,
+    pub records: u64,
+}
+
+/// Input of `SendBatch`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SendRequest {
+    pub batch_id: Uuid,
+    pub attempt: u32,
+}
+
+/// What one SendBatch attempt concluded. Problem details stay in the store; only the status,
+/// a short title and counts travel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum SendResult {
+    Sent {
+        receipt_id: String,
+        replayed: bool,
+    },
+    /// 503, 5xx, timeout or a lost connection: counts against the backoff steps.
+    Failed {
+        reason: String,
+        retry_after_ms: Option<u64>,
+    },
+    /// 429 or 409: wait and resend, not a failed attempt.
+    Throttled {
+        reason: String,
+        retry_after_ms: Option<u64>,
+    },
+    /// A permanent 4xx (400, 413, 422, 401 after a fresh token...).
+    Rejected {
+        status: u16,
+        title: String,
+        named_records: u64,
+    },
+}
+
+/// Input of `MarkSynced`, `ClientError` and `DeadLetter`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BatchEvent {
+    pub quarter: String,
+    pub school_id: String,
+    pub batch_id: Uuid,
+    /// MarkSynced: the receipt id; ClientError / DeadLetter: the last error.
+    pub detail: String,
+}
+
+/// Output of `ClientError`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct RejectionCounts {
+    pub rejected: u64,
+    pub requeued: u64,
+}
+
+/// Input of the deadline alert.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeadlineAlert {
+    pub quarter: String,
+    pub workflow_id: String,
+    pub elapsed_ms: u64,
+    pub deadline_ms: u64,
+    pub progress: Progress,
+}
+
+/// Counts of one school, or of the whole quarter.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counts {
+    pub batches_sent: u64,
+    pub records_synced: u64,
+    pub records_rejected: u64,
+    pub records_dead: u64,
+    pub batches_rejected: u64,
+    pub batches_dead: u64,
+    pub retries: u64,
+    pub throttled: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.batches_sent += other.batches_sent;
+        self.records_synced += other.records_synced;
+        self.records_rejected += other.records_rejected;
+        self.records_dead += other.records_dead;
+        self.batches_rejected += other.batches_rejected;
+        self.batches_dead += other.batches_dead;
+        self.retries += other.retries;
+        self.throttled += other.throttled;
+    }
+}
+
+/// Progress of one school as its SchoolSync reports it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SchoolProgress {
+    pub school_id: String,
+    pub pending_at_start: u64,
+    pub counts: Counts,
+    pub done: bool,
+}
+
+/// The `progress` query's answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Progress {
+    pub quarter: String,
+    pub phase: String,
+    pub pending_at_start: u64,
+    pub totals: Counts,
+    pub schools: Vec<SchoolProgress>,
+}
+
+/// Input of `Reconcile`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReconcileRequest {
+    pub quarter: String,
+    pub workflow_id: String,
+    pub totals: Counts,
+}
+
+/// Output of `Reconcile`: counts and where the report is, never the records.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReconcileSummary {
+    pub synced_in_store: u64,
+    pub received_by_api: u64,
+    pub missing_at_api: u64,
+    pub hash_mismatches: u64,
+    pub unexpected_at_api: u64,
+    pub rejected: u64,
+    pub dead_lettered: u64,
+    pub clean: bool,
+    pub report_json: String,
+    pub report_csv: String,
+}
+
+/// Result of `QuarterlySync`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SyncSummary {
+    pub quarter: String,
+    pub totals: Counts,
+    pub reconcile: ReconcileSummary,
+    pub complete: bool,
+}

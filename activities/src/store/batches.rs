@@ -1,0 +1,344 @@
+//! Cutting pending records into batches and rebuilding a batch's body. A batch is fixed
+//! when it is cut: its id, its records and therefore its exact bytes, so a resend after a
+//! crash or a timeout carries the same body under the same idempotency key.
+
+use gradesync_govapi::Quarter;
+use gradesync_govapi::contract::{encode_batch, envelope_bytes};
+use sqlx::{Sqlite, Transaction};
+use uuid::Uuid;
+
+use super::model::{BatchBody, BatchLimits, PreparedBatch, PreparedChunk};
+use super::{Store, StoreError, count, now_ms};
+
+/// Pending rows fetched per query: memory stays flat however big the quarter is.
+const PAGE_ROWS: i64 = 1000;
+
+impl Store {
+    /// Hands out up to `max_batches` batches of one school: first its already prepared ones
+    /// (resume), then new ones cut from pending records in record_id order. A record that
+    /// cannot fit even alone is rejected. One transaction.
+    pub async fn prepare_batches(
+        &self,
+        quarter: &Quarter,
+        school_id: &str,
+        max_batches: usize,
+        limits: BatchLimits,
+    ) -> Result<PreparedChunk, StoreError> {
+        if limits.max_records == 0 {
+            return Err(StoreError::InvalidArgument(
+                "max_records must be at least 1".into(),
+            ));
+        }
+        let mut tx = self.write_tx().await?;
+        let mut chunk = PreparedChunk {
+            batches: resumable(&mut tx, quarter, school_id, max_batches).await?,
+            ..PreparedChunk::default()
+        };
+        let mut cutter = Cutter {
+            quarter,
+            school_id,
+            limits,
+            open: None,
+        };
+        let mut after = String::new();
+        'pages: while chunk.batches.len() < max_batches {
+            let page = pending_page(&mut tx, quarter, school_id, &after).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = last.clone();
+            for (record_id, bytes) in page {
+                let closed = match cutter.offer(record_id, bytes) {
+                    Offer::Taken(closed) => closed,
+                    Offer::Oversize { record_id, framed } => {
+                        reject_oversize(&mut tx, &record_id, framed, limits.max_bytes).await?;
+                        chunk.oversize_rejected += 1;
+                        None
+                    }
+                };
+                if let Some(batch) = closed {
+                    chunk
+                        .batches
+                        .push(save_batch(&mut tx, quarter, school_id, batch).await?);
+                    if chunk.batches.len() == max_batches {
+                        break 'pages;
+                    }
+                }
+            }
+        }
+        if chunk.batches.len() < max_batches
+            && let Some(batch) = cutter.close()
+        {
+            chunk
+                .batches
+                .push(save_batch(&mut tx, quarter, school_id, batch).await?);
+        }
+        chunk.remaining_pending = remaining(&mut tx, quarter, school_id, &chunk.batches).await?;
+        tx.commit().await?;
+        Ok(chunk)
+    }
+
+    /// The request body of a prepared batch, rebuilt from its stored records and checked
+    /// against the length measured when it was cut.
+    pub async fn batch_body(&self, batch_id: Uuid) -> Result<BatchBody, StoreError> {
+        // One read transaction: a concurrent import cannot change the batch between the reads.
+        let mut tx = self.pool.begin().await?;
+        let (quarter, school_id, records, bytes, status): (String, String, i64, i64, String) =
+            sqlx::query_as(
+                "SELECT quarter, school_id, records, bytes, status FROM batches WHERE batch_id = ?",
+            )
+            .bind(batch_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::BatchNotFound(batch_id))?;
+        if status != "prepared" {
+            return Err(StoreError::BatchNotPrepared { batch_id, status });
+        }
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM grades WHERE batch_id = ? AND status = 'batched' ORDER BY record_id",
+        )
+        .bind(batch_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let quarter = parse_quarter(&quarter)?;
+        let body = encode(batch_id, &quarter, &school_id, &bodies)?;
+        if bodies.len() as i64 != records || body.len() as i64 != bytes {
+            return Err(StoreError::Corrupt(format!(
+                "batch {batch_id} was cut with {records} records in {bytes} bytes but now has {} in {}",
+                bodies.len(),
+                body.len()
+            )));
+        }
+        Ok(BatchBody {
+            quarter,
+            school_id,
+            records: count(records),
+            body,
+        })
+    }
+}
+
+fn encode(
+    batch_id: Uuid,
+    quarter: &Quarter,
+    school_id: &str,
+    bodies: &[String],
+) -> Result<Vec<u8>, StoreError> {
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    encode_batch(batch_id, quarter, school_id, &refs).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "a stored record of batch {batch_id} is not valid JSON"
+        ))
+    })
+}
+
+pub(super) fn parse_quarter(text: &str) -> Result<Quarter, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("a stored quarter `{text}` is not YYYY-Qn")))
+}
+
+/// A batch being filled: the record_id range it covers (every pending record in it), how
+/// many records and their total length.
+struct OpenBatch {
+    first: String,
+    last: String,
+    records: usize,
+    record_bytes: usize,
+}
+
+struct Cutter<'a> {
+    quarter: &'a Quarter,
+    school_id: &'a str,
+    limits: BatchLimits,
+    open: Option<OpenBatch>,
+}
+
+enum Offer {
+    /// The record is in the open batch; a batch that closed on the way is handed back.
+    Taken(Option<OpenBatch>),
+    /// Alone it would already make a body longer than `max_bytes`.
+    Oversize { record_id: String, framed: usize },
+}
+
+impl Cutter<'_> {
+    fn encoded_len(&self, records: usize, record_bytes: usize) -> usize {
+        envelope_bytes(self.quarter, self.school_id, records) + record_bytes
+    }
+
+    fn offer(&mut self, record_id: String, bytes: usize) -> Offer {
+        let framed = self.encoded_len(1, bytes);
+        if framed > self.limits.max_bytes {
+            return Offer::Oversize { record_id, framed };
+        }
+        let full = self.open.as_ref().is_some_and(|open| {
+            open.records >= self.limits.max_records
+                || self.encoded_len(open.records + 1, open.record_bytes + bytes)
+                    > self.limits.max_bytes
+        });
+        let closed = if full { self.close() } else { None };
+        let open = self.open.get_or_insert_with(|| OpenBatch {
+            first: record_id.clone(),
+            last: String::new(),
+            records: 0,
+            record_bytes: 0,
+        });
+        open.last = record_id;
+        open.records += 1;
+        open.record_bytes += bytes;
+        Offer::Taken(closed)
+    }
+
+    fn close(&mut self) -> Option<OpenBatch> {
+        self.open.take()
+    }
+}
+
+async fn resumable(
+    tx: &mut Transaction<'static, Sqlite>,
+    quarter: &Quarter,
+    school_id: &str,
+    max_batches: usize,
+) -> Result<Vec<PreparedBatch>, StoreError> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT batch_id, records, bytes FROM batches \
+         WHERE quarter = ? AND school_id = ? AND status = 'prepared' \
+         ORDER BY created_at, batch_id LIMIT ?",
+    )
+    .bind(quarter.to_string())
+    .bind(school_id)
+    .bind(i64::try_from(max_batches).unwrap_or(i64::MAX))
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.into_iter()
+        .map(|(id, records, bytes)| {
+            Ok(PreparedBatch {
+                batch_id: parse_uuid(&id)?,
+                records: count(records),
+                bytes: count(bytes),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text)
+        .map_err(|_| StoreError::Corrupt(format!("a stored batch id `{text}` is not a uuid")))
+}
+
+async fn pending_page(
+    tx: &mut Transaction<'static, Sqlite>,
+    quarter: &Quarter,
+    school_id: &str,
+    after: &str,
+) -> Result<Vec<(String, usize)>, StoreError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT record_id, bytes FROM grades \
+         WHERE quarter = ? AND school_id = ? AND status = 'pending' AND record_id > ? \
+         ORDER BY record_id LIMIT ?",
+    )
+    .bind(quarter.to_string())
+    .bind(school_id)
+    .bind(after)
+    .bind(PAGE_ROWS)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, bytes)| (id, count(bytes) as usize))
+        .collect())
+}
+
+async fn reject_oversize(
+    tx: &mut Transaction<'static, Sqlite>,
+    record_id: &str,
+    framed: usize,
+    max_bytes: usize,
+) -> Result<(), StoreError> {
+    let reason =
+        format!("record is {framed} bytes encoded; a batch body may carry at most {max_bytes}");
+    sqlx::query(
+        "UPDATE grades SET status = 'rejected', reason = ?, updated_at = ? \
+         WHERE record_id = ? AND status = 'pending'",
+    )
+    .bind(reason)
+    .bind(now_ms())
+    .bind(record_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Stores a cut batch and moves its records pending -> batched. Its records are exactly
+/// the pending ones in its record_id range: oversize ones in between were rejected already.
+async fn save_batch(
+    tx: &mut Transaction<'static, Sqlite>,
+    quarter: &Quarter,
+    school_id: &str,
+    batch: OpenBatch,
+) -> Result<PreparedBatch, StoreError> {
+    let batch_id = Uuid::new_v4();
+    let bytes = envelope_bytes(quarter, school_id, batch.records) + batch.record_bytes;
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO batches (batch_id, quarter, school_id, records, bytes, status, attempts, \
+         created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'prepared', 0, ?, ?)",
+    )
+    .bind(batch_id.to_string())
+    .bind(quarter.to_string())
+    .bind(school_id)
+    .bind(batch.records as i64)
+    .bind(bytes as i64)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let moved = sqlx::query(
+        "UPDATE grades SET status = 'batched', batch_id = ?, updated_at = ? \
+         WHERE quarter = ? AND school_id = ? AND status = 'pending' \
+         AND record_id >= ? AND record_id <= ?",
+    )
+    .bind(batch_id.to_string())
+    .bind(now)
+    .bind(quarter.to_string())
+    .bind(school_id)
+    .bind(&batch.first)
+    .bind(&batch.last)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if moved != batch.records as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "cutting batch {batch_id} moved {moved} records instead of {}",
+            batch.records
+        )));
+    }
+    Ok(PreparedBatch {
+        batch_id,
+        records: batch.records as u64,
+        bytes: bytes as u64,
+    })
+}
+
+/// Records a later call would still hand out: pending ones and those in prepared batches
+/// this call did not return.
+async fn remaining(
+    tx: &mut Transaction<'static, Sqlite>,
+    quarter: &Quarter,
+    school_id: &str,
+    returned: &[PreparedBatch],
+) -> Result<u64, StoreError> {
+    let (pending, batched): (i64, i64) = sqlx::query_as(
+        "SELECT \
+           (SELECT COUNT(*) FROM grades \
+             WHERE quarter = ? AND school_id = ? AND status = 'pending'), \
+           (SELECT COALESCE(SUM(records), 0) FROM batches \
+             WHERE quarter = ? AND school_id = ? AND status = 'prepared')",
+    )
+    .bind(quarter.to_string())
+    .bind(school_id)
+    .bind(quarter.to_string())
+    .bind(school_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let handed_out: u64 = returned.iter().map(|b| b.records).sum();
+    Ok((count(pending) + count(batched)).saturating_sub(handed_out))
+}

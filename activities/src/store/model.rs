@@ -1,0 +1,134 @@
+//! The plain data the store hands out. All of it is serde so it can travel as Temporal
+//! activity inputs and results; none of it carries record content except `BatchBody`.
+
+use gradesync_govapi::Quarter;
+use gradesync_govapi::contract::{MAX_BODY_BYTES, MAX_RECORDS_PER_BATCH};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// How big a batch may get. The default is what the government API accepts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        Self {
+            max_records: MAX_RECORDS_PER_BATCH,
+            max_bytes: MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// Outcome of one JSONL import.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ImportReport {
+    /// Lines read, blank ones included.
+    pub lines: u64,
+    pub inserted: u64,
+    /// Records whose body changed: back to pending.
+    pub updated: u64,
+    pub unchanged: u64,
+    /// The first [`MAX_REPORTED_BAD_LINES`] bad lines, in file order.
+    pub bad_lines: Vec<BadLine>,
+    /// All bad lines, including those not listed in `bad_lines`.
+    pub bad_line_count: u64,
+    /// Prepared (or dead-lettered) batches whose bytes could no longer be reproduced because
+    /// one of their records changed; their records went back to pending.
+    pub superseded_batches: u64,
+}
+
+/// Keeps an import report small enough for a Temporal payload even for a file of garbage.
+pub const MAX_REPORTED_BAD_LINES: usize = 1000;
+
+/// A line of the import file that was not stored. `reason` never quotes the line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BadLine {
+    /// 1-based.
+    pub line: u64,
+    pub reason: String,
+}
+
+/// What one `prepare_batches` call hands to the sender.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PreparedChunk {
+    /// Resumed batches first (oldest first), then newly cut ones in record_id order.
+    pub batches: Vec<PreparedBatch>,
+    /// Records set `rejected` by this call because they cannot fit any batch.
+    pub oversize_rejected: u64,
+    /// Records of this school and quarter that a later call would still hand out: pending
+    /// ones plus those in prepared batches beyond `max_batches`. Zero means done.
+    pub remaining_pending: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct PreparedBatch {
+    pub batch_id: Uuid,
+    pub records: u64,
+    /// Exact length of the encoded request body.
+    pub bytes: u64,
+}
+
+/// The request body of a prepared batch, byte for byte what was measured when it was cut.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BatchBody {
+    pub quarter: Quarter,
+    pub school_id: String,
+    pub records: u64,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Rejection {
+    pub rejected: u64,
+    pub requeued: u64,
+}
+
+/// A batch that failed for good and has not been replayed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeadLetter {
+    pub batch_id: Uuid,
+    pub school_id: String,
+    pub records: u64,
+    pub error: String,
+    pub alerted: bool,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// Records of one school not yet synced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SchoolCounts {
+    pub school_id: String,
+    pub pending: u64,
+    /// In a prepared batch.
+    pub batched: u64,
+}
+
+/// Records of one school by status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct SchoolStatus {
+    pub school_id: String,
+    pub pending: u64,
+    pub batched: u64,
+    pub synced: u64,
+    pub rejected: u64,
+    pub dead: u64,
+}
+
+/// One quarterly run as recorded by `start_run` / `finish_run`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QuarterRun {
+    pub quarter: Quarter,
+    pub workflow_id: String,
+    /// running | complete | discrepancies | failed
+    pub status: String,
+    pub report_path: Option<String>,
+    /// JSON counts, as given to `finish_run`.
+    pub summary: Option<String>,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}

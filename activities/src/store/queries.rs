@@ -1,0 +1,72 @@
+//! Read-only views of a quarter: per-school counts for planning and reporting, and the
+//! hashes of synced records that reconciliation compares with what the API holds.
+
+use gradesync_govapi::Quarter;
+
+use super::model::{SchoolCounts, SchoolStatus};
+use super::{Store, StoreError, count};
+
+/// Per-school counts by status, served by the (quarter, school_id, status) index.
+const COUNTS_BY_SCHOOL: &str = "SELECT school_id, \
+       SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), \
+       SUM(CASE WHEN status = 'batched' THEN 1 ELSE 0 END), \
+       SUM(CASE WHEN status = 'synced' THEN 1 ELSE 0 END), \
+       SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END), \
+       SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END) \
+     FROM grades WHERE quarter = ? GROUP BY school_id ORDER BY school_id";
+
+type CountsRow = (String, i64, i64, i64, i64, i64);
+
+impl Store {
+    /// Every school of the quarter with its records by status, sorted by school_id.
+    pub async fn status_counts(&self, quarter: &Quarter) -> Result<Vec<SchoolStatus>, StoreError> {
+        let rows: Vec<CountsRow> = sqlx::query_as(COUNTS_BY_SCHOOL)
+            .bind(quarter.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(school_id, pending, batched, synced, rejected, dead)| SchoolStatus {
+                    school_id,
+                    pending: count(pending),
+                    batched: count(batched),
+                    synced: count(synced),
+                    rejected: count(rejected),
+                    dead: count(dead),
+                },
+            )
+            .collect())
+    }
+
+    /// Schools with records still to send: pending ones and those in prepared batches.
+    pub async fn pending_counts(&self, quarter: &Quarter) -> Result<Vec<SchoolCounts>, StoreError> {
+        Ok(self
+            .status_counts(quarter)
+            .await?
+            .into_iter()
+            .filter(|s| s.pending + s.batched > 0)
+            .map(|s| SchoolCounts {
+                school_id: s.school_id,
+                pending: s.pending,
+                batched: s.batched,
+            })
+            .collect())
+    }
+
+    /// `(record_id, sha256)` of the school's synced records, sorted by record_id.
+    pub async fn synced_hashes(
+        &self,
+        quarter: &Quarter,
+        school_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT record_id, sha256 FROM grades \
+             WHERE quarter = ? AND school_id = ? AND status = 'synced' ORDER BY record_id",
+        )
+        .bind(quarter.to_string())
+        .bind(school_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,142 @@
+//! The record of each quarterly run, and the rate-limit slots that every worker process
+//! sharing the database draws from so together they stay under the API's request rate.
+
+use gradesync_govapi::Quarter;
+
+use super::batches::parse_quarter;
+use super::model::QuarterRun;
+use super::{Store, StoreError, now_ms};
+
+const FINISHED: [&str; 3] = ["complete", "discrepancies", "failed"];
+
+type RunRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+
+impl Store {
+    /// Marks the quarter's run as running under `workflow_id`. Calling it again from the
+    /// same running workflow keeps the original start time; a new workflow starts afresh.
+    pub async fn start_run(&self, quarter: &Quarter, workflow_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO quarter_runs (quarter, workflow_id, status, started_at) \
+             VALUES (?, ?, 'running', ?) \
+             ON CONFLICT (quarter) DO UPDATE SET \
+               started_at = CASE WHEN quarter_runs.workflow_id = excluded.workflow_id \
+                 AND quarter_runs.status = 'running' \
+                 THEN quarter_runs.started_at ELSE excluded.started_at END, \
+               workflow_id = excluded.workflow_id, status = 'running', \
+               report_path = NULL, summary = NULL, finished_at = NULL",
+        )
+        .bind(quarter.to_string())
+        .bind(workflow_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records how the quarter's run ended: `status` is complete, discrepancies or failed,
+    /// `summary_json` a JSON document of counts.
+    pub async fn finish_run(
+        &self,
+        quarter: &Quarter,
+        status: &str,
+        report_path: Option<&str>,
+        summary_json: &str,
+    ) -> Result<(), StoreError> {
+        if !FINISHED.contains(&status) {
+            return Err(StoreError::InvalidArgument(format!(
+                "a run finishes as one of {FINISHED:?}, not `{status}`"
+            )));
+        }
+        if serde_json::from_str::<serde::de::IgnoredAny>(summary_json).is_err() {
+            return Err(StoreError::InvalidArgument(
+                "the run summary must be JSON".into(),
+            ));
+        }
+        let changed = sqlx::query(
+            "UPDATE quarter_runs SET status = ?, report_path = ?, summary = ?, finished_at = ? \
+             WHERE quarter = ?",
+        )
+        .bind(status)
+        .bind(report_path)
+        .bind(summary_json)
+        .bind(now_ms())
+        .bind(quarter.to_string())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::RunNotStarted(quarter.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The quarter's run, if one was ever started.
+    pub async fn run(&self, quarter: &Quarter) -> Result<Option<QuarterRun>, StoreError> {
+        let row: Option<RunRow> = sqlx::query_as(
+            "SELECT quarter, workflow_id, status, report_path, summary, started_at, finished_at \
+             FROM quarter_runs WHERE quarter = ?",
+        )
+        .bind(quarter.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(
+            |(q, workflow_id, status, report_path, summary, started_at, finished_at)| {
+                Ok(QuarterRun {
+                    quarter: parse_quarter(&q)?,
+                    workflow_id,
+                    status,
+                    report_path,
+                    summary,
+                    started_at,
+                    finished_at,
+                })
+            },
+        )
+        .transpose()
+    }
+
+    /// Claims the next slot of the named rate limit: the later of its next free time and
+    /// `now_ms`, which moves `spacing_ms` on. The UPDATE is one atomic statement, so callers
+    /// in any number of tasks or processes on this database never share a slot. The caller
+    /// waits until the returned time (Unix ms) before sending.
+    pub async fn claim_rate_slot(
+        &self,
+        name: &str,
+        spacing_ms: i64,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        if spacing_ms < 0 {
+            return Err(StoreError::InvalidArgument(
+                "a rate slot spacing cannot be negative".into(),
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO rate_slots (name, next_at_ms) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        let slot = sqlx::query_scalar(
+            "UPDATE rate_slots \
+             SET next_at_ms = (CASE WHEN next_at_ms > ? THEN next_at_ms ELSE ? END) + ? \
+             WHERE name = ? RETURNING next_at_ms - ?",
+        )
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(spacing_ms)
+        .bind(name)
+        .bind(spacing_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(slot)
+    }
+}

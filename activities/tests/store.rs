@@ -1,0 +1,856 @@
+//! The grades store against real SQLite files: import, batching, resume, the conditional
+//! outcome transitions, dead letters, rate slots and counts.
+
+use gradesync_activities::store::{BatchLimits, ImportReport, Store, StoreError};
+use gradesync_govapi::Quarter;
+use gradesync_govapi::contract::{MAX_BODY_BYTES, encode_batch, record_sha256};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+const SCHOOL: &str = "s1";
+
+fn q() -> Quarter {
+    "2026-Q3".parse().unwrap()
+}
+
+/// A temp directory (kept alive by the caller) and a store in a file inside it.
+async fn temp_store() -> (TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&url(&dir)).await.unwrap();
+    (dir, store)
+}
+
+fn url(dir: &TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("grades.db").display())
+}
+
+fn record(id: &str, school: &str, grade: &str) -> Value {
+    json!({"record_id": id, "school_id": school, "student_id": format!("st-{id}"),
+           "course_code": "MATH", "quarter": "2026-Q3", "grade": grade, "teacher": "Ms X"})
+}
+
+fn lines(records: &[Value]) -> String {
+    records.iter().map(|r| format!("{r}\n")).collect()
+}
+
+async fn import(store: &Store, text: &str) -> ImportReport {
+    store.import_jsonl(text.as_bytes(), |_| {}).await.unwrap()
+}
+
+/// `n` records of `SCHOOL` with ids r0000.., imported.
+async fn seed(store: &Store, n: usize) -> Vec<Value> {
+    let records: Vec<Value> = (0..n)
+        .map(|i| record(&format!("r{i:04}"), SCHOOL, "A"))
+        .collect();
+    let report = import(store, &lines(&records)).await;
+    assert_eq!(report.inserted, n as u64);
+    records
+}
+
+async fn counts(store: &Store, school: &str) -> [u64; 5] {
+    let all = store.status_counts(&q()).await.unwrap();
+    let s = all
+        .iter()
+        .find(|s| s.school_id == school)
+        .expect("school counted");
+    [s.pending, s.batched, s.synced, s.rejected, s.dead]
+}
+
+#[tokio::test]
+async fn import_reports_bad_lines_by_number_and_keeps_every_valid_one() {
+    let (_dir, store) = temp_store().await;
+    let mut missing = record("r3", SCHOOL, "A");
+    missing.as_object_mut().unwrap().remove("grade");
+    let mut bad_quarter = record("r4", SCHOOL, "SECRET");
+    bad_quarter["quarter"] = json!("2026-Q5");
+    let mut text = Vec::new();
+    for line in [
+        record("r1", SCHOOL, "A").to_string(),                  // 1
+        r#"{"record_id": "r2", "grade": "SECRET""#.to_string(), // 2 malformed
+        missing.to_string(),                                    // 3
+        bad_quarter.to_string(),                                // 4
+        record("r1", SCHOOL, "B").to_string(),                  // 5 duplicate
+        String::new(),                                          // 6 blank
+        "   \t".to_string(),                                    // 7 blank
+        record("r5", SCHOOL, "C").to_string(),                  // 8
+    ] {
+        text.extend_from_slice(line.as_bytes());
+        text.push(b'\n');
+    }
+    text.extend_from_slice(b"{\"record_id\": \"r6\", \"grade\": \"\xff\"}\n"); // 9 not UTF-8
+    text.extend_from_slice(&vec![b'x'; 5_242_880]); // 10 far too long
+    text.push(b'\n');
+    let huge = record("r7", SCHOOL, &"A".repeat(MAX_BODY_BYTES)); // 11 valid but oversize
+    text.extend_from_slice(format!("{huge}\r\n").as_bytes());
+    text.extend_from_slice(format!("{}\r\n", record("r8", SCHOOL, "D")).as_bytes()); // 12 CRLF
+    text.extend_from_slice(record("r9", SCHOOL, "E").to_string().as_bytes()); // 13 no newline
+
+    let mut progress = Vec::new();
+    let report = store
+        .import_jsonl(text.as_slice(), |n| progress.push(n))
+        .await
+        .unwrap();
+
+    assert_eq!(report.lines, 13);
+    assert_eq!(
+        (report.inserted, report.updated, report.unchanged),
+        (4, 0, 0)
+    );
+    assert_eq!(progress.last(), Some(&13));
+    let got: Vec<(u64, &str)> = report
+        .bad_lines
+        .iter()
+        .map(|b| (b.line, b.reason.as_str()))
+        .collect();
+    assert_eq!(
+        got[0],
+        (2, "invalid JSON: the line ends inside a value (column 37)")
+    );
+    assert_eq!(got[1], (3, "missing required field `grade`"));
+    assert_eq!(got[2].0, 4);
+    assert!(
+        got[2].1.contains("`quarter`") && !got[2].1.contains("2026-Q5"),
+        "{}",
+        got[2].1
+    );
+    assert_eq!(
+        got[3],
+        (5, "duplicate record_id in this file (first seen on line 1)")
+    );
+    assert_eq!(got[4], (9, "invalid UTF-8 at byte 31"));
+    assert_eq!(
+        got[5],
+        (
+            10,
+            "record is 5242880 bytes; the API accepts at most 1048576 per request"
+        )
+    );
+    assert_eq!(got[6].0, 11);
+    assert!(got[6].1.starts_with("record is 1048") && got[6].1.ends_with("per request"));
+    assert_eq!(got.len(), 7);
+    assert_eq!(report.bad_line_count, 7);
+    for bad in &report.bad_lines {
+        assert!(
+            !bad.reason.contains("SECRET") && !bad.reason.contains("st-"),
+            "{}",
+            bad.reason
+        );
+    }
+    assert_eq!(counts(&store, SCHOOL).await, [4, 0, 0, 0, 0]);
+}
+
+#[tokio::test]
+async fn import_stores_canonical_json_and_its_hash() {
+    let (_dir, store) = temp_store().await;
+    let raw = r#"{"teacher":"Ms X","grade":"A","quarter":"2026-Q3","course_code":"MATH","student_id":"st","school_id":"s1","record_id":"r1","score":1.0}"#;
+    import(&store, raw).await;
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    let body = store.batch_body(chunk.batches[0].batch_id).await.unwrap();
+    let sent: Value = serde_json::from_slice(&body.body).unwrap();
+    let value: Value = serde_json::from_str(raw).unwrap();
+    assert_eq!(sent["records"].as_array().map(Vec::len), Some(1));
+    let text = String::from_utf8(body.body).unwrap();
+    assert!(text.contains(r#"{"course_code":"MATH","grade":"A","quarter":"2026-Q3","record_id":"r1","school_id":"s1","score":1,"student_id":"st","teacher":"Ms X"}"#));
+    store
+        .mark_synced(chunk.batches[0].batch_id, "rcpt")
+        .await
+        .unwrap();
+    let hashes = store.synced_hashes(&q(), SCHOOL).await.unwrap();
+    assert_eq!(hashes, vec![("r1".to_string(), record_sha256(&value))]);
+}
+
+#[tokio::test]
+async fn reimport_keeps_unchanged_records_and_requeues_changed_ones() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 3).await;
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .mark_synced(chunk.batches[0].batch_id, "rcpt-1")
+            .await
+            .unwrap(),
+        3
+    );
+
+    // Same content in another key order and spacing is unchanged; r0001 changes; r0009 is new.
+    let reordered = r#"{ "grade":"A", "teacher":"Ms X", "record_id":"r0000", "school_id":"s1", "student_id":"st-r0000", "course_code":"MATH", "quarter":"2026-Q3" }"#;
+    let text = format!(
+        "{reordered}\n{}\n{}\n{}\n",
+        record("r0001", SCHOOL, "B"),
+        record("r0002", SCHOOL, "A"),
+        record("r0009", SCHOOL, "A")
+    );
+    let report = import(&store, &text).await;
+    assert_eq!(
+        (report.inserted, report.updated, report.unchanged),
+        (1, 1, 2)
+    );
+    assert_eq!(report.superseded_batches, 0);
+    // Unchanged synced records stay synced; the changed one is pending again.
+    assert_eq!(counts(&store, SCHOOL).await, [2, 0, 2, 0, 0]);
+    let synced: Vec<String> = store
+        .synced_hashes(&q(), SCHOOL)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(synced, ["r0000", "r0002"]);
+
+    let again = import(&store, &text).await;
+    assert_eq!((again.inserted, again.updated, again.unchanged), (0, 0, 4));
+}
+
+#[tokio::test]
+async fn changed_record_supersedes_its_prepared_batch() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 5).await;
+    let first = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    let old = first.batches[0].batch_id;
+    let report = import(&store, &lines(&[record("r0003", SCHOOL, "F")])).await;
+    assert_eq!((report.updated, report.superseded_batches), (1, 1));
+    assert_eq!(counts(&store, SCHOOL).await, [5, 0, 0, 0, 0]);
+    match store.batch_body(old).await {
+        Err(StoreError::BatchNotPrepared { status, .. }) => assert_eq!(status, "superseded"),
+        other => panic!("expected BatchNotPrepared, got {other:?}"),
+    }
+    assert_eq!(store.mark_synced(old, "late").await.unwrap(), 0);
+    let next = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    assert_ne!(next.batches[0].batch_id, old);
+    assert_eq!(next.batches[0].records, 5);
+}
+
+#[tokio::test]
+async fn prepare_cuts_by_record_count_and_measures_exact_bytes() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 250).await;
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 10, BatchLimits::default())
+        .await
+        .unwrap();
+    let sizes: Vec<u64> = chunk.batches.iter().map(|b| b.records).collect();
+    assert_eq!(sizes, [100, 100, 50]);
+    assert_eq!((chunk.oversize_rejected, chunk.remaining_pending), (0, 0));
+    let mut ids = Vec::new();
+    for batch in &chunk.batches {
+        let body = store.batch_body(batch.batch_id).await.unwrap();
+        assert_eq!(body.body.len() as u64, batch.bytes);
+        assert_eq!(
+            (body.records, body.school_id.as_str(), body.quarter),
+            (batch.records, SCHOOL, q())
+        );
+        let parsed: Value = serde_json::from_slice(&body.body).unwrap();
+        assert_eq!(parsed["batch_id"], json!(batch.batch_id));
+        ids.extend(
+            parsed["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["record_id"].as_str().unwrap().to_string()),
+        );
+    }
+    let expected: Vec<String> = (0..250).map(|i| format!("r{i:04}")).collect();
+    assert_eq!(ids, expected, "every record once, in record_id order");
+    assert_eq!(counts(&store, SCHOOL).await, [0, 250, 0, 0, 0]);
+}
+
+#[tokio::test]
+async fn prepare_honours_max_batches_and_hands_out_prepared_ones_first() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 250).await;
+    let first = store
+        .prepare_batches(&q(), SCHOOL, 2, BatchLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(first.batches.len(), 2);
+    assert_eq!(first.remaining_pending, 50);
+    let again = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(again.batches.len(), 1);
+    assert!(first.batches.contains(&again.batches[0]));
+    assert_eq!(
+        again.remaining_pending, 150,
+        "one prepared batch not handed out, plus 50 pending"
+    );
+    let all = store
+        .prepare_batches(&q(), SCHOOL, 10, BatchLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(all.batches.len(), 3);
+    for b in &first.batches {
+        assert!(all.batches[..2].contains(b));
+    }
+    assert_eq!(all.batches[2].records, 50);
+    assert_eq!(all.remaining_pending, 0);
+}
+
+#[tokio::test]
+async fn prepare_cuts_by_bytes() {
+    let (_dir, store) = temp_store().await;
+    let records: Vec<Value> = (0..7)
+        .map(|i| {
+            let mut r = record(&format!("big{i}"), SCHOOL, "A");
+            r["comment"] = json!("c".repeat(300_000));
+            r
+        })
+        .collect();
+    import(&store, &lines(&records)).await;
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 10, BatchLimits::default())
+        .await
+        .unwrap();
+    let sizes: Vec<u64> = chunk.batches.iter().map(|b| b.records).collect();
+    assert_eq!(sizes, [3, 3, 1]);
+    for batch in &chunk.batches {
+        let body = store.batch_body(batch.batch_id).await.unwrap();
+        assert_eq!(body.body.len() as u64, batch.bytes);
+        assert!(batch.bytes <= MAX_BODY_BYTES as u64);
+    }
+}
+
+#[tokio::test]
+async fn prepare_closes_a_batch_exactly_at_the_byte_limit() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 10).await;
+    let one = store
+        .prepare_batches(
+            &q(),
+            SCHOOL,
+            1,
+            BatchLimits {
+                max_records: 1,
+                max_bytes: 10_000,
+            },
+        )
+        .await
+        .unwrap();
+    let body = store.batch_body(one.batches[0].batch_id).await.unwrap();
+    let three_bytes = {
+        let recs: Vec<String> = (1..4)
+            .map(|i| record(&format!("r{i:04}"), SCHOOL, "A"))
+            .map(|r| gradesync_govapi::contract::canonical_json(&r))
+            .collect();
+        let refs: Vec<&str> = recs.iter().map(String::as_str).collect();
+        encode_batch(Uuid::nil(), &q(), SCHOOL, &refs)
+            .unwrap()
+            .len()
+    };
+    assert_eq!(one.batches[0].bytes, body.body.len() as u64);
+    // A limit of exactly three records' body fits three, not four.
+    let limits = BatchLimits {
+        max_records: 100,
+        max_bytes: three_bytes,
+    };
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 10, limits)
+        .await
+        .unwrap();
+    let sizes: Vec<u64> = chunk.batches.iter().map(|b| b.records).collect();
+    assert_eq!(sizes, [1, 3, 3, 3]);
+    assert!(chunk.batches.iter().all(|b| b.bytes <= three_bytes as u64));
+    assert_eq!(chunk.batches[1].bytes, three_bytes as u64);
+}
+
+#[tokio::test]
+async fn prepare_rejects_a_record_that_cannot_fit_any_batch() {
+    let (_dir, store) = temp_store().await;
+    let mut big = record("r2", SCHOOL, "A");
+    big["comment"] = json!("c".repeat(20_000));
+    let recs = [record("r1", SCHOOL, "A"), big, record("r3", SCHOOL, "A")];
+    import(&store, &lines(&recs)).await;
+    let limits = BatchLimits {
+        max_records: 100,
+        max_bytes: 10_000,
+    };
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 10, limits)
+        .await
+        .unwrap();
+    assert_eq!(chunk.oversize_rejected, 1);
+    assert_eq!(chunk.batches.len(), 1);
+    assert_eq!(chunk.batches[0].records, 2);
+    let body = store.batch_body(chunk.batches[0].batch_id).await.unwrap();
+    assert_eq!(body.body.len() as u64, chunk.batches[0].bytes);
+    assert_eq!(counts(&store, SCHOOL).await, [0, 2, 0, 1, 0]);
+    // Unchanged on re-import: still rejected, not silently pending again.
+    let report = import(&store, &lines(&recs[1..2])).await;
+    assert_eq!(report.unchanged, 1);
+    assert_eq!(counts(&store, SCHOOL).await, [0, 2, 0, 1, 0]);
+}
+
+#[tokio::test]
+async fn resume_after_restart_returns_the_same_batches_and_bytes() {
+    let (dir, store) = temp_store().await;
+    seed(&store, 250).await;
+    let before = store
+        .prepare_batches(&q(), SCHOOL, 10, BatchLimits::default())
+        .await
+        .unwrap();
+    let mut bodies = Vec::new();
+    for b in &before.batches {
+        store
+            .record_attempt(b.batch_id, "503 Service Unavailable")
+            .await
+            .unwrap();
+        bodies.push(store.batch_body(b.batch_id).await.unwrap().body);
+    }
+    drop(store);
+    let store = Store::connect(&url(&dir)).await.unwrap();
+    let after = store
+        .prepare_batches(&q(), SCHOOL, 10, BatchLimits::default())
+        .await
+        .unwrap();
+    let mut sorted_before = before.batches.clone();
+    let mut sorted_after = after.batches.clone();
+    sorted_before.sort_by_key(|b| b.batch_id);
+    sorted_after.sort_by_key(|b| b.batch_id);
+    assert_eq!(sorted_before, sorted_after);
+    for (b, body) in before.batches.iter().zip(&bodies) {
+        assert_eq!(&store.batch_body(b.batch_id).await.unwrap().body, body);
+        assert_eq!(
+            store.last_outcome(b.batch_id).await.unwrap().as_deref(),
+            Some("503 Service Unavailable")
+        );
+    }
+}
+
+#[tokio::test]
+async fn mark_synced_is_conditional_and_race_safe() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 6).await;
+    let limits = BatchLimits {
+        max_records: 3,
+        ..BatchLimits::default()
+    };
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 10, limits)
+        .await
+        .unwrap();
+    let (a, b) = (chunk.batches[0].batch_id, chunk.batches[1].batch_id);
+
+    let (x, y) = tokio::join!(
+        store.mark_synced(a, "rcpt-a"),
+        store.mark_synced(a, "rcpt-a")
+    );
+    let mut changed = [x.unwrap(), y.unwrap()];
+    changed.sort();
+    assert_eq!(
+        changed,
+        [0, 3],
+        "the racing second execution changes nothing"
+    );
+    assert_eq!(store.mark_synced(a, "rcpt-a").await.unwrap(), 0);
+
+    // r0004 of batch b is re-imported with a new grade before b is confirmed.
+    import(&store, &lines(&[record("r0004", SCHOOL, "B")])).await;
+    assert_eq!(store.mark_synced(b, "rcpt-b").await.unwrap(), 0);
+    assert_eq!(counts(&store, SCHOOL).await, [3, 0, 3, 0, 0]);
+    let synced: Vec<String> = store
+        .synced_hashes(&q(), SCHOOL)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(synced, ["r0000", "r0001", "r0002"]);
+
+    let unknown = store.mark_synced(Uuid::new_v4(), "x").await.unwrap_err();
+    assert!(matches!(unknown, StoreError::BatchNotFound(_)));
+    assert!(!unknown.is_retryable());
+}
+
+#[tokio::test]
+async fn reject_batch_named_records_only_and_then_all() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 4).await;
+    let first = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    let named = vec![("r0001".to_string(), "grade: not a grade".to_string())];
+    let r = store
+        .reject_batch(first.batches[0].batch_id, 400, "Bad Request", &named)
+        .await
+        .unwrap();
+    assert_eq!((r.rejected, r.requeued), (1, 3));
+    assert_eq!(counts(&store, SCHOOL).await, [3, 0, 0, 1, 0]);
+    // A retried call changes nothing.
+    let r = store
+        .reject_batch(first.batches[0].batch_id, 400, "Bad Request", &named)
+        .await
+        .unwrap();
+    assert_eq!((r.rejected, r.requeued), (0, 0));
+
+    let second = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(second.batches[0].records, 3);
+    let r = store
+        .reject_batch(second.batches[0].batch_id, 422, "unprocessable", &[])
+        .await
+        .unwrap();
+    assert_eq!((r.rejected, r.requeued), (3, 0));
+    assert_eq!(counts(&store, SCHOOL).await, [0, 0, 0, 4, 0]);
+    assert!(store.pending_counts(&q()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn dead_letter_then_requeue_resends_the_same_batch_and_bytes() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 5).await;
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    let id = chunk.batches[0].batch_id;
+    let body = store.batch_body(id).await.unwrap().body;
+
+    assert!(
+        store
+            .dead_letter(id, "503 after 12 attempts")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .dead_letter(id, "503 after 12 attempts")
+            .await
+            .unwrap(),
+        "idempotent"
+    );
+    assert_eq!(counts(&store, SCHOOL).await, [0, 0, 0, 0, 5]);
+    assert!(matches!(
+        store.batch_body(id).await,
+        Err(StoreError::BatchNotPrepared { .. })
+    ));
+    let letters = store.dead_letters(&q()).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].batch_id, letters[0].records, letters[0].alerted),
+        (id, 5, false)
+    );
+    assert_eq!(
+        (letters[0].school_id.as_str(), letters[0].error.as_str()),
+        (SCHOOL, "503 after 12 attempts")
+    );
+    store.mark_alerted(id).await.unwrap();
+    assert!(store.dead_letters(&q()).await.unwrap()[0].alerted);
+    // Nothing pending, but the dead batch is not forgotten by prepare either.
+    let none = store
+        .prepare_batches(&q(), SCHOOL, 10, BatchLimits::default())
+        .await
+        .unwrap();
+    assert!(none.batches.is_empty());
+
+    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 1);
+    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 0);
+    assert!(store.dead_letters(&q()).await.unwrap().is_empty());
+    assert_eq!(counts(&store, SCHOOL).await, [0, 5, 0, 0, 0]);
+    let again = store
+        .prepare_batches(&q(), SCHOOL, 10, BatchLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(again.batches, chunk.batches);
+    assert_eq!(store.batch_body(id).await.unwrap().body, body);
+
+    // Dying again after a replay is a new dead letter, alerted afresh.
+    assert!(store.dead_letter(id, "503 again").await.unwrap());
+    assert!(!store.dead_letters(&q()).await.unwrap()[0].alerted);
+}
+
+#[tokio::test]
+async fn changed_record_of_a_dead_batch_retires_the_dead_letter() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 3).await;
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    store
+        .dead_letter(chunk.batches[0].batch_id, "gave up")
+        .await
+        .unwrap();
+    let report = import(&store, &lines(&[record("r0000", SCHOOL, "C")])).await;
+    assert_eq!(report.superseded_batches, 1);
+    assert!(store.dead_letters(&q()).await.unwrap().is_empty());
+    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 0);
+    assert_eq!(counts(&store, SCHOOL).await, [3, 0, 0, 0, 0]);
+}
+
+#[tokio::test]
+async fn requeue_records_sends_lost_synced_records_again() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 4).await;
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    store
+        .mark_synced(chunk.batches[0].batch_id, "rcpt")
+        .await
+        .unwrap();
+    let lost = vec!["r0001".to_string(), "r0003".to_string(), "nope".to_string()];
+    assert_eq!(store.requeue_records(&q(), &lost).await.unwrap(), 2);
+    assert_eq!(store.requeue_records(&q(), &lost).await.unwrap(), 0);
+    assert_eq!(counts(&store, SCHOOL).await, [2, 0, 2, 0, 0]);
+    let next = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    assert_ne!(next.batches[0].batch_id, chunk.batches[0].batch_id);
+    assert_eq!(next.batches[0].records, 2);
+}
+
+#[tokio::test]
+async fn rate_slots_are_strictly_spaced_across_tasks_and_stores() {
+    let (dir, store) = temp_store().await;
+    let other = Store::connect(&url(&dir)).await.unwrap();
+    let now = 1_000_000;
+    let spacing = 50;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = if i % 2 == 0 {
+            store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            s.claim_rate_slot("gov", spacing, now).await
+        }));
+    }
+    let mut slots = Vec::new();
+    for t in tasks {
+        slots.push(t.await.unwrap().unwrap());
+    }
+    slots.sort();
+    let expected: Vec<i64> = (0..40).map(|i| now + i * spacing).collect();
+    assert_eq!(slots, expected);
+    // A caller arriving after the queue drained starts at its own now.
+    let later = now + 100 * spacing;
+    assert_eq!(
+        store.claim_rate_slot("gov", spacing, later).await.unwrap(),
+        later
+    );
+    assert_eq!(
+        store.claim_rate_slot("gov", spacing, now).await.unwrap(),
+        later + spacing
+    );
+    assert_eq!(
+        store.claim_rate_slot("other", spacing, now).await.unwrap(),
+        now
+    );
+}
+
+#[tokio::test]
+async fn rate_slots_in_memory_under_twenty_tasks() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.claim_rate_slot("gov", 10, 0).await.unwrap() })
+        })
+        .collect();
+    let mut slots = Vec::new();
+    for t in tasks {
+        slots.push(t.await.unwrap());
+    }
+    slots.sort();
+    assert_eq!(slots, (0..20).map(|i| i * 10).collect::<Vec<i64>>());
+}
+
+#[tokio::test]
+async fn status_and_pending_counts_per_school() {
+    let (_dir, store) = temp_store().await;
+    let recs = [
+        record("a1", "s2", "A"),
+        record("a2", "s2", "A"),
+        record("b1", "s1", "A"),
+        record("c1", "s3", "A"),
+    ];
+    let mut other_quarter = record("d1", "s1", "A");
+    other_quarter["quarter"] = json!("2026-Q4");
+    let mut all = recs.to_vec();
+    all.push(other_quarter);
+    import(&store, &lines(&all)).await;
+    let c = store
+        .prepare_batches(
+            &q(),
+            "s2",
+            1,
+            BatchLimits {
+                max_records: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let s3 = store
+        .prepare_batches(&q(), "s3", 1, BatchLimits::default())
+        .await
+        .unwrap();
+    store
+        .mark_synced(s3.batches[0].batch_id, "r")
+        .await
+        .unwrap();
+    assert_eq!(c.remaining_pending, 1);
+
+    let status = store.status_counts(&q()).await.unwrap();
+    let got: Vec<(&str, [u64; 5])> = status
+        .iter()
+        .map(|s| {
+            (
+                s.school_id.as_str(),
+                [s.pending, s.batched, s.synced, s.rejected, s.dead],
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("s1", [1, 0, 0, 0, 0]),
+            ("s2", [1, 1, 0, 0, 0]),
+            ("s3", [0, 0, 1, 0, 0])
+        ]
+    );
+    let pending = store.pending_counts(&q()).await.unwrap();
+    let got: Vec<(&str, u64, u64)> = pending
+        .iter()
+        .map(|s| (s.school_id.as_str(), s.pending, s.batched))
+        .collect();
+    assert_eq!(got, [("s1", 1, 0), ("s2", 1, 1)]);
+    assert!(
+        store
+            .status_counts(&"2025-Q1".parse().unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn quarter_runs_start_and_finish() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    assert_eq!(store.run(&q()).await.unwrap(), None);
+    assert!(matches!(
+        store.finish_run(&q(), "complete", None, "{}").await,
+        Err(StoreError::RunNotStarted(_))
+    ));
+    store.start_run(&q(), "wf-1").await.unwrap();
+    let started = store.run(&q()).await.unwrap().unwrap();
+    assert_eq!(
+        (started.workflow_id.as_str(), started.status.as_str()),
+        ("wf-1", "running")
+    );
+    store.start_run(&q(), "wf-1").await.unwrap();
+    assert_eq!(
+        store.run(&q()).await.unwrap().unwrap().started_at,
+        started.started_at
+    );
+    assert!(matches!(
+        store.finish_run(&q(), "done", None, "{}").await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    store
+        .finish_run(
+            &q(),
+            "discrepancies",
+            Some("reports/2026-Q3.json"),
+            r#"{"synced":3}"#,
+        )
+        .await
+        .unwrap();
+    let run = store.run(&q()).await.unwrap().unwrap();
+    assert_eq!(run.status, "discrepancies");
+    assert_eq!(run.report_path.as_deref(), Some("reports/2026-Q3.json"));
+    assert_eq!(run.summary.as_deref(), Some(r#"{"synced":3}"#));
+    assert!(run.finished_at.is_some());
+    store.start_run(&q(), "wf-2").await.unwrap();
+    let rerun = store.run(&q()).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            rerun.workflow_id.as_str(),
+            rerun.status.as_str(),
+            rerun.finished_at
+        ),
+        ("wf-2", "running", None)
+    );
+}
+
+#[tokio::test]
+async fn connect_accepts_every_url_spelling_and_hides_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/a.db");
+    for url in [
+        format!("sqlite://{}", path.display()),
+        format!("sqlite:{}", path.display()),
+        path.display().to_string(),
+        "sqlite::memory:".to_string(),
+    ] {
+        let store = Store::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        store.start_run(&q(), "wf").await.unwrap();
+        assert!(format!("{store:?}").contains("Store"));
+    }
+    let err = Store::connect("postgres://user:hunter2@db/grades")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(err.to_string().contains("GRADESYNC_DATABASE_URL"));
+    let err = Store::connect(&format!(
+        "sqlite://{}/missing/\0/x.db",
+        dir.path().display()
+    ))
+    .await;
+    assert!(err.is_err());
+}
+
+/// Run with `--ignored --release` to see the import speed on a million lines.
+#[tokio::test]
+#[ignore]
+async fn import_a_million_lines() {
+    let (_dir, store) = temp_store().await;
+    let n = 1_000_000;
+    let text: String = (0..n)
+        .map(|i| {
+            format!(
+                "{}\n",
+                record(&format!("r{i:07}"), &format!("s{}", i % 300), "A")
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let report = import(&store, &text).await;
+    eprintln!("imported {n} lines in {:?}", started.elapsed());
+    assert_eq!(report.inserted, n);
+    let started = std::time::Instant::now();
+    let chunk = store
+        .prepare_batches(&q(), "s7", usize::MAX, BatchLimits::default())
+        .await
+        .unwrap();
+    eprintln!(
+        "cut {} batches in {:?}",
+        chunk.batches.len(),
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    let again = import(&store, &text).await;
+    eprintln!("re-imported unchanged in {:?}", started.elapsed());
+    assert_eq!(again.unchanged, n);
+}

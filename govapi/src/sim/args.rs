@@ -1,0 +1,226 @@
+//! The `gradesync gov-sim` command line: where to listen, the client credentials, and one
+//! flag per fault, each explained in `--help`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use super::{Faults, RejectRule, SimConfig, SimError};
+
+/// Runs the government API simulator until Ctrl-C. Its control endpoints (no token
+/// needed): GET /_sim/ledger, GET and POST /_sim/faults, POST /_sim/revoke-tokens.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Address to listen on (use port 0 for any free port).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// OAuth client id that POST /oauth/token accepts.
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "GRADESYNC_GOV_CLIENT_ID",
+        default_value = "gradesync"
+    )]
+    pub client_id: String,
+
+    /// OAuth client secret that POST /oauth/token accepts.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "GRADESYNC_GOV_CLIENT_SECRET",
+        default_value = "sim-secret",
+        hide_env_values = true
+    )]
+    pub client_secret: String,
+
+    /// Lifetime of an access token, in seconds; a request with an older token gets 401.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    pub token_ttl_secs: u64,
+
+    /// Seed of every random fault decision: the same seed and the same sequence of
+    /// requests meet the same faults.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Requests (to /v1/* and /oauth/token) admitted in any sliding window of
+    /// --rate-window-ms; more get 429 with Retry-After. 0 = unlimited.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub rate_limit: u32,
+
+    /// Length of the rate-limit sliding window, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub rate_window_ms: u64,
+
+    /// Delay added to every /v1 request before it is processed, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+
+    /// Random spread around --latency-ms: each request waits latency ± jitter (uniform).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_jitter_ms: u64,
+
+    /// Probability (0..1) that a batch POST is answered 503 Service Unavailable without
+    /// being looked at.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub p_503: f64,
+
+    /// Probability (0..1) that a batch POST is answered 500, 502 or 504 without being
+    /// looked at.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub p_5xx: f64,
+
+    /// Send `Retry-After: N` (seconds) with every 503; without it 503s carry none.
+    #[arg(long, value_name = "SECS")]
+    pub retry_after_secs: Option<u64>,
+
+    /// Start with an outage: every /v1 request gets 503 for this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub outage_ms: u64,
+
+    /// Probability (0..1) that a committed batch is answered only after --hang-ms, so a
+    /// client with a shorter timeout never sees that its batch went through.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub p_hang: f64,
+
+    /// How long a hanging answer is held back, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    pub hang_ms: u64,
+
+    /// Probability (0..1) that a committed batch gets no answer at all: the connection is
+    /// closed right after the commit.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub p_commit_drop: f64,
+
+    /// Fraction (0..1) of the records of an accepted batch that are silently not stored,
+    /// though counted as accepted: only reconciliation can find them.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub p_silent_loss: f64,
+
+    /// Reject records whose FIELD equals VALUE: their batch gets 400 with an error naming
+    /// them, and nothing of it is stored. Repeatable, e.g. --reject grade=F.
+    #[arg(long = "reject", value_name = "FIELD=VALUE", value_parser = reject_rule)]
+    pub reject: Vec<RejectRule>,
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number: give a probability between 0 and 1"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{s} is not a probability: give a number between 0 and 1"
+        ))
+    }
+}
+
+fn reject_rule(s: &str) -> Result<RejectRule, String> {
+    RejectRule::parse(s).map_err(|e| e.to_string())
+}
+
+impl SimArgs {
+    pub fn faults(&self) -> Faults {
+        Faults {
+            seed: self.seed,
+            rate_limit: self.rate_limit,
+            rate_window_ms: self.rate_window_ms,
+            latency_ms: self.latency_ms,
+            latency_jitter_ms: self.latency_jitter_ms,
+            p_503: self.p_503,
+            p_5xx: self.p_5xx,
+            retry_after_secs: self.retry_after_secs,
+            outage_ms: self.outage_ms,
+            p_hang: self.p_hang,
+            hang_ms: self.hang_ms,
+            p_commit_drop: self.p_commit_drop,
+            p_silent_loss: self.p_silent_loss,
+            reject_rules: self.reject.clone(),
+        }
+    }
+
+    pub fn config(&self) -> SimConfig {
+        SimConfig {
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            token_ttl: Duration::from_secs(self.token_ttl_secs),
+            faults: self.faults(),
+        }
+    }
+}
+
+/// Binds, prints `gov-sim listening on http://ADDR`, and serves until Ctrl-C or SIGTERM.
+pub async fn run(args: SimArgs) -> Result<(), SimError> {
+    let config = args.config();
+    config.faults.validate()?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| SimError::Bind {
+            addr: args.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(SimError::Serve)?;
+    println!("gov-sim listening on http://{addr}");
+    super::serve(listener, config, stop_signal())
+        .await
+        .map_err(SimError::Serve)
+}
+
+/// Ctrl-C, or SIGTERM where there is one (how scripts and supervisors stop a server).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn flags_become_faults() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--p-503",
+            "0.25",
+            "--reject",
+            "grade=F",
+            "--reject",
+            "course_code=X",
+        ])
+        .unwrap();
+        let faults = cli.sim.faults();
+        assert_eq!(faults.p_503, 0.25);
+        assert_eq!(faults.rate_limit, 2);
+        assert_eq!(faults.reject_rules.len(), 2);
+        assert_eq!(faults.reject_rules[0].field, "grade");
+    }
+
+    #[test]
+    fn probabilities_out_of_range_are_refused() {
+        let err = Cli::try_parse_from(["x", "--p-hang", "1.5"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("between 0 and 1"), "{err}");
+        assert!(Cli::try_parse_from(["x", "--reject", "nonsense"]).is_err());
+    }
+}

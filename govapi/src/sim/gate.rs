@@ -1,0 +1,52 @@
+//! The middleware every API request passes: arrival accounting, rate limit and injected
+//! failures on the way in; `RateLimit` headers, status counts and the access log on the way
+//! out. The `/_sim` control endpoints bypass it entirely.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use tokio::time::Instant;
+
+use super::problem::{self, DropConnection};
+use super::state::{Admission, SimState};
+
+/// Whether the path belongs to the API proper (rate-limited and counted).
+fn is_api(path: &str) -> bool {
+    path == "/oauth/token" || path.starts_with("/v1/")
+}
+
+pub(crate) async fn gate(
+    State(sim): State<Arc<SimState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    if !is_api(&path) {
+        return next.run(req).await;
+    }
+    let method = req.method().clone();
+    let started = Instant::now();
+    let resp = match sim.arrive(&method, &path) {
+        Admission::Refused(resp) => resp,
+        Admission::Admitted { roll, quota } => {
+            req.extensions_mut().insert(roll);
+            let mut resp = next.run(req).await;
+            quota.inspect(|q| problem::set_quota(&mut resp, *q));
+            resp
+        }
+    };
+    let dropped = resp.extensions().get::<DropConnection>().is_some();
+    let status = (!dropped).then(|| resp.status().as_u16());
+    sim.answered(status);
+    tracing::debug!(
+        %method,
+        path,
+        status = status.unwrap_or(0),
+        dropped,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "gov-sim request"
+    );
+    resp
+}

@@ -1,0 +1,142 @@
+//! The strict sliding-window rate limit and the arrival statistics that let a test prove a
+//! client never exceeded it. Both look at arrival instants only, before any latency.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Admits a request when fewer than `limit` admitted requests arrived in the half-open
+/// window `(t - window, t]`.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimiter {
+    admitted: VecDeque<Instant>,
+}
+
+/// What the `RateLimit` headers report after a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Quota {
+    pub limit: u32,
+    pub window_secs: u64,
+    pub remaining: u32,
+    /// Seconds until a slot frees up (0 when one is free now).
+    pub reset_secs: u64,
+}
+
+impl RateLimiter {
+    /// `Ok` when admitted; `Err` when over the limit. `None` inside means unlimited.
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Option<Quota>, Quota> {
+        if limit == 0 {
+            self.admitted.clear();
+            return Ok(None);
+        }
+        expire(&mut self.admitted, now, window);
+        let admitted = self.admitted.len() < limit as usize;
+        if admitted {
+            self.admitted.push_back(now);
+        }
+        let full = self.admitted.len() >= limit as usize;
+        let quota = Quota {
+            limit,
+            window_secs: ceil_secs(window).max(1),
+            remaining: limit.saturating_sub(self.admitted.len() as u32),
+            reset_secs: match self.admitted.front() {
+                Some(oldest) if full => ceil_secs(*oldest + window - now).max(1),
+                _ => 0,
+            },
+        };
+        if admitted {
+            Ok(Some(quota))
+        } else {
+            Err(quota)
+        }
+    }
+}
+
+/// Every API arrival, admitted or not: the busiest window seen and a per-second histogram.
+#[derive(Debug)]
+pub(crate) struct ArrivalStats {
+    started: Instant,
+    recent: VecDeque<Instant>,
+    pub max_in_window: u32,
+    pub per_second: Vec<u32>,
+}
+
+impl ArrivalStats {
+    pub fn new(started: Instant) -> Self {
+        Self {
+            started,
+            recent: VecDeque::new(),
+            max_in_window: 0,
+            per_second: Vec::new(),
+        }
+    }
+
+    pub fn arrive(&mut self, now: Instant, window: Duration) {
+        expire(&mut self.recent, now, window);
+        self.recent.push_back(now);
+        self.max_in_window = self.max_in_window.max(self.recent.len() as u32);
+        let second = now.duration_since(self.started).as_secs() as usize;
+        if self.per_second.len() <= second {
+            self.per_second.resize(second + 1, 0);
+        }
+        self.per_second[second] += 1;
+    }
+}
+
+/// Drops the instants that are no longer in `(now - window, now]`.
+fn expire(instants: &mut VecDeque<Instant>, now: Instant, window: Duration) {
+    while instants.front().is_some_and(|t| *t + window <= now) {
+        instants.pop_front();
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: Duration = Duration::from_millis(1000);
+
+    #[test]
+    fn admits_up_to_the_limit_per_sliding_window() {
+        let t0 = Instant::now();
+        let mut rl = RateLimiter::default();
+        assert!(rl.admit(t0, 2, W).is_ok());
+        assert!(rl.admit(t0 + Duration::from_millis(100), 2, W).is_ok());
+        let refused = rl.admit(t0 + Duration::from_millis(200), 2, W).unwrap_err();
+        assert_eq!((refused.remaining, refused.reset_secs), (0, 1));
+        // The window is half-open: at exactly t0 + 1 s the first arrival has left it.
+        assert!(rl.admit(t0 + W, 2, W).is_ok());
+        assert!(rl.admit(t0 + W, 2, W).is_err());
+    }
+
+    #[test]
+    fn refused_requests_do_not_take_slots() {
+        let t0 = Instant::now();
+        let mut rl = RateLimiter::default();
+        for i in 0..10 {
+            let _ = rl.admit(t0 + Duration::from_millis(i), 2, W);
+        }
+        assert!(rl.admit(t0 + W + Duration::from_millis(1), 2, W).is_ok());
+    }
+
+    #[test]
+    fn stats_count_every_arrival() {
+        let t0 = Instant::now();
+        let mut stats = ArrivalStats::new(t0);
+        for ms in [0, 10, 20, 1500, 2600] {
+            stats.arrive(t0 + Duration::from_millis(ms), W);
+        }
+        assert_eq!(stats.max_in_window, 3);
+        assert_eq!(stats.per_second, vec![3, 1, 1]);
+    }
+}

@@ -1,0 +1,158 @@
+//! The simulator's shared state behind one lock, and the decisions taken at a request's
+//! arrival (rate limit, outage, random 5xx) before any handler runs. One lock keeps every
+//! batch atomic and every ledger count exact; nothing awaits while holding it.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+use rand::rngs::StdRng;
+use tokio::time::Instant;
+
+use super::SimConfig;
+use super::auth::TokenStore;
+use super::faults::{Faults, Roll};
+use super::ledger::{KeyTable, Ledger, RecordStore};
+use super::problem::{self, Refusal};
+use super::rate::{ArrivalStats, Quota, RateLimiter};
+
+pub(crate) struct SimState {
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_ttl: Duration,
+    inner: Mutex<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub faults: Faults,
+    faults_set_at: Instant,
+    rng: StdRng,
+    limiter: RateLimiter,
+    arrivals: ArrivalStats,
+    pub tokens: TokenStore,
+    pub keys: KeyTable,
+    pub store: RecordStore,
+    pub ledger: Ledger,
+}
+
+/// The outcome of the arrival checks.
+pub(crate) enum Admission {
+    Admitted { roll: Roll, quota: Option<Quota> },
+    Refused(Response),
+}
+
+impl SimState {
+    pub fn new(config: SimConfig) -> Self {
+        let now = Instant::now();
+        let inner = Inner {
+            rng: config.faults.rng(),
+            faults: config.faults,
+            faults_set_at: now,
+            limiter: RateLimiter::default(),
+            arrivals: ArrivalStats::new(now),
+            tokens: TokenStore::default(),
+            keys: KeyTable::default(),
+            store: RecordStore::default(),
+            ledger: Ledger::default(),
+        };
+        Self {
+            client_id: config.client_id,
+            client_secret: config.client_secret,
+            token_ttl: config.token_ttl,
+            inner: Mutex::new(inner),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic under the lock leaves plain data behind; keep serving it.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    /// Replaces the faults, restarting the random stream and the outage clock.
+    pub fn set_faults(&self, faults: Faults) {
+        let mut inner = self.lock();
+        inner.rng = faults.rng();
+        inner.faults = faults;
+        inner.faults_set_at = Instant::now();
+    }
+
+    pub fn ledger(&self) -> Ledger {
+        let inner = self.lock();
+        let mut ledger = inner.ledger.clone();
+        ledger.max_requests_in_window = inner.arrivals.max_in_window;
+        ledger.arrivals_per_second = inner.arrivals.per_second.clone();
+        ledger
+    }
+
+    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let inner = self.lock();
+        inner
+            .tokens
+            .check(headers, Instant::now())
+            .map_err(|f| problem::unauthorized(f).into())
+    }
+
+    /// Accounts for an API request at its arrival and decides whether it is refused
+    /// before reaching its handler.
+    pub fn arrive(&self, method: &Method, path: &str) -> Admission {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let window = Duration::from_millis(inner.faults.rate_window_ms.max(1));
+        inner.ledger.requests_total += 1;
+        inner.arrivals.arrive(now, window);
+        let roll = Roll::draw(&mut inner.rng);
+        let limit = inner.faults.rate_limit;
+        let quota = match inner.limiter.admit(now, limit, window) {
+            Ok(quota) => quota,
+            Err(quota) => return Admission::Refused(problem::too_many_requests(quota)),
+        };
+        if let Some(status) = inner.injected_failure(now, method, path, &roll) {
+            let retry_after = inner.faults.retry_after_secs.filter(|_| status == 503);
+            let mut resp = problem::unavailable(status, retry_after);
+            quota.inspect(|q| problem::set_quota(&mut resp, *q));
+            return Admission::Refused(resp);
+        }
+        Admission::Admitted { roll, quota }
+    }
+
+    /// Counts an answer that reached the client, or a connection closed on purpose.
+    pub fn answered(&self, status: Option<u16>) {
+        let mut inner = self.lock();
+        match status {
+            Some(status) => *inner.ledger.status_counts.entry(status).or_default() += 1,
+            None => inner.ledger.connections_dropped += 1,
+        }
+    }
+}
+
+impl Inner {
+    /// The outage, then the random 503 and 5xx of batch POSTs. These are not remembered
+    /// for the idempotency key: the batch was never looked at.
+    fn injected_failure(
+        &self,
+        now: Instant,
+        method: &Method,
+        path: &str,
+        roll: &Roll,
+    ) -> Option<u16> {
+        let f = &self.faults;
+        let outage = Duration::from_millis(f.outage_ms);
+        if path.starts_with("/v1/") && f.outage_ms > 0 && now < self.faults_set_at + outage {
+            return Some(503);
+        }
+        if method != Method::POST || path != "/v1/grade-batches" {
+            return None;
+        }
+        if roll.p503 < f.p_503 {
+            return Some(503);
+        }
+        (roll.p5xx < f.p_5xx).then(|| roll.server_error())
+    }
+}

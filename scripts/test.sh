@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, starts one Temporal dev server for the whole
+# suite (each test gets its own task queue, SQLite file and simulator port), runs the
+# workspace's tests with nextest, and stops the server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/ensure-tools.sh
+
+work=$(mktemp -d -t gradesync-test.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+temporal server start-dev --headless --ip 127.0.0.1 --port "$port" \
+  --db-filename "$work/temporal.db" --log-level error >"$work/temporal.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 1 150); do
+  (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.2
+done
+export TEMPORAL_ADDRESS="127.0.0.1:$port"
+echo "test.sh: Temporal dev server on $TEMPORAL_ADDRESS"
+
+profile=default
+[ -n "${CI:-}" ] && profile=ci
+cargo nextest run --workspace --profile "$profile" "$@"

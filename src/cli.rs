@@ -1,0 +1,40 @@
+//! The command line: raw flags as clap parses them. Each subcommand's arguments live with
+//! its implementation in `commands/`.
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::{demo, dlq, import, schedule, sync};
+use crate::worker::WorkerArgs;
+
+/// gradesync pushes every grade of every school to the government API each quarter, on
+/// Temporal, and proves nothing was lost or sent twice.
+#[derive(Debug, Parser)]
+#[command(name = "gradesync", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "GRADESYNC_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Temporal worker (workflows, store activities and SendBatch).
+    Worker(WorkerArgs),
+    /// Start or follow a quarter's sync.
+    #[command(subcommand)]
+    Sync(sync::SyncCommand),
+    /// Manage the quarterly Temporal Schedule (cron 0 2 1 */3 *).
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
+    /// Import grade records from a JSON Lines file into the store.
+    Import(import::ImportArgs),
+    /// List or replay dead-lettered batches.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
+    /// Run the government API simulator (fault injection for tests and the demo).
+    GovSim(gradesync_govapi::sim::args::SimArgs),
+    /// Run a whole quarterly sync on this machine: dev server, SQLite, simulator, worker.
+    Demo(demo::DemoArgs),
+}

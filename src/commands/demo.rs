@@ -1,0 +1,199 @@
+//! `gradesync demo`: the whole product on one machine. Finds or starts a Temporal dev server
+//! (with the Web UI), creates a fresh SQLite store with realistic generated grades, starts
+//! the government API simulator with moderate faults and a worker, runs one quarter with a
+//! progress bar, then prints the summary, the report's path, the simulator's ledger check
+//! and the Web UI link.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use gradesync_activities::model::Policy;
+use gradesync_govapi::Quarter;
+use gradesync_govapi::sim::{self, Faults, SimConfig};
+
+use crate::commands::sync::{parse_quarter, print_summary, start, wait_with_progress, workflow_id};
+use crate::datagen::{self, DataSpec};
+use crate::devserver;
+use crate::errors::{CliError, CliResult};
+use crate::settings::{GovArgs, OutputArgs, StoreArgs, TemporalArgs};
+use crate::worker::{BackgroundWorkers, WorkerArgs};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Schools to generate (the seed's operator has about 50).
+    #[arg(long, default_value_t = 5)]
+    pub schools: usize,
+    /// Records per school (about 8 KB each).
+    #[arg(long, default_value_t = 400)]
+    pub records_per_school: usize,
+    /// Quarter to generate and sync (default: the quarter that ended most recently).
+    #[arg(long, value_parser = parse_quarter)]
+    pub quarter: Option<Quarter>,
+    /// Where the demo keeps its files (store, reports, Temporal state).
+    #[arg(long, default_value = ".gradesync")]
+    pub dir: PathBuf,
+    /// Probability of a 503 per request at the simulator.
+    #[arg(long, default_value_t = 0.03)]
+    pub p_503: f64,
+    /// Probability the simulator applies a batch then drops the connection.
+    #[arg(long, default_value_t = 0.01)]
+    pub p_commit_drop: f64,
+    /// Simulated API latency, ms.
+    #[arg(long, default_value_t = 150)]
+    pub latency_ms: u64,
+    /// Seed for the data and the fault schedule.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Keep the dev server (and its Web UI) running after the sync until Ctrl-C.
+    #[arg(long)]
+    pub keep_ui: bool,
+    /// Temporal address to use if a server answers there; otherwise one is started.
+    #[arg(long, env = "TEMPORAL_ADDRESS", default_value = "127.0.0.1:7233")]
+    pub temporal_address: String,
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+pub async fn run(a: DemoArgs) -> CliResult {
+    let quarter = a
+        .quarter
+        .unwrap_or_else(|| Quarter::last_ended_before(now_secs()));
+    std::fs::create_dir_all(&a.dir)
+        .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", a.dir.display())))?;
+
+    let mut server = None;
+    let address = if devserver::answers(&a.temporal_address).await {
+        println!("using the Temporal server at {}", a.temporal_address);
+        a.temporal_address.clone()
+    } else {
+        println!("starting a Temporal dev server (Web UI on http://localhost:8233)...");
+        let s = devserver::start(7233, Some(8233), &a.dir.join("temporal.db")).await?;
+        let addr = s.address.clone();
+        server = Some(s);
+        addr
+    };
+
+    let db = a.dir.join("demo.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let data = a.dir.join(format!("grades-{quarter}.jsonl"));
+    let spec = DataSpec {
+        quarter: quarter.to_string(),
+        schools: a.schools,
+        records_per_school: a.records_per_school,
+        seed: a.seed,
+        ..DataSpec::default()
+    };
+    let file = std::fs::File::create(&data)
+        .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", data.display())))?;
+    let bytes =
+        datagen::write_jsonl(&spec, std::io::BufWriter::new(file)).map_err(anyhow::Error::from)?;
+    println!(
+        "generated {} records for {} schools ({:.1} MB) in {}",
+        a.schools * a.records_per_school,
+        a.schools,
+        bytes as f64 / 1e6,
+        data.display()
+    );
+    let store_args = StoreArgs {
+        database_url: format!("sqlite://{}", db.display()),
+    };
+    crate::commands::import::run(crate::commands::import::ImportArgs {
+        file: data.clone(),
+        max_errors_shown: 10,
+        store: store_args.clone(),
+    })
+    .await?;
+
+    let faults = Faults {
+        seed: a.seed,
+        latency_ms: a.latency_ms,
+        latency_jitter_ms: a.latency_ms / 2,
+        p_503: a.p_503,
+        p_commit_drop: a.p_commit_drop,
+        ..Faults::default()
+    };
+    let sim = sim::spawn(SimConfig {
+        faults,
+        ..SimConfig::default()
+    })
+    .await
+    .map_err(|e| CliError::Unreachable(format!("cannot start the API simulator: {e}")))?;
+    println!(
+        "government API simulator on {} (503 p={}, commit-then-drop p={})",
+        sim.base_url(),
+        a.p_503,
+        a.p_commit_drop
+    );
+
+    let temporal = TemporalArgs {
+        temporal_address: address.clone(),
+        namespace: "default".into(),
+        task_queue: "gradesync-demo".into(),
+    };
+    let worker_args = WorkerArgs {
+        temporal: temporal.clone(),
+        store: store_args,
+        gov: GovArgs {
+            gov_api_url: sim.base_url(),
+            gov_client_id: SimConfig::default().client_id,
+            gov_client_secret: SimConfig::default().client_secret,
+            http_timeout_secs: 120.0,
+            rate_per_sec: 2.0,
+            rate_guard_ms: 10,
+        },
+        output: OutputArgs {
+            alert_webhook_url: None,
+            compliance_webhook_url: None,
+            report_dir: a.dir.join("reports"),
+        },
+    };
+    let client = crate::temporal::connect(&temporal).await?;
+    let workers = BackgroundWorkers::start(worker_args).await?;
+
+    let id = start(&client, &temporal.task_queue, quarter, Policy::default()).await?;
+    println!("QuarterlySync {id} started");
+    let summary = wait_with_progress(&client, &id).await;
+    workers.stop().await?;
+    let summary = summary?;
+    print_summary(&summary);
+
+    let ledger = sim.ledger().await;
+    let twice = ledger.records.values().filter(|r| r.applied > 1).count();
+    println!(
+        "API ledger: {} records applied, {} applied more than once, {} requests, busiest second {} requests",
+        ledger.records.len(),
+        twice,
+        ledger.requests_total,
+        ledger.max_requests_in_window
+    );
+    println!(
+        "Web UI: http://localhost:8233/namespaces/default/workflows/{}",
+        workflow_id(&quarter)
+    );
+    sim.shutdown().await;
+    if let Some(mut s) = server {
+        if a.keep_ui {
+            println!("the dev server and its Web UI stay up; press Ctrl-C to stop");
+            let _ = tokio::signal::ctrl_c().await;
+        } else {
+            println!(
+                "(stopping the dev server; its history is kept in {}; rerun with --keep-ui to browse it)",
+                a.dir.join("temporal.db").display()
+            );
+        }
+        let _ = s.child.kill().await;
+    }
+    if summary.complete && twice == 0 {
+        Ok(())
+    } else {
+        Err(CliError::Attention(
+            "the demo quarter did not complete clean".into(),
+        ))
+    }
+}

@@ -1,0 +1,7 @@
+//! One module per `gradesync` subcommand.
+
+pub mod demo;
+pub mod dlq;
+pub mod import;
+pub mod schedule;
+pub mod sync;

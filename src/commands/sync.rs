@@ -1,0 +1,258 @@
+//! `gradesync sync start|status|plan`: start a quarter's run (refusing a second concurrent
+//! one), follow it with a progress bar, and read where it stands.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use gradesync_activities::model::{Policy, Progress, SyncInput, SyncSummary};
+use gradesync_govapi::Quarter;
+use gradesync_workflows::QuarterlySync;
+use indicatif::{ProgressBar, ProgressStyle};
+use temporalio_client::{
+    Client, WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+    WorkflowQueryOptions, WorkflowStartOptions, errors::WorkflowStartError,
+};
+
+use crate::errors::{CliError, CliResult};
+use crate::settings::{StoreArgs, TemporalArgs};
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Start the quarterly sync of one quarter (refused while one already runs).
+    Start(StartArgs),
+    /// Show a quarter's progress: the running workflow's counts and the store's.
+    Status(StatusArgs),
+}
+
+/// A quarter as `YYYY-Qn`, validated at the command line.
+pub fn parse_quarter(text: &str) -> Result<Quarter, String> {
+    text.parse::<Quarter>().map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Quarter to sync, e.g. 2026-Q4.
+    #[arg(long, value_parser = parse_quarter)]
+    pub quarter: Quarter,
+    /// Wait for the run to finish, with a progress bar, and print its summary.
+    #[arg(long)]
+    pub wait: bool,
+    /// Policy overrides as JSON, e.g. '{"backoff_ms":[500,1000,2000]}' (defaults: the seed's).
+    #[arg(long, value_name = "JSON")]
+    pub policy: Option<String>,
+    #[command(flatten)]
+    pub temporal: TemporalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Quarter to show, e.g. 2026-Q4.
+    #[arg(long, value_parser = parse_quarter)]
+    pub quarter: Quarter,
+    #[command(flatten)]
+    pub temporal: TemporalArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// The one workflow id of a quarter: a second start for the same quarter collides with it.
+pub fn workflow_id(quarter: &Quarter) -> String {
+    format!("gradesync-{quarter}")
+}
+
+pub async fn run(cmd: SyncCommand) -> CliResult {
+    match cmd {
+        SyncCommand::Start(args) => start_command(args).await,
+        SyncCommand::Status(args) => status_command(args).await,
+    }
+}
+
+async fn start_command(args: StartArgs) -> CliResult {
+    let policy: Policy = match &args.policy {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| CliError::Usage(format!("--policy is not a valid policy: {e}")))?,
+        None => Policy::default(),
+    };
+    let client = crate::temporal::connect(&args.temporal).await?;
+    let id = start(&client, &args.temporal.task_queue, args.quarter, policy).await?;
+    println!("started {id} on task queue {}", args.temporal.task_queue);
+    if !args.wait {
+        println!(
+            "follow it with: gradesync sync status --quarter {}",
+            args.quarter
+        );
+        return Ok(());
+    }
+    let summary = wait_with_progress(&client, &id).await?;
+    print_summary(&summary);
+    if summary.complete {
+        Ok(())
+    } else {
+        Err(CliError::Attention(format!(
+            "quarter {} finished with discrepancies; see {}",
+            summary.quarter, summary.reconcile.report_json
+        )))
+    }
+}
+
+/// Starts `QuarterlySync` for `quarter` with the deadline as its execution timeout.
+pub async fn start(
+    client: &Client,
+    task_queue: &str,
+    quarter: Quarter,
+    policy: Policy,
+) -> Result<String, CliError> {
+    let id = workflow_id(&quarter);
+    let timeout = Duration::from_millis(policy.deadline_ms);
+    let input = SyncInput {
+        quarter: Some(quarter.to_string()),
+        policy,
+    };
+    let options = WorkflowStartOptions::new(task_queue.to_string(), id.clone())
+        .execution_timeout(timeout)
+        .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
+        .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
+        .build();
+    match client
+        .start_workflow(QuarterlySync::run, input, options)
+        .await
+    {
+        Ok(_) => Ok(id),
+        Err(WorkflowStartError::AlreadyStarted { .. }) => Err(CliError::Attention(format!(
+            "a sync of {quarter} is already running as workflow {id}; follow it with \
+             `gradesync sync status --quarter {quarter}` instead of starting another"
+        ))),
+        Err(e) => Err(CliError::Unreachable(format!(
+            "cannot start the sync of {quarter}: {e}"
+        ))),
+    }
+}
+
+/// Polls the `progress` query into a progress bar until the run ends, then returns its result.
+pub async fn wait_with_progress(client: &Client, id: &str) -> Result<SyncSummary, CliError> {
+    let handle = client.get_workflow_handle::<QuarterlySync>(id.to_string());
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg:12} [{bar:40}] {pos}/{len} records ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let result = {
+        let poll = async {
+            loop {
+                if let Ok(p) = handle
+                    .query(QuarterlySync::progress, (), WorkflowQueryOptions::default())
+                    .await
+                {
+                    show(&bar, &p);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        };
+        tokio::select! {
+            r = handle.get_result(WorkflowGetResultOptions::default()) => r,
+            _ = poll => unreachable!("the progress poll never ends"),
+        }
+    };
+    bar.finish_and_clear();
+    result.map_err(|e| CliError::Attention(format!("the sync workflow {id} did not complete: {e}")))
+}
+
+fn show(bar: &ProgressBar, p: &Progress) {
+    bar.set_length(p.pending_at_start);
+    let done = p.totals.records_synced + p.totals.records_rejected + p.totals.records_dead;
+    bar.set_position(done.min(p.pending_at_start));
+    bar.set_message(p.phase.clone());
+}
+
+pub fn print_summary(s: &SyncSummary) {
+    let t = &s.totals;
+    let r = &s.reconcile;
+    println!(
+        "quarter {}: {}",
+        s.quarter,
+        if s.complete {
+            "complete"
+        } else {
+            "NOT complete"
+        }
+    );
+    println!(
+        "  synced {} records in {} batches; rejected {}; dead-lettered {} ({} batches); {} retries, {} throttled waits",
+        t.records_synced,
+        t.batches_sent,
+        t.records_rejected,
+        t.records_dead,
+        t.batches_dead,
+        t.retries,
+        t.throttled
+    );
+    println!(
+        "  reconcile: {} synced in store, {} at the API, {} missing, {} mismatched, {} unexpected",
+        r.synced_in_store,
+        r.received_by_api,
+        r.missing_at_api,
+        r.hash_mismatches,
+        r.unexpected_at_api
+    );
+    println!("  report: {} and {}", r.report_json, r.report_csv);
+}
+
+async fn status_command(args: StatusArgs) -> CliResult {
+    let store = crate::worker::open_store(&args.store).await?;
+    let q = args.quarter;
+    let rows = store
+        .status_counts(&q)
+        .await
+        .map_err(|e| CliError::Unreachable(e.to_string()))?;
+    let run = store
+        .run(&q)
+        .await
+        .map_err(|e| CliError::Unreachable(e.to_string()))?;
+    if rows.is_empty() && run.is_none() {
+        return Err(CliError::Usage(format!(
+            "no grades and no runs for quarter {q} in this database; import grades with \
+             `gradesync import FILE.jsonl` or check GRADESYNC_DATABASE_URL"
+        )));
+    }
+    match crate::temporal::connect(&args.temporal).await {
+        Ok(client) => {
+            let handle = client.get_workflow_handle::<QuarterlySync>(workflow_id(&q));
+            match handle
+                .query(QuarterlySync::progress, (), WorkflowQueryOptions::default())
+                .await
+            {
+                Ok(p) => println!(
+                    "workflow {}: phase {}, {} of {} records synced",
+                    workflow_id(&q),
+                    p.phase,
+                    p.totals.records_synced,
+                    p.pending_at_start
+                ),
+                Err(_) => println!("workflow {}: not running", workflow_id(&q)),
+            }
+        }
+        Err(e) => println!("(Temporal not reachable: {e})"),
+    }
+    if let Some(run) = run {
+        println!(
+            "last run: {} (workflow {}), report {}",
+            run.status,
+            run.workflow_id,
+            run.report_path.as_deref().unwrap_or("-")
+        );
+    }
+    println!(
+        "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "school", "pending", "batched", "synced", "rejected", "dead"
+    );
+    for r in rows {
+        println!(
+            "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            r.school_id, r.pending, r.batched, r.synced, r.rejected, r.dead
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! `gradesync`: parses the command line, sets up logging and maps failures to exit codes
+//! (2 usage, 3 unreachable service, 4 needs attention, 1 anything else).
+
+use clap::Parser;
+use gradesync::cli::{Cli, Command};
+use gradesync::commands::{demo, dlq, import, schedule, sync};
+use gradesync::errors::CliError;
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GRADESYNC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,temporalio_sdk_core=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let result = match cli.command {
+        Command::Worker(args) => gradesync::worker::run(args).await,
+        Command::Sync(cmd) => sync::run(cmd).await,
+        Command::Schedule(cmd) => schedule::run(cmd).await,
+        Command::Import(args) => import::run(args).await,
+        Command::Dlq(cmd) => dlq::run(cmd).await,
+        Command::GovSim(args) => gradesync_govapi::sim::args::run(args)
+            .await
+            .map_err(|e| CliError::Usage(e.to_string())),
+        Command::Demo(args) => demo::run(args).await,
+    };
+    if let Err(e) = result {
+        eprintln!("gradesync: {e:#}");
+        std::process::exit(e.exit_code());
+    }
+}

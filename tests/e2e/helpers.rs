@@ -1,0 +1,291 @@
+//! `TestApp`: everything one end-to-end test needs, isolated from every other test: its own
+//! task queue, SQLite file, report directory, simulator port and webhook receiver, on the
+//! shared Temporal dev server (TEMPORAL_ADDRESS, started by scripts/test.sh; started here if
+//! none answers).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::post;
+use gradesync::datagen::{self, DataSpec};
+use gradesync::devserver;
+use gradesync::settings::{GovArgs, OutputArgs, StoreArgs, TemporalArgs};
+use gradesync::worker::{BackgroundWorkers, WorkerArgs};
+use gradesync_activities::model::{Policy, SyncSummary};
+use gradesync_activities::store::Store;
+use gradesync_govapi::Quarter;
+use gradesync_govapi::sim::{self, Faults, Ledger, SimConfig, SimHandle};
+use serde_json::Value;
+use temporalio_client::Client;
+use tokio::sync::OnceCell;
+
+pub const QUARTER: &str = "2026-Q3";
+
+pub fn quarter() -> Quarter {
+    QUARTER.parse().unwrap()
+}
+
+/// Timers compressed so a test's whole retry ladder takes about a second; everything else
+/// keeps the seed's defaults.
+pub fn fast_policy() -> Policy {
+    Policy {
+        backoff_ms: vec![200, 400, 800],
+        ..Policy::default()
+    }
+}
+
+static SERVER: OnceCell<String> = OnceCell::const_new();
+
+/// The dev server's address: TEMPORAL_ADDRESS when it answers, else one started for this
+/// test process (kept for its lifetime).
+pub async fn temporal_address() -> String {
+    SERVER
+        .get_or_init(|| async {
+            if let Ok(addr) = std::env::var("TEMPORAL_ADDRESS") {
+                if devserver::answers(&addr).await {
+                    return addr;
+                }
+            }
+            let dir = tempfile::tempdir().unwrap().keep();
+            let port = free_port();
+            let server = devserver::start(port, None, &dir.join("temporal.db"))
+                .await
+                .unwrap();
+            let addr = server.address.clone();
+            std::mem::forget(server); // lives as long as the test process
+            addr
+        })
+        .await
+        .clone()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A local Slack-compatible webhook that keeps every JSON body it receives.
+pub struct Webhook {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Webhook {
+    pub async fn spawn() -> Self {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .route(
+                "/",
+                post(
+                    |State(r): State<Arc<Mutex<Vec<Value>>>>, Json(v): Json<Value>| async move {
+                        r.lock().unwrap().push(v);
+                        "ok"
+                    },
+                ),
+            )
+            .with_state(received.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, received }
+    }
+
+    pub fn texts(&self) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["text"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+pub struct TestApp {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+    pub sim: SimHandle,
+    pub client: Client,
+    pub worker_args: WorkerArgs,
+    pub alerts: Webhook,
+    pub compliance: Webhook,
+    workers: Option<BackgroundWorkers>,
+}
+
+impl TestApp {
+    /// Everything up, worker running in-process.
+    pub async fn spawn(name: &str, faults: Faults) -> Self {
+        let app = Self::spawn_without_worker(name, faults).await;
+        app.with_worker().await
+    }
+
+    pub async fn spawn_without_worker(name: &str, faults: Faults) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("grades.db");
+        let database_url = format!("sqlite://{}", db.display());
+        let store = Store::connect(&database_url).await.unwrap();
+        let sim = sim::spawn(SimConfig {
+            faults,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let alerts = Webhook::spawn().await;
+        let compliance = Webhook::spawn().await;
+        // A fresh queue per run, so a test never meets another test's (or run's) tasks.
+        let task_queue = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+        let temporal = TemporalArgs {
+            temporal_address: temporal_address().await,
+            namespace: "default".into(),
+            task_queue,
+        };
+        let worker_args = WorkerArgs {
+            temporal: temporal.clone(),
+            store: StoreArgs { database_url },
+            gov: GovArgs {
+                gov_api_url: sim.base_url(),
+                gov_client_id: "gradesync".into(),
+                gov_client_secret: "sim-secret".into(),
+                http_timeout_secs: 2.0,
+                rate_per_sec: 2.0,
+                rate_guard_ms: 10,
+            },
+            output: OutputArgs {
+                alert_webhook_url: Some(alerts.url.clone()),
+                compliance_webhook_url: Some(compliance.url.clone()),
+                report_dir: dir.path().join("reports"),
+            },
+        };
+        let client = gradesync::temporal::connect(&temporal).await.unwrap();
+        Self {
+            name: name.to_string(),
+            dir,
+            store,
+            sim,
+            client,
+            worker_args,
+            alerts,
+            compliance,
+            workers: None,
+        }
+    }
+
+    pub async fn with_worker(mut self) -> Self {
+        self.workers = Some(
+            BackgroundWorkers::start(self.worker_args.clone())
+                .await
+                .unwrap(),
+        );
+        self
+    }
+
+    pub fn task_queue(&self) -> &str {
+        &self.worker_args.temporal.task_queue
+    }
+
+    pub fn database_url(&self) -> &str {
+        &self.worker_args.store.database_url
+    }
+
+    /// Generates `schools x per_school` records and imports them; returns the record count.
+    pub async fn seed_grades(&self, schools: usize, per_school: usize) -> u64 {
+        let spec = DataSpec {
+            quarter: QUARTER.into(),
+            schools,
+            records_per_school: per_school,
+            seed: 1,
+            ..DataSpec::default()
+        };
+        let mut buf = Vec::new();
+        datagen::write_jsonl(&spec, &mut buf).unwrap();
+        self.import_bytes(&buf).await
+    }
+
+    pub async fn import_bytes(&self, bytes: &[u8]) -> u64 {
+        let report = self
+            .store
+            .import_jsonl(tokio::io::BufReader::new(bytes), |_| {})
+            .await
+            .unwrap();
+        assert!(report.bad_lines.is_empty(), "{:?}", report.bad_lines);
+        report.inserted
+    }
+
+    pub async fn start_sync(&self, policy: Policy) -> String {
+        gradesync::commands::sync::start(&self.client, self.task_queue(), quarter(), policy)
+            .await
+            .unwrap()
+    }
+
+    pub async fn sync_and_wait(&self, policy: Policy) -> SyncSummary {
+        let id = self.start_sync(policy).await;
+        self.result(&id).await
+    }
+
+    pub async fn result(&self, id: &str) -> SyncSummary {
+        let handle = self
+            .client
+            .get_workflow_handle::<gradesync_workflows::QuarterlySync>(id.to_string());
+        tokio::time::timeout(
+            Duration::from_secs(300),
+            handle.get_result(Default::default()),
+        )
+        .await
+        .expect("the sync finished within 300 s")
+        .expect("the sync workflow completed")
+    }
+
+    pub async fn ledger(&self) -> Ledger {
+        self.sim.ledger().await
+    }
+
+    pub fn report_dir(&self) -> PathBuf {
+        self.dir.path().join("reports")
+    }
+
+    /// The `temporal` CLI against the test's server.
+    pub fn temporal_cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("temporal")
+            .args(args)
+            .args(["--address", &self.worker_args.temporal.temporal_address])
+            .output()
+            .expect("the temporal CLI runs")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(w) = self.workers.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), w.stop()).await;
+        }
+    }
+}
+
+/// The invariants every run must hold at the API: nothing applied twice, the rate window
+/// never exceeded, no 429 provoked.
+pub fn assert_ledger_clean(ledger: &Ledger) {
+    let twice: Vec<_> = ledger
+        .records
+        .iter()
+        .filter(|(_, r)| r.applied > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "records applied more than once: {twice:?}"
+    );
+    assert!(
+        ledger.max_requests_in_window <= 2,
+        "rate window exceeded: {} requests in 1 s",
+        ledger.max_requests_in_window
+    );
+    assert_eq!(
+        ledger.status_counts.get(&429).copied().unwrap_or(0),
+        0,
+        "429s received"
+    );
+}

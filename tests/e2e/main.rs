@@ -1,0 +1,7 @@
+//! End-to-end tests: real workflows on a real Temporal dev server, a real SQLite store and
+//! the government API simulator over loopback. Each test asserts what the API's ledger and
+//! the store say, never what the code intended.
+
+mod helpers;
+mod history;
+mod sync;

@@ -1,0 +1,205 @@
+//! The quarterly sync, end to end: clean runs, the retry ladder, dead letters, 4xx, the
+//! rate window, `temporal workflow start`.
+
+use gradesync_govapi::sim::{Faults, RejectRule};
+
+use crate::helpers::{QUARTER, TestApp, assert_ledger_clean, fast_policy};
+use crate::history;
+
+#[tokio::test]
+async fn clean_run_applies_every_record_exactly_once() {
+    let app = TestApp::spawn("clean", Faults::default()).await;
+    let n = app.seed_grades(3, 150).await;
+    let summary = app.sync_and_wait(fast_policy()).await;
+
+    let ledger = app.ledger().await;
+    assert_ledger_clean(&ledger);
+    assert_eq!(
+        ledger.records.len() as u64,
+        n,
+        "every record reached the API"
+    );
+    assert!(ledger.records.values().all(|r| r.applied == 1));
+    assert_eq!(summary.totals.records_synced, n);
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.reconcile.missing_at_api, 0);
+    assert!(std::path::Path::new(&summary.reconcile.report_json).exists());
+    assert!(std::path::Path::new(&summary.reconcile.report_csv).exists());
+    assert_eq!(
+        app.compliance.texts().len(),
+        1,
+        "the report went to compliance"
+    );
+    let counts = app
+        .store
+        .status_counts(&crate::helpers::quarter())
+        .await
+        .unwrap();
+    assert_eq!(counts.iter().map(|c| c.synced).sum::<u64>(), n);
+    assert_eq!(counts.iter().map(|c| c.pending + c.batched).sum::<u64>(), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unavailable_api_is_retried_on_named_timers() {
+    // Down for 1 s from the start: the first attempts fail, the ladder waits, then all pass.
+    let faults = Faults {
+        outage_ms: 1_000,
+        ..Faults::default()
+    };
+    let app = TestApp::spawn("retry503", faults).await;
+    let n = app.seed_grades(1, 100).await;
+    let id = app.start_sync(fast_policy()).await;
+    let summary = app.result(&id).await;
+
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.totals.records_synced, n);
+    assert!(summary.totals.retries >= 1);
+    let school = history::events(&app, &format!("{id}/school/school-001"));
+    let timers = history::timer_summaries(&school);
+    assert!(
+        timers.iter().any(|t| t.starts_with("Retry200ms")),
+        "timers: {timers:?}"
+    );
+    assert!(
+        app.ledger()
+            .await
+            .status_counts
+            .get(&503)
+            .copied()
+            .unwrap_or(0)
+            >= 1
+    );
+    assert_ledger_clean(&app.ledger().await);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn outage_past_the_retry_ladder_dead_letters_and_alerts() {
+    let faults = Faults {
+        outage_ms: 60_000,
+        ..Faults::default()
+    };
+    let app = TestApp::spawn("deadletter", faults).await;
+    app.seed_grades(1, 50).await;
+    let summary = app.sync_and_wait(fast_policy()).await;
+
+    assert_eq!(summary.totals.batches_dead, 1);
+    assert_eq!(summary.totals.records_dead, 50);
+    assert!(!summary.complete || summary.reconcile.dead_lettered == 50);
+    let letters = app
+        .store
+        .dead_letters(&crate::helpers::quarter())
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].alerted);
+    let alerts = app.alerts.texts();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].contains(&letters[0].batch_id.to_string()));
+    assert!(alerts[0].contains(QUARTER) && alerts[0].contains("school-001"));
+    assert!(
+        app.ledger().await.records.is_empty(),
+        "nothing was applied during the outage"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn client_error_rejects_named_records_and_the_run_continues() {
+    let faults = Faults {
+        reject_rules: vec![RejectRule {
+            field: "grade".into(),
+            equals: "F".into(),
+            message: "failing grades need a review note".into(),
+        }],
+        ..Faults::default()
+    };
+    let app = TestApp::spawn("clienterror", faults).await;
+    let n = app.seed_grades(2, 100).await;
+    let summary = app.sync_and_wait(fast_policy()).await;
+
+    let ledger = app.ledger().await;
+    assert_ledger_clean(&ledger);
+    let rejected = summary.totals.records_rejected;
+    assert!(rejected > 0, "some F grades exist in the data");
+    assert_eq!(summary.totals.records_synced + rejected, n, "{summary:?}");
+    assert_eq!(ledger.records.len() as u64, n - rejected);
+    let counts = app
+        .store
+        .status_counts(&crate::helpers::quarter())
+        .await
+        .unwrap();
+    assert_eq!(counts.iter().map(|c| c.rejected).sum::<u64>(), rejected);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let faults = Faults {
+        outage_ms: 500,
+        retry_after_secs: Some(2),
+        ..Faults::default()
+    };
+    let app = TestApp::spawn("retryafter", faults).await;
+    app.seed_grades(1, 20).await;
+    let id = app.start_sync(fast_policy()).await;
+    let summary = app.result(&id).await;
+    assert!(summary.complete, "{summary:?}");
+    let timers =
+        history::timer_summaries(&history::events(&app, &format!("{id}/school/school-001")));
+    assert!(
+        timers.iter().any(|t| t == "Retry200ms (Retry-After 2s)"),
+        "timers: {timers:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn temporal_cli_start_completes_and_history_has_no_personal_data() {
+    let app = TestApp::spawn("cli-start", Faults::default()).await;
+    let n = app.seed_grades(2, 30).await;
+    let id = format!("cli-{}", app.task_queue());
+    let input = format!(r#"{{"quarter":"{QUARTER}"}}"#);
+    let out = app.temporal_cli(&[
+        "workflow",
+        "start",
+        "--type",
+        "QuarterlySync",
+        "--task-queue",
+        app.task_queue(),
+        "--workflow-id",
+        &id,
+        "--input",
+        &input,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = app.result(&id).await;
+    assert_eq!(summary.totals.records_synced, n);
+    assert!(summary.complete);
+
+    let names = history::activity_types(&history::events(&app, &format!("{id}/school/school-001")));
+    for expected in ["PrepBatch", "SendBatch", "MarkSynced"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    for wf in [
+        id.clone(),
+        format!("{id}/school/school-001"),
+        format!("{id}/school/school-002"),
+    ] {
+        let text = history::text(&app, &wf);
+        assert!(!text.contains("stu-0"), "a student id leaked into {wf}");
+        assert!(
+            !text.contains("evaluation-1"),
+            "record content leaked into {wf}"
+        );
+    }
+    app.stop().await;
+}

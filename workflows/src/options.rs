@@ -1,0 +1,69 @@
+//! Activity options per seed state, derived from the run's [`Policy`]: the seed's timeouts
+//! and retry rules live here and nowhere else.
+
+use std::time::Duration;
+
+use gradesync_activities::model::Policy;
+use temporalio_common::RetryPolicy;
+use temporalio_sdk::{ActivityCloseTimeouts, ActivityOptions};
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// Store work that must eventually happen (QueryPending, MarkSynced, ClientError...): retried
+/// with exponential backoff while the store is busy or down.
+pub(crate) fn store(policy: &Policy, summary: &str) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(ms(policy.query_timeout_ms))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(60))
+                .build(),
+        )
+        .summary(summary.to_string())
+        .build()
+}
+
+/// QueryPending: 15 min, 3 attempts with exponential backoff (the seed's Retry on throttling).
+pub(crate) fn query_pending(policy: &Policy) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(ms(policy.query_timeout_ms))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .backoff_coefficient(2.0)
+                .maximum_attempts(3)
+                .build(),
+        )
+        .summary("QueryPending".to_string())
+        .build()
+}
+
+/// PrepBatch: heartbeats while it cuts batches; a silent worker is presumed dead after 300 s.
+pub(crate) fn prep_batch(policy: &Policy, school_id: &str) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(ms(policy.query_timeout_ms))
+        .heartbeat_timeout(ms(policy.heartbeat_timeout_ms))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .backoff_coefficient(2.0)
+                .maximum_attempts(10)
+                .build(),
+        )
+        .summary(format!("PrepBatch {school_id}"))
+        .build()
+}
+
+/// SendBatch: its own task queue, 900 s start-to-close, 1200 s schedule-to-close, one
+/// attempt: the workflow owns retries so each wait is a named timer.
+pub(crate) fn send_batch(policy: &Policy, queue: &str, summary: String) -> ActivityOptions {
+    ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
+        schedule_to_close: ms(policy.send_schedule_to_close_ms),
+        start_to_close: ms(policy.send_start_to_close_ms),
+    })
+    .task_queue(queue.to_string())
+    .retry_policy(RetryPolicy::builder().maximum_attempts(1).build())
+    .summary(summary)
+    .build()
+}

@@ -1,0 +1,300 @@
+//! `QuarterlySync`: one quarter, every school, within the compliance deadline.
+//!
+//! QueryPending counts what is left per school; one `SchoolSync` child per school does the
+//! sending (a few at a time, so the parent's history stays small whatever the quarter's
+//! size); Reconcile compares the store with what the API holds. A watchdog races the work:
+//! it raises the "deadline at risk" alert at the warning mark and ends the run at the
+//! deadline, because a run started by a schedule or `temporal workflow start` may carry no
+//! execution timeout of its own.
+
+use std::cell::Cell;
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use futures::FutureExt;
+use gradesync_activities::acts::SyncActivities;
+use gradesync_activities::model::{
+    Counts, DeadlineAlert, PendingOverview, Policy, Progress, QuarterRef, ReconcileRequest,
+    SchoolPending, SchoolProgress, SyncInput, SyncSummary,
+};
+use gradesync_govapi::Quarter;
+use temporalio_common::error::ApplicationFailure;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::workflows::{join_all, select};
+use temporalio_sdk::{
+    ChildWorkflowOptions, SyncWorkflowContext, TimerOptions, WorkflowContext, WorkflowContextView,
+    WorkflowResult, WorkflowTermination,
+};
+
+use crate::options;
+use crate::school::{SchoolInput, SchoolSync};
+
+#[workflow]
+#[derive(Default)]
+pub struct QuarterlySync {
+    progress: Progress,
+}
+
+#[workflow_methods]
+impl QuarterlySync {
+    #[run(name = "QuarterlySync")]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        input: SyncInput,
+    ) -> WorkflowResult<SyncSummary> {
+        let quarter = resolve_quarter(ctx, input.quarter.as_deref())?;
+        let policy = input.policy;
+        ctx.state_mut(|s| s.progress.quarter = quarter.to_string());
+        let mut work = pin!(sync_quarter(ctx, quarter, &policy).fuse());
+        let mut watchdog = pin!(watchdog(ctx, quarter, &policy).fuse());
+        select! {
+            done = work => done,
+            expired = watchdog => expired,
+        }
+    }
+
+    /// Counts per state and per school, live while the run goes on.
+    #[query]
+    pub fn progress(&self, _ctx: &WorkflowContextView) -> Progress {
+        self.progress.clone()
+    }
+
+    /// A SchoolSync reports its counts after each chunk of batches.
+    #[signal]
+    pub fn school_progress(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        update: SchoolProgress,
+    ) {
+        record_school(&mut self.progress, update);
+    }
+}
+
+fn record_school(progress: &mut Progress, update: SchoolProgress) {
+    match progress
+        .schools
+        .iter_mut()
+        .find(|s| s.school_id == update.school_id)
+    {
+        // A late chunk report must not undo a finished school.
+        Some(existing) if existing.done && !update.done => {}
+        Some(existing) => *existing = update,
+        None => progress.schools.push(update),
+    }
+    let mut totals = Counts::default();
+    for school in &progress.schools {
+        totals.add(&school.counts);
+    }
+    progress.totals = totals;
+}
+
+fn resolve_quarter(
+    ctx: &WorkflowContext<QuarterlySync>,
+    given: Option<&str>,
+) -> WorkflowResult<Quarter> {
+    match given {
+        Some(text) => text.parse::<Quarter>().map_err(|e| {
+            ApplicationFailure::builder(e)
+                .type_name("InvalidQuarter".to_string())
+                .non_retryable(true)
+                .build()
+                .into()
+        }),
+        None => {
+            let started = ctx.workflow_time().unwrap_or(UNIX_EPOCH);
+            let secs = started
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            Ok(Quarter::last_ended_before(secs as i64))
+        }
+    }
+}
+
+async fn sync_quarter(
+    ctx: &WorkflowContext<QuarterlySync>,
+    quarter: Quarter,
+    policy: &Policy,
+) -> WorkflowResult<SyncSummary> {
+    set_phase(ctx, "QueryPending");
+    let overview: PendingOverview = ctx
+        .execute_activity(
+            SyncActivities::query_pending,
+            QuarterRef {
+                quarter: quarter.to_string(),
+                workflow_id: ctx.workflow_id().to_string(),
+            },
+            options::query_pending(policy),
+        )
+        .await?;
+    ctx.state_mut(|s| {
+        s.progress.pending_at_start = overview.schools.iter().map(|s| s.pending).sum();
+        for school in &overview.schools {
+            record_school(&mut s.progress, school_row(school));
+        }
+    });
+    set_phase(ctx, "Sending");
+    sync_schools(ctx, quarter, policy, overview.schools).await?;
+
+    set_phase(ctx, "Reconcile");
+    let totals = ctx.state(|s| s.progress.totals);
+    let reconcile = ctx
+        .execute_activity(
+            SyncActivities::reconcile,
+            ReconcileRequest {
+                quarter: quarter.to_string(),
+                workflow_id: ctx.workflow_id().to_string(),
+                totals,
+            },
+            options::store(policy, "Reconcile"),
+        )
+        .await?;
+    let complete = reconcile.clean;
+    set_phase(
+        ctx,
+        if complete {
+            "Complete"
+        } else {
+            "Discrepancies"
+        },
+    );
+    Ok(SyncSummary {
+        quarter: quarter.to_string(),
+        totals,
+        reconcile,
+        complete,
+    })
+}
+
+fn school_row(school: &SchoolPending) -> SchoolProgress {
+    SchoolProgress {
+        school_id: school.school_id.clone(),
+        pending_at_start: school.pending,
+        ..SchoolProgress::default()
+    }
+}
+
+fn set_phase(ctx: &WorkflowContext<QuarterlySync>, phase: &str) {
+    ctx.state_mut(|s| s.progress.phase = phase.to_string());
+    ctx.set_current_details(format!("phase: {phase}"));
+}
+
+/// Runs one SchoolSync child per school, `parallel_schools` at a time.
+async fn sync_schools(
+    ctx: &WorkflowContext<QuarterlySync>,
+    quarter: Quarter,
+    policy: &Policy,
+    schools: Vec<SchoolPending>,
+) -> WorkflowResult<()> {
+    let send_queue = if policy.send_task_queue.is_empty() {
+        format!("{}-send", ctx.task_queue())
+    } else {
+        policy.send_task_queue.clone()
+    };
+    let cursor = Rc::new(Cell::new(0usize));
+    let schools = Rc::new(schools);
+    let lanes = (0..policy.parallel_schools.max(1)).map(|_| {
+        let (ctx, cursor, schools, send_queue) = (
+            ctx.clone(),
+            cursor.clone(),
+            schools.clone(),
+            send_queue.clone(),
+        );
+        async move {
+            loop {
+                let i = cursor.get();
+                let Some(school) = schools.get(i) else {
+                    return Ok::<(), WorkflowTermination>(());
+                };
+                cursor.set(i + 1);
+                let input = SchoolInput {
+                    quarter: quarter.to_string(),
+                    school_id: school.school_id.clone(),
+                    parent_workflow_id: ctx.workflow_id().to_string(),
+                    send_task_queue: send_queue.clone(),
+                    pending_at_start: school.pending,
+                    policy: policy.clone(),
+                    counts: Counts::default(),
+                };
+                let counts = run_school(&ctx, input).await?;
+                ctx.state_mut(|s| {
+                    record_school(
+                        &mut s.progress,
+                        SchoolProgress {
+                            school_id: school.school_id.clone(),
+                            pending_at_start: school.pending,
+                            counts,
+                            done: true,
+                        },
+                    )
+                });
+            }
+        }
+    });
+    for lane in join_all(lanes).await {
+        lane?;
+    }
+    Ok(())
+}
+
+async fn run_school(
+    ctx: &WorkflowContext<QuarterlySync>,
+    input: SchoolInput,
+) -> WorkflowResult<Counts> {
+    let id = format!("{}/school/{}", ctx.workflow_id(), input.school_id);
+    let child = ctx
+        .start_child_workflow(
+            SchoolSync::run,
+            input,
+            ChildWorkflowOptions::workflow_id(id),
+        )
+        .await?;
+    Ok(child.result().await?)
+}
+
+/// Alerts at the warning mark, then ends the run at the deadline.
+async fn watchdog(
+    ctx: &WorkflowContext<QuarterlySync>,
+    quarter: Quarter,
+    policy: &Policy,
+) -> WorkflowResult<SyncSummary> {
+    let warn_at = Duration::from_millis(policy.deadline_warning_ms.min(policy.deadline_ms));
+    let rest = Duration::from_millis(policy.deadline_ms) - warn_at;
+    ctx.timer(
+        TimerOptions::builder(warn_at)
+            .summary("DeadlineWarning".to_string())
+            .build(),
+    )
+    .await;
+    let alert = DeadlineAlert {
+        quarter: quarter.to_string(),
+        workflow_id: ctx.workflow_id().to_string(),
+        elapsed_ms: warn_at.as_millis() as u64,
+        deadline_ms: policy.deadline_ms,
+        progress: ctx.state(|s| s.progress.clone()),
+    };
+    // The alert must not be able to sink the run: its failure is only logged by Temporal.
+    let _ = ctx
+        .execute_activity(
+            SyncActivities::deadline_at_risk,
+            alert,
+            options::store(policy, "DeadlineAtRisk"),
+        )
+        .await;
+    ctx.timer(
+        TimerOptions::builder(rest)
+            .summary("Deadline".to_string())
+            .build(),
+    )
+    .await;
+    Err(WorkflowTermination::failed_application(
+        ApplicationFailure::builder(format!(
+            "quarter {quarter} missed its {} h deadline; pending work remains in the store, \
+             run `gradesync sync start --quarter {quarter}` to resume",
+            policy.deadline_ms / 3_600_000
+        ))
+        .type_name("DeadlineExceeded".to_string())
+        .non_retryable(true)
+        .build(),
+    ))
+}

@@ -1,0 +1,281 @@
+//! `SchoolSync`: every pending grade of one school, batch by batch.
+//!
+//! The loop is the seed's PrepBatch -> SendBatch -> (WaitRate) -> MarkSynced, with ClientError
+//! and DeadLetter branches. A few lanes share one cursor over each prepared chunk so slow
+//! answers don't idle the rate budget (the pace itself is enforced by the SendBatch activity's
+//! cross-process rate gate, not here). Once the history grows past the policy's threshold the
+//! school continues as new with its counts carried over.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use gradesync_activities::acts::{SendActivities, SyncActivities};
+use gradesync_activities::model::{
+    BatchEvent, BatchRef, Counts, Policy, PrepRequest, SchoolProgress, SendRequest, SendResult,
+};
+use serde::{Deserialize, Serialize};
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::workflows::join_all;
+use temporalio_sdk::{
+    ContinueAsNewOptions, SignalWorkflowOptions, TimerOptions, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
+};
+
+use crate::backoff;
+use crate::options;
+use crate::quarterly::QuarterlySync;
+
+/// Input of `SchoolSync`; `counts` carries totals across continue-as-new.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SchoolInput {
+    pub quarter: String,
+    pub school_id: String,
+    pub parent_workflow_id: String,
+    pub send_task_queue: String,
+    pub pending_at_start: u64,
+    pub policy: Policy,
+    #[serde(default)]
+    pub counts: Counts,
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct SchoolSync {
+    counts: Counts,
+}
+
+#[workflow_methods]
+impl SchoolSync {
+    #[run(name = "SchoolSync")]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        input: SchoolInput,
+    ) -> WorkflowResult<Counts> {
+        ctx.state_mut(|s| s.counts = input.counts);
+        loop {
+            if ctx.history_length() > input.policy.continue_as_new_after_events {
+                let mut next = input.clone();
+                next.counts = ctx.state(|s| s.counts);
+                ctx.continue_as_new(next, ContinueAsNewOptions::default())?;
+            }
+            let prepared = ctx
+                .execute_activity(
+                    SyncActivities::prep_batch,
+                    prep_request(&input),
+                    options::prep_batch(&input.policy, &input.school_id),
+                )
+                .await?;
+            ctx.state_mut(|s| s.counts.records_rejected += prepared.oversize_rejected);
+            if prepared.batches.is_empty() {
+                break;
+            }
+            send_chunk(ctx, &input, prepared.batches).await?;
+            report(ctx, &input).await;
+        }
+        Ok(ctx.state(|s| s.counts))
+    }
+
+    #[query]
+    pub fn progress(&self, _ctx: &WorkflowContextView) -> Counts {
+        self.counts
+    }
+}
+
+fn prep_request(input: &SchoolInput) -> PrepRequest {
+    PrepRequest {
+        quarter: input.quarter.clone(),
+        school_id: input.school_id.clone(),
+        max_batches: input.policy.batches_per_chunk.max(1),
+        max_records: input.policy.max_batch_records,
+        max_bytes: input.policy.max_batch_bytes,
+    }
+}
+
+/// Sends a chunk of batches over `lanes_per_school` lanes sharing one cursor.
+async fn send_chunk(
+    ctx: &WorkflowContext<SchoolSync>,
+    input: &SchoolInput,
+    batches: Vec<BatchRef>,
+) -> WorkflowResult<()> {
+    let cursor = Rc::new(Cell::new(0usize));
+    let batches = Rc::new(batches);
+    let lanes = (0..input.policy.lanes_per_school.max(1)).map(|_| {
+        let (ctx, cursor, batches) = (ctx.clone(), cursor.clone(), batches.clone());
+        async move {
+            loop {
+                let i = cursor.get();
+                let Some(batch) = batches.get(i).copied() else {
+                    return Ok::<(), WorkflowTermination>(());
+                };
+                cursor.set(i + 1);
+                deliver(&ctx, input, batch).await?;
+            }
+        }
+    });
+    for lane in join_all(lanes).await {
+        lane?;
+    }
+    Ok(())
+}
+
+/// One batch from first attempt to a final state: synced, rejected or dead-lettered.
+async fn deliver(
+    ctx: &WorkflowContext<SchoolSync>,
+    input: &SchoolInput,
+    batch: BatchRef,
+) -> WorkflowResult<()> {
+    let policy = &input.policy;
+    let (mut attempt, mut failures, mut throttles) = (0u32, 0usize, 0u32);
+    loop {
+        attempt += 1;
+        let request = SendRequest {
+            batch_id: batch.batch_id,
+            attempt,
+        };
+        let summary = format!("SendBatch {} #{attempt}", batch.batch_id);
+        let sent = ctx
+            .execute_activity(
+                SendActivities::send_batch,
+                request,
+                options::send_batch(policy, &input.send_task_queue, summary),
+            )
+            .await;
+        let (reason, retry_after_ms) = match sent {
+            Ok(SendResult::Sent { receipt_id, .. }) => {
+                return mark_synced(ctx, input, batch, receipt_id).await;
+            }
+            Ok(SendResult::Rejected { status, title, .. }) => {
+                let detail = format!("{status} {title}");
+                return client_error(ctx, input, batch, detail).await;
+            }
+            Ok(SendResult::Throttled {
+                reason,
+                retry_after_ms,
+            }) if throttles < policy.max_throttle_waits => {
+                throttles += 1;
+                ctx.state_mut(|s| s.counts.throttled += 1);
+                let wait =
+                    retry_after_ms.unwrap_or(policy.backoff_ms.first().copied().unwrap_or(1_000));
+                let wait = Duration::from_millis(wait.min(policy.max_retry_after_ms).max(1));
+                wait_named(ctx, wait, format!("RateLimited {reason}")).await;
+                continue;
+            }
+            Ok(SendResult::Throttled {
+                reason,
+                retry_after_ms,
+            })
+            | Ok(SendResult::Failed {
+                reason,
+                retry_after_ms,
+            }) => (reason, retry_after_ms),
+            Err(e) => (format!("SendBatch did not complete: {e}"), None),
+        };
+        match backoff::next_wait(
+            &policy.backoff_ms,
+            failures,
+            retry_after_ms,
+            policy.max_retry_after_ms,
+        ) {
+            Some(wait) => {
+                let name = backoff::step_name(policy.backoff_ms[failures], wait);
+                failures += 1;
+                ctx.state_mut(|s| s.counts.retries += 1);
+                wait_named(ctx, wait, name).await;
+            }
+            None => return dead_letter(ctx, input, batch, reason).await,
+        }
+    }
+}
+
+async fn wait_named(ctx: &WorkflowContext<SchoolSync>, wait: Duration, name: String) {
+    ctx.timer(TimerOptions::builder(wait).summary(name).build())
+        .await;
+}
+
+fn event(input: &SchoolInput, batch: BatchRef, detail: String) -> BatchEvent {
+    BatchEvent {
+        quarter: input.quarter.clone(),
+        school_id: input.school_id.clone(),
+        batch_id: batch.batch_id,
+        detail,
+    }
+}
+
+async fn mark_synced(
+    ctx: &WorkflowContext<SchoolSync>,
+    input: &SchoolInput,
+    batch: BatchRef,
+    receipt_id: String,
+) -> WorkflowResult<()> {
+    let changed = ctx
+        .execute_activity(
+            SyncActivities::mark_synced,
+            event(input, batch, receipt_id),
+            options::store(&input.policy, "MarkSynced"),
+        )
+        .await?;
+    ctx.state_mut(|s| {
+        s.counts.batches_sent += 1;
+        s.counts.records_synced += changed;
+    });
+    Ok(())
+}
+
+async fn client_error(
+    ctx: &WorkflowContext<SchoolSync>,
+    input: &SchoolInput,
+    batch: BatchRef,
+    detail: String,
+) -> WorkflowResult<()> {
+    let counts = ctx
+        .execute_activity(
+            SyncActivities::client_error,
+            event(input, batch, detail),
+            options::store(&input.policy, "ClientError"),
+        )
+        .await?;
+    ctx.state_mut(|s| {
+        s.counts.batches_rejected += 1;
+        s.counts.records_rejected += counts.rejected;
+    });
+    Ok(())
+}
+
+async fn dead_letter(
+    ctx: &WorkflowContext<SchoolSync>,
+    input: &SchoolInput,
+    batch: BatchRef,
+    reason: String,
+) -> WorkflowResult<()> {
+    ctx.execute_activity(
+        SyncActivities::dead_letter,
+        event(input, batch, reason),
+        options::store(&input.policy, "DeadLetter"),
+    )
+    .await?;
+    ctx.state_mut(|s| {
+        s.counts.batches_dead += 1;
+        s.counts.records_dead += batch.records;
+    });
+    Ok(())
+}
+
+/// Tells the parent how far this school is, for the `progress` query. Best effort: a lost
+/// signal only delays the numbers until the child's result arrives.
+async fn report(ctx: &WorkflowContext<SchoolSync>, input: &SchoolInput) {
+    let progress = SchoolProgress {
+        school_id: input.school_id.clone(),
+        pending_at_start: input.pending_at_start,
+        counts: ctx.state(|s| s.counts),
+        done: false,
+    };
+    let parent = ctx.external_workflow(input.parent_workflow_id.clone(), None);
+    let _ = parent
+        .signal(
+            QuarterlySync::school_progress,
+            progress,
+            SignalWorkflowOptions::default(),
+        )
+        .await;
+}
