@@ -141,6 +141,27 @@ async fn import_reports_bad_lines_by_number_and_keeps_every_valid_one() {
 }
 
 #[tokio::test]
+async fn import_skips_a_byte_order_mark_and_reports_progress() {
+    let (_dir, store) = temp_store().await;
+    let records: Vec<Value> = (0..12_345)
+        .map(|i| record(&format!("r{i:05}"), SCHOOL, "A"))
+        .collect();
+    let text = format!("\u{feff}{}", lines(&records));
+    let mut progress = Vec::new();
+    let report = store
+        .import_jsonl(text.as_bytes(), |n| progress.push(n))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.lines, report.inserted, report.bad_line_count),
+        (12_345, 12_345, 0)
+    );
+    assert!(progress.len() >= 2, "{progress:?}");
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(progress.last(), Some(&12_345));
+}
+
+#[tokio::test]
 async fn import_stores_canonical_json_and_its_hash() {
     let (_dir, store) = temp_store().await;
     let raw = r#"{"teacher":"Ms X","grade":"A","quarter":"2026-Q3","course_code":"MATH","student_id":"st","school_id":"s1","record_id":"r1","score":1.0}"#;
@@ -429,7 +450,7 @@ async fn resume_after_restart_returns_the_same_batches_and_bytes() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mark_synced_is_conditional_and_race_safe() {
     let (_dir, store) = temp_store().await;
     seed(&store, 6).await;
@@ -617,7 +638,7 @@ async fn requeue_records_sends_lost_synced_records_again() {
     assert_eq!(next.batches[0].records, 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rate_slots_are_strictly_spaced_across_tasks_and_stores() {
     let (dir, store) = temp_store().await;
     let other = Store::connect(&url(&dir)).await.unwrap();
@@ -657,7 +678,7 @@ async fn rate_slots_are_strictly_spaced_across_tasks_and_stores() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rate_slots_in_memory_under_twenty_tasks() {
     let store = Store::connect("sqlite::memory:").await.unwrap();
     let tasks: Vec<_> = (0..20)
@@ -853,4 +874,16 @@ async fn import_a_million_lines() {
     let again = import(&store, &text).await;
     eprintln!("re-imported unchanged in {:?}", started.elapsed());
     assert_eq!(again.unchanged, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_can_open_a_fresh_database_at_once() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url(&dir);
+        let (a, b) = tokio::join!(Store::connect(&url), Store::connect(&url));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        a.start_run(&q(), "wf").await.unwrap();
+        assert!(b.run(&q()).await.unwrap().is_some());
+    }
 }

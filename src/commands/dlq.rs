@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use gradesync_activities::model::Policy;
 use gradesync_govapi::Quarter;
 
-use crate::commands::sync::{parse_quarter, print_summary, start, wait_with_progress};
+use crate::commands::sync::{parse_quarter, print_summary, start, wait_with_progress, workflow_id};
 use crate::errors::{CliError, CliResult};
 use crate::settings::{StoreArgs, TemporalArgs};
 
@@ -90,7 +90,8 @@ async fn replay(a: ReplayArgs) -> CliResult {
         .await
         .map_err(|e| CliError::Unreachable(e.to_string()))?;
     println!("{requeued} dead-lettered batches of {quarter} re-queued with their original ids");
-    let id = start(&client, &a.temporal.task_queue, quarter, policy).await?;
+    let id = workflow_id(&quarter);
+    start(&client, &a.temporal.task_queue, &id, quarter, policy).await?;
     println!("started {id}");
     if a.wait {
         let summary = wait_with_progress(&client, &id).await?;

@@ -74,7 +74,8 @@ async fn start_command(args: StartArgs) -> CliResult {
         None => Policy::default(),
     };
     let client = crate::temporal::connect(&args.temporal).await?;
-    let id = start(&client, &args.temporal.task_queue, args.quarter, policy).await?;
+    let id = workflow_id(&args.quarter);
+    start(&client, &args.temporal.task_queue, &id, args.quarter, policy).await?;
     println!("started {id} on task queue {}", args.temporal.task_queue);
     if !args.wait {
         println!(
@@ -96,13 +97,16 @@ async fn start_command(args: StartArgs) -> CliResult {
 }
 
 /// Starts `QuarterlySync` for `quarter` with the deadline as its execution timeout.
+/// Starts `QuarterlySync` for `quarter` under the id `id` (normally [`workflow_id`]), with
+/// the deadline as its execution timeout.
 pub async fn start(
     client: &Client,
     task_queue: &str,
+    id: &str,
     quarter: Quarter,
     policy: Policy,
 ) -> Result<String, CliError> {
-    let id = workflow_id(&quarter);
+    let id = id.to_string();
     let timeout = Duration::from_millis(policy.deadline_ms);
     let input = SyncInput {
         quarter: Some(quarter.to_string()),

@@ -217,10 +217,27 @@ impl TestApp {
         report.inserted
     }
 
+    /// The workflow id of this test's quarter run (unique per test on the shared server).
+    pub fn workflow_id(&self) -> String {
+        format!("{}-{}", gradesync::commands::sync::workflow_id(&quarter()), self.task_queue())
+    }
+
     pub async fn start_sync(&self, policy: Policy) -> String {
-        gradesync::commands::sync::start(&self.client, self.task_queue(), quarter(), policy)
+        gradesync::commands::sync::start(&self.client, self.task_queue(), &self.workflow_id(), quarter(), policy)
             .await
             .unwrap()
+    }
+
+    /// Waits until the simulator has answered `status` at least once, e.g. to end an
+    /// outage exactly when the workflow has met it.
+    pub async fn wait_for_status(&self, status: u16) {
+        for _ in 0..600 {
+            if self.ledger().await.status_counts.get(&status).copied().unwrap_or(0) > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the simulator never answered {status}");
     }
 
     pub async fn sync_and_wait(&self, policy: Policy) -> SyncSummary {

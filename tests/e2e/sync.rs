@@ -1,6 +1,7 @@
 //! The quarterly sync, end to end: clean runs, the retry ladder, dead letters, 4xx, the
 //! rate window, `temporal workflow start`.
 
+use gradesync_activities::model::Policy;
 use gradesync_govapi::sim::{Faults, RejectRule};
 
 use crate::helpers::{QUARTER, TestApp, assert_ledger_clean, fast_policy};

@@ -34,43 +34,7 @@ impl Store {
             batches: resumable(&mut tx, quarter, school_id, max_batches).await?,
             ..PreparedChunk::default()
         };
-        let mut cutter = Cutter {
-            quarter,
-            school_id,
-            limits,
-            open: None,
-        };
-        let mut after = String::new();
-        'pages: while chunk.batches.len() < max_batches {
-            let page = pending_page(&mut tx, quarter, school_id, &after).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = last.clone();
-            for (record_id, bytes) in page {
-                let closed = match cutter.offer(record_id, bytes) {
-                    Offer::Taken(closed) => closed,
-                    Offer::Oversize { record_id, framed } => {
-                        reject_oversize(&mut tx, &record_id, framed, limits.max_bytes).await?;
-                        chunk.oversize_rejected += 1;
-                        None
-                    }
-                };
-                if let Some(batch) = closed {
-                    chunk
-                        .batches
-                        .push(save_batch(&mut tx, quarter, school_id, batch).await?);
-                    if chunk.batches.len() == max_batches {
-                        break 'pages;
-                    }
-                }
-            }
-        }
-        if chunk.batches.len() < max_batches
-            && let Some(batch) = cutter.close()
-        {
-            chunk
-                .batches
-                .push(save_batch(&mut tx, quarter, school_id, batch).await?);
-        }
+        cut_new_batches(&mut tx, quarter, school_id, max_batches, limits, &mut chunk).await?;
         chunk.remaining_pending = remaining(&mut tx, quarter, school_id, &chunk.batches).await?;
         tx.commit().await?;
         Ok(chunk)
@@ -115,6 +79,56 @@ impl Store {
             body,
         })
     }
+}
+
+/// Cuts batches from the school's pending records, in record_id order and one page at a
+/// time, until `chunk` holds `max_batches` or nothing is pending.
+async fn cut_new_batches(
+    tx: &mut Transaction<'static, Sqlite>,
+    quarter: &Quarter,
+    school_id: &str,
+    max_batches: usize,
+    limits: BatchLimits,
+    chunk: &mut PreparedChunk,
+) -> Result<(), StoreError> {
+    let mut cutter = Cutter {
+        quarter,
+        school_id,
+        limits,
+        open: None,
+    };
+    let mut after = String::new();
+    'pages: while chunk.batches.len() < max_batches {
+        let page = pending_page(tx, quarter, school_id, &after).await?;
+        let Some((last, _)) = page.last() else { break };
+        after = last.clone();
+        for (record_id, bytes) in page {
+            let closed = match cutter.offer(record_id, bytes) {
+                Offer::Taken(closed) => closed,
+                Offer::Oversize { record_id, framed } => {
+                    reject_oversize(tx, &record_id, framed, limits.max_bytes).await?;
+                    chunk.oversize_rejected += 1;
+                    None
+                }
+            };
+            if let Some(batch) = closed {
+                chunk
+                    .batches
+                    .push(save_batch(tx, quarter, school_id, batch).await?);
+                if chunk.batches.len() == max_batches {
+                    break 'pages;
+                }
+            }
+        }
+    }
+    if chunk.batches.len() < max_batches
+        && let Some(batch) = cutter.close()
+    {
+        chunk
+            .batches
+            .push(save_batch(tx, quarter, school_id, batch).await?);
+    }
+    Ok(())
 }
 
 fn encode(

@@ -9,6 +9,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::StoreError;
+use super::error::is_busy;
 
 /// How long a statement waits for another writer before failing with `Busy`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,8 +27,7 @@ pub(super) async fn open(url: &str) -> Result<(SqlitePool, String), StoreError> 
     if !in_memory {
         create_parent_dir(options.get_filename(), &location).await?;
     }
-    let pool = pool_options(in_memory)
-        .connect_with(options)
+    let pool = connect_pool(options, in_memory)
         .await
         .map_err(|source| StoreError::Open {
             location: location.clone(),
@@ -35,6 +35,23 @@ pub(super) async fn open(url: &str) -> Result<(SqlitePool, String), StoreError> 
         })?;
     migrate(&pool).await?;
     Ok((pool, location))
+}
+
+/// Switching a fresh file to WAL needs an exclusive lock, and SQLite answers "database is
+/// locked" at once, without waiting, when another process is doing the same: retry a few
+/// times before giving up.
+async fn connect_pool(
+    options: SqliteConnectOptions,
+    in_memory: bool,
+) -> Result<SqlitePool, sqlx::Error> {
+    let mut tries = 0;
+    loop {
+        match pool_options(in_memory).connect_with(options.clone()).await {
+            Err(e) if tries < 5 && is_busy(&e) => tries += 1,
+            other => return other,
+        }
+        tokio::time::sleep(Duration::from_millis(50 << tries)).await;
+    }
 }
 
 fn options(url: &str, location: &str) -> Result<SqliteConnectOptions, StoreError> {

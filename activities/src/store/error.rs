@@ -86,7 +86,7 @@ impl From<sqlx::Error> for StoreError {
 /// SQLite reports lock contention as SQLITE_BUSY (5) or SQLITE_LOCKED (6), possibly with an
 /// extended code in the upper bits; PostgreSQL as serialization failure, deadlock or
 /// lock-not-available. A pool that found no free connection in time is the same situation.
-fn is_busy(e: &sqlx::Error) -> bool {
+pub(super) fn is_busy(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut => true,
         sqlx::Error::Database(db) => {

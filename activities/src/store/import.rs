@@ -68,7 +68,12 @@ impl Store {
         let mut last_progress = 0;
         while let Some(len) = read_line(&mut reader, &mut buf, report.lines).await? {
             report.lines += 1;
-            match parse_line(&buf, len) {
+            let line = if report.lines == 1 {
+                strip_bom(&buf)
+            } else {
+                &buf
+            };
+            match parse_line(line, len) {
                 Line::Blank => {}
                 Line::Bad(reason) => bad_line(&mut report, reason),
                 Line::Record(row) => match seen.first_line(&row.record_id, report.lines) {
@@ -235,6 +240,11 @@ async fn read_line<R: AsyncBufRead + Unpin>(
     Ok(Some(len))
 }
 
+/// Spreadsheet exports often start with a UTF-8 byte order mark, which is not JSON.
+fn strip_bom(line: &[u8]) -> &[u8] {
+    line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
+}
+
 fn parse_line(bytes: &[u8], len: usize) -> Line {
     if len > MAX_LINE_BYTES {
         return Line::Bad(format!(
@@ -375,7 +385,7 @@ async fn update_changed(
 /// A prepared or dead batch whose record changed can never be re-sent byte for byte, and its
 /// idempotency key must not carry a different body: retire it and requeue its other records.
 /// Returns 1 if the batch was retired by this call.
-pub(super) async fn supersede_batch(
+async fn supersede_batch(
     tx: &mut Transaction<'static, Sqlite>,
     batch_id: &str,
     now: i64,
