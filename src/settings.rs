@@ -75,12 +75,12 @@ pub struct GovArgs {
 
 impl GovArgs {
     pub fn client_config(&self) -> Result<GovClientConfig, CliError> {
-        if !(self.rate_per_sec > 0.0) {
+        if !self.rate_per_sec.is_finite() || self.rate_per_sec <= 0.0 {
             return Err(CliError::Usage(
                 "--rate-per-sec must be greater than 0".into(),
             ));
         }
-        if !(self.http_timeout_secs > 0.0) {
+        if !self.http_timeout_secs.is_finite() || self.http_timeout_secs <= 0.0 {
             return Err(CliError::Usage(
                 "--http-timeout-secs must be greater than 0".into(),
             ));

@@ -15,17 +15,25 @@ use crate::store::Store;
 /// Slot name in `rate_slots`: one budget per API.
 const SLOT: &str = "gov-api";
 
-/// Spacing of `1000 / rate` ms plus `guard_ms`, claimed atomically in the store.
+/// Spacing of `1000 / rate` ms plus a guard, claimed atomically in the store.
 pub struct StoreRateGate {
     store: Store,
     spacing_ms: i64,
+    /// How late after its slot a request may still start. The next slot was cut assuming
+    /// we start on time, so a request that missed its slot by more (a slow store, a busy
+    /// CPU) gives it up and claims a new one rather than crowd the next request.
+    tolerance_ms: i64,
 }
 
 impl StoreRateGate {
     pub fn new(store: Store, rate_per_sec: f64, guard: Duration) -> Self {
-        let spacing_ms =
-            (1000.0 / rate_per_sec.max(0.001)).ceil() as i64 + guard.as_millis() as i64;
-        Self { store, spacing_ms }
+        let guard_ms = guard.as_millis() as i64;
+        let spacing_ms = (1000.0 / rate_per_sec.max(0.001)).ceil() as i64 + guard_ms;
+        Self {
+            store,
+            spacing_ms,
+            tolerance_ms: guard_ms / 2,
+        }
     }
 
     pub fn spacing(&self) -> Duration {
@@ -61,7 +69,13 @@ impl RateGate for StoreRateGate {
                         if wait > 0 {
                             tokio::time::sleep(Duration::from_millis(wait as u64)).await;
                         }
-                        return;
+                        if now_ms() - slot <= self.tolerance_ms {
+                            return;
+                        }
+                        tracing::debug!(
+                            late_ms = now_ms() - slot,
+                            "missed a rate slot; claiming another"
+                        );
                     }
                     // Letting a request through unpaced could break the API's window: wait.
                     Err(e) => {

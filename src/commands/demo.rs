@@ -156,7 +156,14 @@ pub async fn run(a: DemoArgs) -> CliResult {
     let client = crate::temporal::connect(&temporal).await?;
     let workers = BackgroundWorkers::start(worker_args).await?;
 
-    let id = start(&client, &temporal.task_queue, &workflow_id(&quarter), quarter, Policy::default()).await?;
+    let id = start(
+        &client,
+        &temporal.task_queue,
+        &workflow_id(&quarter),
+        quarter,
+        Policy::default(),
+    )
+    .await?;
     println!("QuarterlySync {id} started");
     let summary = wait_with_progress(&client, &id).await;
     workers.stop().await?;

@@ -75,7 +75,14 @@ async fn start_command(args: StartArgs) -> CliResult {
     };
     let client = crate::temporal::connect(&args.temporal).await?;
     let id = workflow_id(&args.quarter);
-    start(&client, &args.temporal.task_queue, &id, args.quarter, policy).await?;
+    start(
+        &client,
+        &args.temporal.task_queue,
+        &id,
+        args.quarter,
+        policy,
+    )
+    .await?;
     println!("started {id} on task queue {}", args.temporal.task_queue);
     if !args.wait {
         println!(

@@ -44,10 +44,10 @@ static SERVER: OnceCell<String> = OnceCell::const_new();
 pub async fn temporal_address() -> String {
     SERVER
         .get_or_init(|| async {
-            if let Ok(addr) = std::env::var("TEMPORAL_ADDRESS") {
-                if devserver::answers(&addr).await {
-                    return addr;
-                }
+            if let Ok(addr) = std::env::var("TEMPORAL_ADDRESS")
+                && devserver::answers(&addr).await
+            {
+                return addr;
             }
             let dir = tempfile::tempdir().unwrap().keep();
             let port = free_port();
@@ -60,6 +60,16 @@ pub async fn temporal_address() -> String {
         })
         .await
         .clone()
+}
+
+/// Worker and client logs in the test's output (`GRADESYNC_LOG=debug` for more).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GRADESYNC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 pub fn free_port() -> u16 {
@@ -107,7 +117,6 @@ impl Webhook {
 }
 
 pub struct TestApp {
-    pub name: String,
     pub dir: tempfile::TempDir,
     pub store: Store,
     pub sim: SimHandle,
@@ -126,6 +135,7 @@ impl TestApp {
     }
 
     pub async fn spawn_without_worker(name: &str, faults: Faults) -> Self {
+        init_logs();
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("grades.db");
         let database_url = format!("sqlite://{}", db.display());
@@ -164,7 +174,6 @@ impl TestApp {
         };
         let client = gradesync::temporal::connect(&temporal).await.unwrap();
         Self {
-            name: name.to_string(),
             dir,
             store,
             sim,
@@ -189,8 +198,51 @@ impl TestApp {
         &self.worker_args.temporal.task_queue
     }
 
-    pub fn database_url(&self) -> &str {
-        &self.worker_args.store.database_url
+    /// `gradesync worker` as a separate process with this test's settings, so a test can
+    /// SIGKILL it like a crashed host.
+    pub fn spawn_worker_process(&self) -> std::process::Child {
+        let a = &self.worker_args;
+        std::process::Command::new(env!("CARGO_BIN_EXE_gradesync"))
+            .arg("worker")
+            .env("TEMPORAL_ADDRESS", &a.temporal.temporal_address)
+            .env("GRADESYNC_TASK_QUEUE", &a.temporal.task_queue)
+            .env("GRADESYNC_DATABASE_URL", &a.store.database_url)
+            .env("GRADESYNC_GOV_API_URL", &a.gov.gov_api_url)
+            .env("GRADESYNC_GOV_CLIENT_ID", &a.gov.gov_client_id)
+            .env("GRADESYNC_GOV_CLIENT_SECRET", &a.gov.gov_client_secret)
+            .env(
+                "GRADESYNC_HTTP_TIMEOUT_SECS",
+                a.gov.http_timeout_secs.to_string(),
+            )
+            .env("GRADESYNC_REPORT_DIR", &a.output.report_dir)
+            .env("GRADESYNC_ALERT_WEBHOOK_URL", &self.alerts.url)
+            .env("GRADESYNC_COMPLIANCE_WEBHOOK_URL", &self.compliance.url)
+            .env("GRADESYNC_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the gradesync binary starts")
+    }
+
+    /// Waits until the simulator has committed at least `n` batches.
+    pub async fn wait_for_batches(&self, n: u64) {
+        for _ in 0..1200 {
+            if self.ledger().await.batches_committed >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the simulator never committed {n} batches");
+    }
+
+    /// Waits until the alert webhook has received `n` messages.
+    pub async fn wait_for_alerts(&self, n: usize) {
+        for _ in 0..1200 {
+            if self.alerts.texts().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the alert webhook never received {n} messages");
     }
 
     /// Generates `schools x per_school` records and imports them; returns the record count.
@@ -219,20 +271,38 @@ impl TestApp {
 
     /// The workflow id of this test's quarter run (unique per test on the shared server).
     pub fn workflow_id(&self) -> String {
-        format!("{}-{}", gradesync::commands::sync::workflow_id(&quarter()), self.task_queue())
+        format!(
+            "{}-{}",
+            gradesync::commands::sync::workflow_id(&quarter()),
+            self.task_queue()
+        )
     }
 
     pub async fn start_sync(&self, policy: Policy) -> String {
-        gradesync::commands::sync::start(&self.client, self.task_queue(), &self.workflow_id(), quarter(), policy)
-            .await
-            .unwrap()
+        gradesync::commands::sync::start(
+            &self.client,
+            self.task_queue(),
+            &self.workflow_id(),
+            quarter(),
+            policy,
+        )
+        .await
+        .unwrap()
     }
 
     /// Waits until the simulator has answered `status` at least once, e.g. to end an
     /// outage exactly when the workflow has met it.
     pub async fn wait_for_status(&self, status: u16) {
         for _ in 0..600 {
-            if self.ledger().await.status_counts.get(&status).copied().unwrap_or(0) > 0 {
+            if self
+                .ledger()
+                .await
+                .status_counts
+                .get(&status)
+                .copied()
+                .unwrap_or(0)
+                > 0
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -31,7 +31,7 @@ pub fn step_name(step_ms: u64, waited: Duration) -> String {
 }
 
 fn human(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

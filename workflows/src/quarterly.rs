@@ -252,14 +252,17 @@ async fn run_school(
     Ok(child.result().await?)
 }
 
-/// Alerts at the warning mark, then ends the run at the deadline.
+/// Alerts at the warning mark, then ends the run just before the deadline: a little
+/// before, so that this explicit failure (which says how to resume) wins the race against
+/// the server's execution timeout when our CLI set one.
 async fn watchdog(
     ctx: &WorkflowContext<QuarterlySync>,
     quarter: Quarter,
     policy: &Policy,
 ) -> WorkflowResult<SyncSummary> {
-    let warn_at = Duration::from_millis(policy.deadline_warning_ms.min(policy.deadline_ms));
-    let rest = Duration::from_millis(policy.deadline_ms) - warn_at;
+    let end_ms = policy.deadline_ms - (policy.deadline_ms / 10).min(60_000);
+    let warn_at = Duration::from_millis(policy.deadline_warning_ms.min(end_ms));
+    let rest = Duration::from_millis(end_ms) - warn_at;
     ctx.timer(
         TimerOptions::builder(warn_at)
             .summary("DeadlineWarning".to_string())
