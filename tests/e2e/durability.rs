@@ -232,3 +232,33 @@ async fn progress_query_reports_counts_per_school_while_running() {
     assert_eq!(summary.totals.records_synced, n);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn school_history_stays_bounded_by_continue_as_new() {
+    let app = TestApp::spawn("can", Faults::default()).await;
+    let n = app.seed_grades(1, 600).await;
+    let policy = Policy {
+        batches_per_chunk: 1,
+        continue_as_new_after_events: 20,
+        ..fast_policy()
+    };
+    let id = app.start_sync(policy).await;
+    let summary = app.result(&id).await;
+    assert_eq!(
+        summary.totals.records_synced, n,
+        "counts survive continue-as-new"
+    );
+    assert_eq!(summary.totals.batches_sent, 6);
+    let events = crate::history::events(&app, &format!("{id}/school/school-001"));
+    assert!(events.len() < 60, "last run has {} events", events.len());
+    assert!(
+        events.iter().any(
+            |e| e["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED"
+                && e["workflowExecutionStartedEventAttributes"]["continuedExecutionRunId"]
+                    .is_string()
+        ),
+        "the last run was continued as new"
+    );
+    assert_ledger_clean(&app.ledger().await);
+    app.stop().await;
+}

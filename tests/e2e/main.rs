@@ -2,6 +2,7 @@
 //! the government API simulator over loopback. Each test asserts what the API's ledger and
 //! the store say, never what the code intended.
 
+mod cli;
 mod durability;
 mod helpers;
 mod history;
