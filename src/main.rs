@@ -6,9 +6,16 @@ use gradesync::cli::{Cli, Command};
 use gradesync::commands::{demo, dlq, import, schedule, sync};
 use gradesync::errors::CliError;
 
-fn init_logging(format: &str) {
+/// Logs go to stderr; `GRADESYNC_LOG` overrides the level (e.g. `debug`). Interactive
+/// commands whose output is a progress bar default to warnings only.
+fn init_logging(format: &str, quiet: bool) {
+    let default = if quiet {
+        "warn"
+    } else {
+        "info,temporalio_sdk_core=warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRADESYNC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,temporalio_sdk_core=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -22,7 +29,11 @@ fn init_logging(format: &str) {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    let quiet = matches!(
+        cli.command,
+        Command::Demo(_) | Command::Import(_) | Command::Sync(_)
+    );
+    init_logging(&cli.log_format, quiet);
     let result = match cli.command {
         Command::Worker(args) => gradesync::worker::run(args).await,
         Command::Sync(cmd) => sync::run(cmd).await,

@@ -71,7 +71,13 @@ pub async fn run(a: DemoArgs) -> CliResult {
         a.temporal_address.clone()
     } else {
         println!("starting a Temporal dev server (Web UI on http://localhost:8233)...");
-        let s = devserver::start(7233, Some(8233), &a.dir.join("temporal.db")).await?;
+        let port = a
+            .temporal_address
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+            .unwrap_or(7233);
+        let s = devserver::start(port, Some(8233), &a.dir.join("temporal.db")).await?;
         let addr = s.address.clone();
         server = Some(s);
         addr
@@ -145,7 +151,7 @@ pub async fn run(a: DemoArgs) -> CliResult {
             gov_client_secret: SimConfig::default().client_secret,
             http_timeout_secs: 120.0,
             rate_per_sec: 2.0,
-            rate_guard_ms: 10,
+            rate_guard_ms: crate::settings::DEFAULT_RATE_GUARD_MS,
         },
         output: OutputArgs {
             alert_webhook_url: None,

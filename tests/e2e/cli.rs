@@ -18,7 +18,7 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_create_is_idempotent_and_visible_to_the_temporal_cli() {
     let address = temporal_address().await;
     let id = format!("gradesync-quarterly-{}", uuid::Uuid::new_v4().simple());
@@ -105,7 +105,7 @@ fn unreachable_database_is_reported_in_one_line() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_reports_bad_lines_and_keeps_the_good_ones() {
     let app = TestApp::spawn_without_worker("import-cli", Faults::default()).await;
     let file = app.dir.path().join("grades.jsonl");

@@ -22,7 +22,7 @@ fn crash_policy() -> Policy {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_killed_mid_run_resumes_with_nothing_lost_or_doubled() {
     let faults = Faults {
         latency_ms: 300,
@@ -74,7 +74,7 @@ fn replayer() -> WorkflowReplayer {
     WorkflowReplayer::new(options).unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_histories_replay_without_nondeterminism() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/histories");
     // A fresh run with a retry in it replays against the code that made it
@@ -121,7 +121,7 @@ async fn recorded_histories_replay_without_nondeterminism() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_alerts_before_and_ends_the_run_at_the_limit() {
     // The API never comes back; the compressed deadline must fire its warning, then end
     // the run, whatever the batches are doing.
@@ -163,7 +163,7 @@ async fn deadline_alerts_before_and_ends_the_run_at_the_limit() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_the_rate_window_under_load() {
     let faults = Faults {
         latency_ms: 400,
@@ -195,7 +195,7 @@ async fn two_workers_share_the_rate_window_under_load() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_query_reports_counts_per_school_while_running() {
     let app = TestApp::spawn(
         "progress",
@@ -233,7 +233,7 @@ async fn progress_query_reports_counts_per_school_while_running() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn school_history_stays_bounded_by_continue_as_new() {
     let app = TestApp::spawn("can", Faults::default()).await;
     let n = app.seed_grades(1, 600).await;

@@ -164,7 +164,7 @@ impl TestApp {
                 gov_client_secret: "sim-secret".into(),
                 http_timeout_secs: 2.0,
                 rate_per_sec: 2.0,
-                rate_guard_ms: 10,
+                rate_guard_ms: gradesync::settings::DEFAULT_RATE_GUARD_MS,
             },
             output: OutputArgs {
                 alert_webhook_url: Some(alerts.url.clone()),

@@ -7,7 +7,7 @@ use gradesync_govapi::sim::{Faults, RejectRule};
 use crate::helpers::{QUARTER, TestApp, assert_ledger_clean, fast_policy};
 use crate::history;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_run_applies_every_record_exactly_once() {
     let app = TestApp::spawn("clean", Faults::default()).await;
     let n = app.seed_grades(3, 150).await;
@@ -42,7 +42,7 @@ async fn clean_run_applies_every_record_exactly_once() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_api_is_retried_on_named_timers() {
     // Down until the first 503 is seen, then healthy: the ladder's first timer covers it.
     let faults = Faults {
@@ -72,7 +72,7 @@ async fn unavailable_api_is_retried_on_named_timers() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_past_the_retry_ladder_dead_letters_and_alerts() {
     let faults = Faults {
         outage_ms: 600_000,
@@ -141,7 +141,7 @@ async fn outage_past_the_retry_ladder_dead_letters_and_alerts() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_error_rejects_named_records_and_the_run_continues() {
     let faults = Faults {
         reject_rules: vec![RejectRule {
@@ -170,7 +170,7 @@ async fn client_error_rejects_named_records_and_the_run_continues() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() {
     // The API asks for 2 s; the ladder's 200 ms step is lengthened to that.
     let faults = Faults {
@@ -192,7 +192,7 @@ async fn retry_after_is_honoured() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temporal_cli_start_completes_and_history_has_no_personal_data() {
     let app = TestApp::spawn("cli-start", Faults::default()).await;
     let n = app.seed_grades(2, 30).await;
@@ -237,6 +237,38 @@ async fn temporal_cli_start_completes_and_history_has_no_personal_data() {
             !text.contains("evaluation-1"),
             "record content leaked into {wf}"
         );
+    }
+
+    // A scheduled run carries no quarter: it syncs the quarter that ended most recently
+    // (here: nothing is pending, so it completes at once with a clean, empty report).
+    let scheduled = format!("{id}-scheduled");
+    let out = app.temporal_cli(&[
+        "workflow",
+        "start",
+        "--type",
+        "QuarterlySync",
+        "--task-queue",
+        app.task_queue(),
+        "--workflow-id",
+        &scheduled,
+        "--input",
+        "{}",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expected = gradesync_govapi::Quarter::last_ended_before(now as i64).to_string();
+    let empty = app.result(&scheduled).await;
+    assert_eq!(empty.quarter, expected);
+    if expected != QUARTER {
+        assert_eq!(empty.totals.records_synced, 0);
+        assert!(empty.complete, "{empty:?}");
     }
     app.stop().await;
 }

@@ -159,7 +159,11 @@ async fn settle(
     let task = tokio::spawn(async move {
         tokio::time::sleep(worker.faults().latency(&roll)).await;
         let rules = worker.faults().reject_rules;
-        let verdict = judge(&batch, &rules);
+        // Parsing and hashing 100 records is CPU work: keep it off the threads that
+        // timestamp arrivals, or the rate window would be measured late.
+        let verdict = tokio::task::spawn_blocking(move || judge(&batch, &rules))
+            .await
+            .unwrap_or_else(|e| Err(vec![internal_error(&e)]));
         let mut inner = worker.lock();
         let (answer, committed) = match verdict {
             Ok(records) => (commit_answer(&mut inner, id, records, &roll), true),
@@ -177,6 +181,14 @@ async fn settle(
         )
         .into()
     })
+}
+
+fn internal_error(e: &tokio::task::JoinError) -> RecordFieldError {
+    RecordFieldError {
+        record_id: String::new(),
+        field: String::new(),
+        message: format!("the batch could not be checked: {e}"),
+    }
 }
 
 fn commit_answer(

@@ -107,6 +107,7 @@ impl SimState {
         let window = Duration::from_millis(inner.faults.rate_window_ms.max(1));
         inner.ledger.requests_total += 1;
         inner.arrivals.arrive(now, window);
+        tracing::trace!(%method, path, "gov-sim arrival");
         let roll = Roll::draw(&mut inner.rng);
         let limit = inner.faults.rate_limit;
         let quota = match inner.limiter.admit(now, limit, window) {
