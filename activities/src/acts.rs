@@ -236,6 +236,21 @@ impl SyncActivities {
             }
         }
         summary.clean = discrepancies.is_empty();
+        summary.repaired = req.repaired_before;
+        let repairable: Vec<String> = discrepancies
+            .iter()
+            .filter(|d| d.kind != DiscrepancyKind::UnexpectedAtApi)
+            .map(|d| d.record_id.clone())
+            .collect();
+        if req.repair && !repairable.is_empty() {
+            summary.requeued = self.store.requeue_records(&q, &repairable).await?;
+            self.write_report(&q, &req, &mut summary, &discrepancies)?;
+            tracing::warn!(
+                quarter = %q, requeued = summary.requeued, report = %summary.report_json,
+                "Reconcile: the API lost records; sending them again"
+            );
+            return Ok(summary);
+        }
         self.publish(&q, &req, &mut summary, &discrepancies).await?;
         Ok(summary)
     }
@@ -266,17 +281,18 @@ impl SyncActivities {
 }
 
 impl SyncActivities {
-    async fn publish(
+    /// Writes this round's report files and records their paths in `summary`.
+    fn write_report(
         &self,
         q: &Quarter,
         req: &ReconcileRequest,
         summary: &mut ReconcileSummary,
         discrepancies: &[Discrepancy],
-    ) -> Result<(), ActivityError> {
+    ) -> Result<serde_json::Value, ActivityError> {
         let now = SystemTime::now();
         let stamp = now
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+            .map_or(0, |d| d.as_millis())
             .to_string();
         let quarter_text = q.to_string();
         let report = Report {
@@ -285,11 +301,24 @@ impl SyncActivities {
             generated_at: httpdate::fmt_http_date(now),
             clean: summary.clean,
             counts: serde_json::json!({ "store": &*summary, "run": req.totals }),
+            earlier_reports: &req.earlier_reports,
             discrepancies,
         };
         let (json, csv) = report::write(&self.report_dir, &stamp, &report)?;
         summary.report_json = json.display().to_string();
         summary.report_csv = csv.display().to_string();
+        Ok(serde_json::to_value(&report)?)
+    }
+
+    /// The final round: report files, the compliance webhook, the quarter's run row.
+    async fn publish(
+        &self,
+        q: &Quarter,
+        req: &ReconcileRequest,
+        summary: &mut ReconcileSummary,
+        discrepancies: &[Discrepancy],
+    ) -> Result<(), ActivityError> {
+        let report = self.write_report(q, req, summary, discrepancies)?;
         let status = if summary.clean {
             "complete"
         } else {
@@ -297,7 +326,7 @@ impl SyncActivities {
         };
         let text = format!(
             "gradesync reconciliation for {q}: {status}; {} synced, {} at the API, {} missing, \
-             {} mismatched, {} unexpected, {} rejected, {} dead-lettered. Report: {}",
+             {} mismatched, {} unexpected, {} rejected, {} dead-lettered, {} repaired. Report: {}",
             summary.synced_in_store,
             summary.received_by_api,
             summary.missing_at_api,
@@ -305,13 +334,11 @@ impl SyncActivities {
             summary.unexpected_at_api,
             summary.rejected,
             summary.dead_lettered,
+            summary.repaired,
             summary.report_json
         );
         self.compliance
-            .post(
-                &text,
-                Some(serde_json::json!({ "report": serde_json::to_value(&report)? })),
-            )
+            .post(&text, Some(serde_json::json!({ "report": report })))
             .await?;
         let counts = serde_json::to_string(&*summary)?;
         self.store

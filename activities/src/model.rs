@@ -52,6 +52,9 @@ pub struct Policy {
     pub batches_per_chunk: usize,
     /// A SchoolSync continues as new once its history passes this many events.
     pub continue_as_new_after_events: u32,
+    /// Times Reconcile may send again what the API lost before reporting it as a
+    /// discrepancy.
+    pub repair_rounds: u32,
 }
 
 impl Default for Policy {
@@ -73,6 +76,7 @@ impl Default for Policy {
             lanes_per_school: 2,
             batches_per_chunk: 50,
             continue_as_new_after_events: 4_000,
+            repair_rounds: 2,
         }
     }
 }
@@ -232,6 +236,15 @@ pub struct ReconcileRequest {
     pub quarter: String,
     pub workflow_id: String,
     pub totals: Counts,
+    /// Whether records the API lost or holds differently may be put back to pending for
+    /// another pass (false on the last allowed round).
+    #[serde(default)]
+    pub repair: bool,
+    /// Records repaired by earlier rounds of this run, and their reports.
+    #[serde(default)]
+    pub repaired_before: u64,
+    #[serde(default)]
+    pub earlier_reports: Vec<String>,
 }
 
 /// Output of `Reconcile`: counts and where the report is, never the records.
@@ -244,6 +257,12 @@ pub struct ReconcileSummary {
     pub unexpected_at_api: u64,
     pub rejected: u64,
     pub dead_lettered: u64,
+    /// Records put back to pending by this round, to be sent again.
+    #[serde(default)]
+    pub requeued: u64,
+    /// Records repaired over the whole run (sent again after the API lost them).
+    #[serde(default)]
+    pub repaired: u64,
     pub clean: bool,
     pub report_json: String,
     pub report_csv: String,

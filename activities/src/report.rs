@@ -67,6 +67,8 @@ pub struct Report<'a> {
     pub generated_at: String,
     pub clean: bool,
     pub counts: serde_json::Value,
+    /// Reports of earlier rounds of the same run, whose discrepancies were repaired.
+    pub earlier_reports: &'a [String],
     pub discrepancies: &'a [Discrepancy],
 }
 

@@ -9,7 +9,7 @@ use gradesync_workflows::{QuarterlySync, SchoolSync};
 use temporalio_client::{WorkflowFetchHistoryOptions, WorkflowHistory};
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
-use crate::helpers::{TestApp, assert_ledger_clean, fast_policy};
+use crate::helpers::{TestApp, assert_ledger_clean, fast_policy, outage};
 
 /// Activity timeouts short enough that a killed worker's tasks time out in seconds.
 fn crash_policy() -> Policy {
@@ -79,18 +79,10 @@ async fn recorded_histories_replay_without_nondeterminism() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/histories");
     // A fresh run with a retry in it replays against the code that made it
     // (GRADESYNC_RECORD_HISTORIES=1 saves it as the new recorded history).
-    let app = TestApp::spawn(
-        "replay",
-        Faults {
-            outage_ms: 600_000,
-            ..Faults::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn("replay", outage()).await;
     app.seed_grades(2, 120).await;
     let id = app.start_sync(fast_policy()).await;
-    app.wait_for_status(503).await;
-    app.sim.set_faults(Faults::default()).await;
+    app.end_outage_after_first_503().await;
     app.result(&id).await;
     for wf in [id.clone(), format!("{id}/school/school-001")] {
         let json = history(&app, &wf).await.to_json().await.unwrap();
@@ -125,14 +117,7 @@ async fn recorded_histories_replay_without_nondeterminism() {
 async fn deadline_alerts_before_and_ends_the_run_at_the_limit() {
     // The API never comes back; the compressed deadline must fire its warning, then end
     // the run, whatever the batches are doing.
-    let app = TestApp::spawn(
-        "deadline",
-        Faults {
-            outage_ms: 600_000,
-            ..Faults::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn("deadline", outage()).await;
     app.seed_grades(1, 10).await;
     let policy = Policy {
         backoff_ms: vec![60_000],

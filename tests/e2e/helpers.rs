@@ -37,6 +37,14 @@ pub fn fast_policy() -> Policy {
     }
 }
 
+/// An API outage that lasts until the test ends it.
+pub fn outage() -> Faults {
+    Faults {
+        outage_ms: 600_000,
+        ..Faults::default()
+    }
+}
+
 static SERVER: OnceCell<String> = OnceCell::const_new();
 
 /// The dev server's address: TEMPORAL_ADDRESS when it answers, else one started for this
@@ -288,6 +296,33 @@ impl TestApp {
         )
         .await
         .unwrap()
+    }
+
+    /// `temporal workflow start --type QuarterlySync` on this test's task queue.
+    pub fn start_with_temporal_cli(&self, id: &str, input: &str) {
+        let out = self.temporal_cli(&[
+            "workflow",
+            "start",
+            "--type",
+            "QuarterlySync",
+            "--task-queue",
+            self.task_queue(),
+            "--workflow-id",
+            id,
+            "--input",
+            input,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Ends an [`outage`] as soon as the workflow has met it (one 503 answered).
+    pub async fn end_outage_after_first_503(&self) {
+        self.wait_for_status(503).await;
+        self.sim.set_faults(Faults::default()).await;
     }
 
     /// Waits until the simulator has answered `status` at least once, e.g. to end an

@@ -4,7 +4,7 @@
 use gradesync_activities::model::Policy;
 use gradesync_govapi::sim::{Faults, RejectRule};
 
-use crate::helpers::{QUARTER, TestApp, assert_ledger_clean, fast_policy};
+use crate::helpers::{QUARTER, TestApp, assert_ledger_clean, fast_policy, outage};
 use crate::history;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,10 +45,7 @@ async fn clean_run_applies_every_record_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_api_is_retried_on_named_timers() {
     // Down until the first 503 is seen, then healthy: the ladder's first timer covers it.
-    let faults = Faults {
-        outage_ms: 600_000,
-        ..Faults::default()
-    };
+    let faults = outage();
     let app = TestApp::spawn("retry503", faults).await;
     let n = app.seed_grades(1, 100).await;
     let policy = Policy {
@@ -56,8 +53,7 @@ async fn unavailable_api_is_retried_on_named_timers() {
         ..Policy::default()
     };
     let id = app.start_sync(policy).await;
-    app.wait_for_status(503).await;
-    app.sim.set_faults(Faults::default()).await;
+    app.end_outage_after_first_503().await;
     let summary = app.result(&id).await;
 
     assert!(summary.complete, "{summary:?}");
@@ -74,10 +70,7 @@ async fn unavailable_api_is_retried_on_named_timers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_past_the_retry_ladder_dead_letters_and_alerts() {
-    let faults = Faults {
-        outage_ms: 600_000,
-        ..Faults::default()
-    };
+    let faults = outage();
     let app = TestApp::spawn("deadletter", faults).await;
     app.seed_grades(1, 50).await;
     let id = app.start_sync(fast_policy()).await;
@@ -174,15 +167,13 @@ async fn client_error_rejects_named_records_and_the_run_continues() {
 async fn retry_after_is_honoured() {
     // The API asks for 2 s; the ladder's 200 ms step is lengthened to that.
     let faults = Faults {
-        outage_ms: 600_000,
         retry_after_secs: Some(2),
-        ..Faults::default()
+        ..outage()
     };
     let app = TestApp::spawn("retryafter", faults).await;
     app.seed_grades(1, 20).await;
     let id = app.start_sync(fast_policy()).await;
-    app.wait_for_status(503).await;
-    app.sim.set_faults(Faults::default()).await;
+    app.end_outage_after_first_503().await;
     let summary = app.result(&id).await;
 
     assert!(summary.complete, "{summary:?}");
@@ -198,23 +189,7 @@ async fn temporal_cli_start_completes_and_history_has_no_personal_data() {
     let n = app.seed_grades(2, 30).await;
     let id = format!("cli-{}", app.task_queue());
     let input = format!(r#"{{"quarter":"{QUARTER}"}}"#);
-    let out = app.temporal_cli(&[
-        "workflow",
-        "start",
-        "--type",
-        "QuarterlySync",
-        "--task-queue",
-        app.task_queue(),
-        "--workflow-id",
-        &id,
-        "--input",
-        &input,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    app.start_with_temporal_cli(&id, &input);
     let summary = app.result(&id).await;
     assert_eq!(summary.totals.records_synced, n);
     assert!(summary.complete);
@@ -242,23 +217,7 @@ async fn temporal_cli_start_completes_and_history_has_no_personal_data() {
     // A scheduled run carries no quarter: it syncs the quarter that ended most recently
     // (here: nothing is pending, so it completes at once with a clean, empty report).
     let scheduled = format!("{id}-scheduled");
-    let out = app.temporal_cli(&[
-        "workflow",
-        "start",
-        "--type",
-        "QuarterlySync",
-        "--task-queue",
-        app.task_queue(),
-        "--workflow-id",
-        &scheduled,
-        "--input",
-        "{}",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    app.start_with_temporal_cli(&scheduled, "{}");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -270,5 +229,55 @@ async fn temporal_cli_start_completes_and_history_has_no_personal_data() {
         assert_eq!(empty.totals.records_synced, 0);
         assert!(empty.complete, "{empty:?}");
     }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_the_api_silently_lost_are_found_and_sent_again() {
+    let faults = Faults {
+        p_silent_loss: 0.05,
+        seed: 11,
+        ..Faults::default()
+    };
+    let app = TestApp::spawn("silentloss", faults).await;
+    let n = app.seed_grades(2, 200).await;
+    let id = app.start_sync(fast_policy()).await;
+    // Lose records only on the first pass; the repair pass meets a faithful API.
+    app.wait_for_batches(4).await;
+    app.sim.set_faults(Faults::default()).await;
+    let summary = app.result(&id).await;
+
+    let ledger = app.ledger().await;
+    let lost = ledger.silently_lost.len() as u64;
+    assert!(lost > 0, "the fault lost some records");
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(
+        summary.reconcile.repaired, lost,
+        "exactly the lost records were resent"
+    );
+    assert_eq!(summary.reconcile.missing_at_api, 0);
+    assert_eq!(
+        ledger.records.len() as u64,
+        n,
+        "every record is at the API now"
+    );
+    assert_ledger_clean(&ledger);
+    for id in &ledger.silently_lost {
+        assert_eq!(
+            ledger.records[id].applied, 1,
+            "{id} applied once, by the repair"
+        );
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary.reconcile.report_json).unwrap()).unwrap();
+    assert_eq!(report["earlier_reports"].as_array().map(Vec::len), Some(1));
+    let first: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(report["earlier_reports"][0].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        first["discrepancies"].as_array().unwrap().len() as u64,
+        lost
+    );
     app.stop().await;
 }

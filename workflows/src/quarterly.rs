@@ -116,6 +116,58 @@ async fn sync_quarter(
     quarter: Quarter,
     policy: &Policy,
 ) -> WorkflowResult<SyncSummary> {
+    let (mut repaired, mut earlier_reports, mut round) = (0, Vec::new(), 0);
+    loop {
+        send_pending(ctx, quarter, policy, round).await?;
+        set_phase(ctx, "Reconcile");
+        let totals = ctx.state(|s| s.progress.totals);
+        let request = ReconcileRequest {
+            quarter: quarter.to_string(),
+            workflow_id: ctx.workflow_id().to_string(),
+            totals,
+            repair: round < policy.repair_rounds,
+            repaired_before: repaired,
+            earlier_reports: earlier_reports.clone(),
+        };
+        let reconcile = ctx
+            .execute_activity(
+                SyncActivities::reconcile,
+                request,
+                options::store(policy, "Reconcile"),
+            )
+            .await?;
+        if reconcile.requeued == 0 {
+            let complete = reconcile.clean;
+            set_phase(
+                ctx,
+                if complete {
+                    "Complete"
+                } else {
+                    "Discrepancies"
+                },
+            );
+            return Ok(SyncSummary {
+                quarter: quarter.to_string(),
+                totals,
+                reconcile,
+                complete,
+            });
+        }
+        // The API lost records it had accepted: they are pending again; send them anew.
+        repaired += reconcile.requeued;
+        earlier_reports.push(reconcile.report_json);
+        round += 1;
+    }
+}
+
+/// QueryPending, then one SchoolSync per school with anything left. Round 0 is the
+/// quarter's pass; later rounds resend what Reconcile found missing at the API.
+async fn send_pending(
+    ctx: &WorkflowContext<QuarterlySync>,
+    quarter: Quarter,
+    policy: &Policy,
+    round: u32,
+) -> WorkflowResult<()> {
     set_phase(ctx, "QueryPending");
     let overview: PendingOverview = ctx
         .execute_activity(
@@ -128,42 +180,24 @@ async fn sync_quarter(
         )
         .await?;
     ctx.state_mut(|s| {
-        s.progress.pending_at_start = overview.schools.iter().map(|s| s.pending).sum();
+        s.progress.pending_at_start += overview.schools.iter().map(|s| s.pending).sum::<u64>();
         for school in &overview.schools {
-            record_school(&mut s.progress, school_row(school));
+            match s
+                .progress
+                .schools
+                .iter_mut()
+                .find(|p| p.school_id == school.school_id)
+            {
+                Some(p) => {
+                    p.pending_at_start += school.pending;
+                    p.done = false;
+                }
+                None => record_school(&mut s.progress, school_row(school)),
+            }
         }
     });
-    set_phase(ctx, "Sending");
-    sync_schools(ctx, quarter, policy, overview.schools).await?;
-
-    set_phase(ctx, "Reconcile");
-    let totals = ctx.state(|s| s.progress.totals);
-    let reconcile = ctx
-        .execute_activity(
-            SyncActivities::reconcile,
-            ReconcileRequest {
-                quarter: quarter.to_string(),
-                workflow_id: ctx.workflow_id().to_string(),
-                totals,
-            },
-            options::store(policy, "Reconcile"),
-        )
-        .await?;
-    let complete = reconcile.clean;
-    set_phase(
-        ctx,
-        if complete {
-            "Complete"
-        } else {
-            "Discrepancies"
-        },
-    );
-    Ok(SyncSummary {
-        quarter: quarter.to_string(),
-        totals,
-        reconcile,
-        complete,
-    })
+    set_phase(ctx, if round == 0 { "Sending" } else { "Repairing" });
+    sync_schools(ctx, quarter, policy, overview.schools, round).await
 }
 
 fn school_row(school: &SchoolPending) -> SchoolProgress {
@@ -185,6 +219,7 @@ async fn sync_schools(
     quarter: Quarter,
     policy: &Policy,
     schools: Vec<SchoolPending>,
+    round: u32,
 ) -> WorkflowResult<()> {
     let send_queue = if policy.send_task_queue.is_empty() {
         format!("{}-send", ctx.task_queue())
@@ -207,27 +242,33 @@ async fn sync_schools(
                     return Ok::<(), WorkflowTermination>(());
                 };
                 cursor.set(i + 1);
+                // Later rounds continue the school's counts rather than restart them.
+                let (pending_at_start, counts) = ctx.state(|s| {
+                    s.progress
+                        .schools
+                        .iter()
+                        .find(|p| p.school_id == school.school_id)
+                        .map_or((school.pending, Counts::default()), |p| {
+                            (p.pending_at_start, p.counts)
+                        })
+                });
                 let input = SchoolInput {
                     quarter: quarter.to_string(),
                     school_id: school.school_id.clone(),
                     parent_workflow_id: ctx.workflow_id().to_string(),
                     send_task_queue: send_queue.clone(),
-                    pending_at_start: school.pending,
+                    pending_at_start,
                     policy: policy.clone(),
-                    counts: Counts::default(),
+                    counts,
                 };
-                let counts = run_school(&ctx, input).await?;
-                ctx.state_mut(|s| {
-                    record_school(
-                        &mut s.progress,
-                        SchoolProgress {
-                            school_id: school.school_id.clone(),
-                            pending_at_start: school.pending,
-                            counts,
-                            done: true,
-                        },
-                    )
-                });
+                let counts = run_school(&ctx, input, round).await?;
+                let done = SchoolProgress {
+                    school_id: school.school_id.clone(),
+                    pending_at_start,
+                    counts,
+                    done: true,
+                };
+                ctx.state_mut(|s| record_school(&mut s.progress, done));
             }
         }
     });
@@ -240,8 +281,12 @@ async fn sync_schools(
 async fn run_school(
     ctx: &WorkflowContext<QuarterlySync>,
     input: SchoolInput,
+    round: u32,
 ) -> WorkflowResult<Counts> {
-    let id = format!("{}/school/{}", ctx.workflow_id(), input.school_id);
+    let mut id = format!("{}/school/{}", ctx.workflow_id(), input.school_id);
+    if round > 0 {
+        id.push_str(&format!("/repair-{round}"));
+    }
     let child = ctx
         .start_child_workflow(
             SchoolSync::run,
