@@ -18,6 +18,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::alert::Webhook;
 use crate::gov::{GovClient, RetryReason, SendOutcome};
+use crate::model::SplitBatches;
 use crate::model::{
     BatchEvent, BatchRef, DeadlineAlert, PendingOverview, PrepRequest, PreparedBatches, QuarterRef,
     ReconcileRequest, ReconcileSummary, RejectionCounts, SchoolPending, SendRequest, SendResult,
@@ -157,6 +158,37 @@ impl SyncActivities {
         Ok(RejectionCounts {
             rejected: done.rejected,
             requeued: done.requeued,
+        })
+    }
+
+    /// A 413: the API takes less per request than our limits allowed. The batch is
+    /// replaced by two halves with new ids (a lone record too large is rejected).
+    #[activity(name = "SplitBatch")]
+    pub async fn split_batch(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        ev: BatchEvent,
+    ) -> Result<SplitBatches, ActivityError> {
+        let reason = format!(
+            "the API refused this record as too large even alone ({}); it cannot be sent",
+            ev.detail
+        );
+        let split = self.store.split_batch(ev.batch_id, &reason).await?;
+        tracing::warn!(
+            quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
+            halves = split.halves.len(), rejected = split.rejected,
+            "SplitBatch: the API refused the batch as too large"
+        );
+        Ok(SplitBatches {
+            batches: split
+                .halves
+                .iter()
+                .map(|b| BatchRef {
+                    batch_id: b.batch_id,
+                    records: b.records,
+                })
+                .collect(),
+            rejected: split.rejected,
         })
     }
 

@@ -168,6 +168,13 @@ pub struct BatchEvent {
     pub detail: String,
 }
 
+/// Output of `SplitBatch`: the batches that replace a batch refused as too large.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SplitBatches {
+    pub batches: Vec<BatchRef>,
+    pub rejected: u64,
+}
+
 /// Output of `ClientError`.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct RejectionCounts {

@@ -1,7 +1,7 @@
 //! The grades store against real SQLite files: import, batching, resume, the conditional
 //! outcome transitions, dead letters, rate slots and counts.
 
-use gradesync_activities::store::{BatchLimits, ImportReport, Store, StoreError};
+use gradesync_activities::store::{BatchLimits, ImportReport, Split, Store, StoreError};
 use gradesync_govapi::Quarter;
 use gradesync_govapi::contract::{MAX_BODY_BYTES, encode_batch, record_sha256};
 use serde_json::{Value, json};
@@ -886,4 +886,57 @@ async fn two_workers_can_open_a_fresh_database_at_once() {
         a.start_run(&q(), "wf").await.unwrap();
         assert!(b.run(&q()).await.unwrap().is_some());
     }
+}
+
+#[tokio::test]
+async fn split_batch_halves_in_flight_records_or_rejects_a_lone_one() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let q: Quarter = "2026-Q4".parse().unwrap();
+    let lines: String = (0..5)
+        .map(|i| format!("{{\"record_id\":\"r{i}\",\"school_id\":\"s1\",\"student_id\":\"x\",\"course_code\":\"M\",\"quarter\":\"2026-Q4\",\"grade\":\"A\"}}\n"))
+        .collect();
+    store
+        .import_jsonl(tokio::io::BufReader::new(lines.as_bytes()), |_| {})
+        .await
+        .unwrap();
+    let chunk = store
+        .prepare_batches(&q, "s1", 10, BatchLimits::default())
+        .await
+        .unwrap();
+    let whole = chunk.batches[0].batch_id;
+
+    let split = store.split_batch(whole, "too large").await.unwrap();
+    assert_eq!(
+        split.halves.iter().map(|b| b.records).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    for half in &split.halves {
+        let body = store.batch_body(half.batch_id).await.unwrap();
+        assert_eq!(
+            body.body.len() as u64,
+            half.bytes,
+            "measured bytes match the real body"
+        );
+    }
+    assert!(
+        store.batch_body(whole).await.is_err(),
+        "the old batch is retired"
+    );
+    assert_eq!(
+        store.split_batch(whole, "again").await.unwrap(),
+        Split::default()
+    );
+
+    let lone = store
+        .split_batch(split.halves[0].batch_id, "too large")
+        .await
+        .unwrap();
+    let lone = store
+        .split_batch(lone.halves[0].batch_id, "too large alone")
+        .await
+        .unwrap();
+    assert_eq!(lone.rejected, 1);
+    assert!(lone.halves.is_empty());
+    let counts = store.status_counts(&q).await.unwrap();
+    assert_eq!((counts[0].rejected, counts[0].batched), (1, 4));
 }

@@ -281,3 +281,29 @@ async fn records_the_api_silently_lost_are_found_and_sent_again() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_the_api_finds_too_large_are_split_and_sent() {
+    // Limits set above the API's (250 records, 4 MB): its 413s make us split until it fits.
+    let app = TestApp::spawn("split413", Faults::default()).await;
+    let n = app.seed_grades(1, 250).await;
+    let policy = Policy {
+        max_batch_records: 250,
+        max_batch_bytes: 4 << 20,
+        ..fast_policy()
+    };
+    let summary = app.sync_and_wait(policy).await;
+
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.totals.records_synced, n);
+    assert_eq!(summary.totals.records_rejected, 0);
+    let ledger = app.ledger().await;
+    assert_ledger_clean(&ledger);
+    assert_eq!(ledger.records.len() as u64, n);
+    assert!(ledger.status_counts.get(&413).copied().unwrap_or(0) >= 1);
+    assert!(
+        ledger.batches_committed >= 3,
+        "split at least into halves and quarters"
+    );
+    app.stop().await;
+}

@@ -145,6 +145,11 @@ async fn deliver(
             Ok(SendResult::Sent { receipt_id, .. }) => {
                 return mark_synced(ctx, input, batch, receipt_id).await;
             }
+            Ok(SendResult::Rejected {
+                status: 413, title, ..
+            }) => {
+                return split(ctx, input, batch, format!("413 {title}")).await;
+            }
             Ok(SendResult::Rejected { status, title, .. }) => {
                 let detail = format!("{status} {title}");
                 return client_error(ctx, input, batch, detail).await;
@@ -239,6 +244,28 @@ async fn client_error(
         s.counts.batches_rejected += 1;
         s.counts.records_rejected += counts.rejected;
     });
+    Ok(())
+}
+
+/// A 413: send the two halves instead (each may split again), or count the lone record
+/// that can never fit as rejected.
+async fn split(
+    ctx: &WorkflowContext<SchoolSync>,
+    input: &SchoolInput,
+    batch: BatchRef,
+    detail: String,
+) -> WorkflowResult<()> {
+    let split = ctx
+        .execute_activity(
+            SyncActivities::split_batch,
+            event(input, batch, detail),
+            options::store(&input.policy, "SplitBatch"),
+        )
+        .await?;
+    ctx.state_mut(|s| s.counts.records_rejected += split.rejected);
+    for half in split.batches {
+        Box::pin(deliver(ctx, input, half)).await?;
+    }
     Ok(())
 }
 

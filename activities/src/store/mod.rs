@@ -13,6 +13,7 @@ mod model;
 mod outcomes;
 mod queries;
 mod runs;
+mod split;
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -24,6 +25,7 @@ pub use model::{
     BadLine, BatchBody, BatchLimits, DeadLetter, ImportReport, MAX_REPORTED_BAD_LINES,
     PreparedBatch, PreparedChunk, QuarterRun, Rejection, SchoolCounts, SchoolStatus,
 };
+pub use split::Split;
 
 /// Handle on the grades database. Cloning shares the connection pool.
 #[derive(Clone)]

@@ -1,0 +1,170 @@
+//! Splitting a batch the API refused as too large (413). Our cutter measures against the
+//! contract's limits, so a 413 means the real endpoint is stricter than its contract (or a
+//! limit was configured too high): the batch is retired and its records, still in flight,
+//! are shared between two new batches with fresh ids. A single record that is still too
+//! large is rejected with the reason.
+
+use gradesync_govapi::contract::envelope_bytes;
+use sqlx::{Sqlite, Transaction};
+use uuid::Uuid;
+
+use super::batches::parse_quarter;
+use super::model::PreparedBatch;
+use super::{Store, StoreError, count, now_ms};
+
+/// What became of a split batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Split {
+    /// The new batches (two, or none when the batch held a single record).
+    pub halves: Vec<PreparedBatch>,
+    /// Records rejected because even alone they were too large.
+    pub rejected: u64,
+}
+
+impl Store {
+    /// Replaces a prepared batch by two holding its records (first half and second half
+    /// in record_id order), or rejects its only record with `reason`. Idempotent: a batch
+    /// that is no longer prepared splits into nothing.
+    pub async fn split_batch(&self, batch_id: Uuid, reason: &str) -> Result<Split, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let row: Option<(String, String, String)> =
+            sqlx::query_as("SELECT quarter, school_id, status FROM batches WHERE batch_id = ?")
+                .bind(batch_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (quarter, school_id, status) = row.ok_or(StoreError::BatchNotFound(batch_id))?;
+        if status != "prepared" {
+            return Ok(Split::default());
+        }
+        let records: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT record_id, bytes FROM grades WHERE batch_id = ? AND status = 'batched' \
+             ORDER BY record_id",
+        )
+        .bind(batch_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let split = if records.len() < 2 {
+            reject_all(&mut tx, batch_id, reason).await?
+        } else {
+            let quarter = parse_quarter(&quarter)?;
+            let (first, second) = records.split_at(records.len() / 2);
+            let mut halves = Vec::with_capacity(2);
+            for half in [first, second] {
+                let record_bytes: usize = half.iter().map(|(_, b)| count(*b) as usize).sum();
+                let bytes = envelope_bytes(&quarter, &school_id, half.len()) + record_bytes;
+                let last = &half[half.len() - 1].0;
+                halves.push(
+                    move_into_new_batch(
+                        &mut tx,
+                        batch_id,
+                        &quarter.to_string(),
+                        &school_id,
+                        last,
+                        half.len(),
+                        bytes,
+                    )
+                    .await?,
+                );
+            }
+            Split {
+                halves,
+                rejected: 0,
+            }
+        };
+        set_status(
+            &mut tx,
+            batch_id,
+            if split.halves.is_empty() {
+                "rejected"
+            } else {
+                "superseded"
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(split)
+    }
+}
+
+/// A new batch takes the old batch's records up to `last` (those not moved yet).
+async fn move_into_new_batch(
+    tx: &mut Transaction<'static, Sqlite>,
+    old: Uuid,
+    quarter: &str,
+    school_id: &str,
+    last: &str,
+    records: usize,
+    bytes: usize,
+) -> Result<PreparedBatch, StoreError> {
+    let batch_id = Uuid::new_v4();
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO batches (batch_id, quarter, school_id, records, bytes, status, attempts, \
+         created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'prepared', 0, ?, ?)",
+    )
+    .bind(batch_id.to_string())
+    .bind(quarter)
+    .bind(school_id)
+    .bind(records as i64)
+    .bind(bytes as i64)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let moved = sqlx::query(
+        "UPDATE grades SET batch_id = ?, updated_at = ? \
+         WHERE batch_id = ? AND status = 'batched' AND record_id <= ?",
+    )
+    .bind(batch_id.to_string())
+    .bind(now)
+    .bind(old.to_string())
+    .bind(last)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if moved != records as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "splitting batch {old} moved {moved} records instead of {records}"
+        )));
+    }
+    Ok(PreparedBatch {
+        batch_id,
+        records: records as u64,
+        bytes: bytes as u64,
+    })
+}
+
+async fn reject_all(
+    tx: &mut Transaction<'static, Sqlite>,
+    batch_id: Uuid,
+    reason: &str,
+) -> Result<Split, StoreError> {
+    let rejected = sqlx::query(
+        "UPDATE grades SET status = 'rejected', reason = ?, updated_at = ? \
+         WHERE batch_id = ? AND status = 'batched'",
+    )
+    .bind(reason)
+    .bind(now_ms())
+    .bind(batch_id.to_string())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(Split {
+        halves: Vec::new(),
+        rejected,
+    })
+}
+
+async fn set_status(
+    tx: &mut Transaction<'static, Sqlite>,
+    batch_id: Uuid,
+    status: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE batches SET status = ?, updated_at = ? WHERE batch_id = ?")
+        .bind(status)
+        .bind(now_ms())
+        .bind(batch_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
