@@ -110,6 +110,9 @@ impl fmt::Debug for GovClient {
 impl GovClient {
     pub fn new(config: GovClientConfig, gate: Arc<dyn RateGate>) -> Result<Self, GovError> {
         let base_url = check_base_url(&config.base_url)?;
+        // reqwest is built without a bundled crypto provider; use ring, which the Temporal
+        // client links anyway. Another part of the process may have installed one first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(CONNECT_TIMEOUT))
@@ -481,14 +484,8 @@ fn check_base_url(raw: &str) -> Result<String, GovError> {
         ));
     }
     match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(bad(
-                raw,
-                "this build has no TLS support; reach the API over http (e.g. through a local TLS-terminating proxy)",
-            ));
-        }
-        other => return Err(bad(raw, &format!("scheme `{other}` is not http"))),
+        "http" | "https" => {}
+        other => return Err(bad(raw, &format!("scheme `{other}` is not http or https"))),
     }
     if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
         return Err(bad(
@@ -543,11 +540,14 @@ mod tests {
             check_base_url("http://gov.local/api/").unwrap(),
             "http://gov.local/api"
         );
+        assert_eq!(
+            check_base_url("https://api.gov.example/").unwrap(),
+            "https://api.gov.example"
+        );
         for bad in [
             "gov.local",
             "ftp://gov.local",
             "http://gov.local/?a=1",
-            "https://gov.local",
         ] {
             assert!(check_base_url(bad).is_err(), "{bad}");
         }
