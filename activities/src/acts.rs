@@ -116,7 +116,13 @@ impl SyncActivities {
         _ctx: ActivityContext,
         ev: BatchEvent,
     ) -> Result<u64, ActivityError> {
-        let changed = self.store.mark_synced(ev.batch_id, &ev.detail).await?;
+        let mut changed = self.store.mark_synced(ev.batch_id, &ev.detail).await?;
+        if changed == 0 {
+            // A retry whose first attempt did the update but whose answer never reached
+            // Temporal (worker killed, server unreachable): the run must still count the
+            // batch's records, once; only the answer of one attempt reaches the workflow.
+            changed = self.store.records_in_batch(ev.batch_id, "synced").await?;
+        }
         tracing::info!(
             quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
             records = changed, "MarkSynced"
@@ -144,10 +150,15 @@ impl SyncActivities {
             .map(|e| (e.record_id.clone(), format!("{}: {}", e.field, e.message)))
             .collect();
         let reason = rejection_reason(&ev.detail, &problem);
-        let done = self
+        let mut done = self
             .store
             .reject_batch(ev.batch_id, problem.status, &reason, &named)
             .await?;
+        if done.rejected == 0 && done.requeued == 0 {
+            // A retry after a lost answer, as in MarkSynced: count what the first attempt
+            // rejected (the requeued records have left the batch and are counted later).
+            done.rejected = self.store.records_in_batch(ev.batch_id, "rejected").await?;
+        }
         let fields: Vec<&str> = problem.errors.iter().map(|e| e.field.as_str()).collect();
         tracing::warn!(
             quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,

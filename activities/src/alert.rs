@@ -28,7 +28,7 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(url: Option<String>) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default();

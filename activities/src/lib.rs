@@ -6,6 +6,7 @@
 //! - [`acts`]: the Temporal activities (`QueryPending`, `PrepBatch`, `SendBatch`,
 //!   `MarkSynced`, `ClientError`, `DeadLetter`, `Reconcile`, `DeadlineAtRisk`).
 //! - [`alert`]: Slack-compatible webhooks for alerts and compliance reports.
+//! - [`http`]: how HTTP clients are built (TLS provider).
 //! - [`report`]: the reconciliation report (JSON + CSV).
 //! - [`model`]: the ids-and-counts values that cross Temporal payloads.
 //!
@@ -14,6 +15,7 @@
 pub mod acts;
 pub mod alert;
 pub mod gov;
+pub mod http;
 pub mod model;
 pub mod rate;
 pub mod report;

@@ -940,3 +940,37 @@ async fn split_batch_halves_in_flight_records_or_rejects_a_lone_one() {
     let counts = store.status_counts(&q).await.unwrap();
     assert_eq!((counts[0].rejected, counts[0].batched), (1, 4));
 }
+
+#[tokio::test]
+async fn records_in_batch_still_counts_what_a_retried_outcome_changed_first() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 4).await;
+    let limits = BatchLimits {
+        max_records: 2,
+        ..BatchLimits::default()
+    };
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 2, limits)
+        .await
+        .unwrap();
+    let (a, b) = (chunk.batches[0].batch_id, chunk.batches[1].batch_id);
+    assert_eq!(store.mark_synced(a, "rcpt-a").await.unwrap(), 2);
+    assert_eq!(store.mark_synced(a, "rcpt-a").await.unwrap(), 0);
+    assert_eq!(store.records_in_batch(a, "synced").await.unwrap(), 2);
+
+    let named = vec![("r0002".to_string(), "grade: not a grade".to_string())];
+    store
+        .reject_batch(b, 400, "Bad Request", &named)
+        .await
+        .unwrap();
+    // r0003 went back to pending: it left the batch.
+    assert_eq!(store.records_in_batch(b, "rejected").await.unwrap(), 1);
+    assert_eq!(store.records_in_batch(b, "batched").await.unwrap(), 0);
+    assert_eq!(
+        store
+            .records_in_batch(Uuid::new_v4(), "synced")
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -15,6 +15,17 @@ use uuid::Uuid;
 
 const QUARTER: &str = "2026-Q4";
 
+/// reqwest is built without a TLS crypto provider in this workspace; install ring as the
+/// product does (see `gradesync_activities::http`).
+fn builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+}
+
+fn client() -> Client {
+    builder().build().unwrap()
+}
+
 async fn start(faults: Faults) -> SimHandle {
     sim::spawn(SimConfig {
         faults,
@@ -87,7 +98,7 @@ async fn problem(resp: reqwest::Response) -> Problem {
 /// A fresh simulator without faults, a client and a token.
 async fn ready(faults: Faults) -> (SimHandle, Client, String) {
     let sim = start(faults).await;
-    let client = Client::new();
+    let client = client();
     let token = token(&client, &sim).await;
     (sim, client, token)
 }
@@ -99,7 +110,7 @@ fn applied(ledger: &Ledger, id: &str) -> u32 {
 #[tokio::test]
 async fn token_is_issued_for_good_credentials_only() {
     let sim = start(Faults::none()).await;
-    let client = Client::new();
+    let client = client();
     let url = format!("{}/oauth/token", sim.base_url());
     let form = |secret: &'static str, grant: &'static str| {
         [
@@ -373,7 +384,7 @@ async fn expired_token_is_401() {
         ..SimConfig::default()
     };
     let sim = sim::spawn(config).await.unwrap();
-    let client = Client::new();
+    let client = client();
     let token = token(&client, &sim).await;
     let path = format!("/v1/quarters/{QUARTER}/summary");
     assert_eq!(
@@ -394,7 +405,7 @@ async fn expired_token_is_401() {
 #[tokio::test]
 async fn over_the_rate_limit_is_429_with_retry_after() {
     let sim = start(Faults::default()).await;
-    let client = Client::new();
+    let client = client();
     let token = token(&client, &sim).await;
     let path = format!("/v1/quarters/{QUARTER}/summary");
     let second = get(&client, &sim, &token, &path).await;
@@ -481,7 +492,7 @@ async fn hang_outlasts_the_client_but_the_batch_is_committed() {
         ..Faults::none()
     })
     .await;
-    let impatient = Client::builder()
+    let impatient = builder()
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
@@ -495,13 +506,7 @@ async fn hang_outlasts_the_client_but_the_batch_is_committed() {
         .send()
         .await;
     assert!(sent.expect_err("the answer hangs").is_timeout());
-    let resp = get(
-        &Client::new(),
-        &sim,
-        &token,
-        &format!("/v1/grade-batches/{id}"),
-    )
-    .await;
+    let resp = get(&client(), &sim, &token, &format!("/v1/grade-batches/{id}")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(applied(&sim.ledger().await, "r1"), 1);
 }

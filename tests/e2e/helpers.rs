@@ -143,23 +143,34 @@ impl TestApp {
     }
 
     pub async fn spawn_without_worker(name: &str, faults: Faults) -> Self {
+        let sim = SimConfig {
+            faults,
+            ..SimConfig::default()
+        };
+        Self::spawn_with(name, sim, None).await
+    }
+
+    /// Like [`TestApp::spawn_without_worker`], with the simulator's whole configuration
+    /// (credentials, token lifetime) and, when given, another Temporal server than the
+    /// shared one. The worker's credentials are the simulator's.
+    pub async fn spawn_with(name: &str, config: SimConfig, temporal: Option<String>) -> Self {
         init_logs();
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("grades.db");
         let database_url = format!("sqlite://{}", db.display());
         let store = Store::connect(&database_url).await.unwrap();
-        let sim = sim::spawn(SimConfig {
-            faults,
-            ..SimConfig::default()
-        })
-        .await
-        .unwrap();
+        let (client_id, client_secret) = (config.client_id.clone(), config.client_secret.clone());
+        let sim = sim::spawn(config).await.unwrap();
         let alerts = Webhook::spawn().await;
         let compliance = Webhook::spawn().await;
         // A fresh queue per run, so a test never meets another test's (or run's) tasks.
         let task_queue = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+        let temporal_address = match temporal {
+            Some(address) => address,
+            None => temporal_address().await,
+        };
         let temporal = TemporalArgs {
-            temporal_address: temporal_address().await,
+            temporal_address,
             namespace: "default".into(),
             task_queue,
         };
@@ -168,8 +179,8 @@ impl TestApp {
             store: StoreArgs { database_url },
             gov: GovArgs {
                 gov_api_url: sim.base_url(),
-                gov_client_id: "gradesync".into(),
-                gov_client_secret: "sim-secret".into(),
+                gov_client_id: client_id,
+                gov_client_secret: client_secret,
                 http_timeout_secs: 2.0,
                 rate_per_sec: 2.0,
                 rate_guard_ms: gradesync::settings::DEFAULT_RATE_GUARD_MS,
@@ -209,10 +220,26 @@ impl TestApp {
     /// `gradesync worker` as a separate process with this test's settings, so a test can
     /// SIGKILL it like a crashed host.
     pub fn spawn_worker_process(&self) -> std::process::Child {
+        self.worker_command()
+            .env("GRADESYNC_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the gradesync binary starts")
+    }
+
+    /// `gradesync worker` with this test's settings, not started yet.
+    pub fn worker_command(&self) -> std::process::Command {
+        let mut cmd = self.gradesync_command();
+        cmd.arg("worker");
+        cmd
+    }
+
+    /// The `gradesync` binary with this test's whole configuration in its environment
+    /// (Temporal, task queue, database, API, webhooks, reports), not started yet.
+    pub fn gradesync_command(&self) -> std::process::Command {
         let a = &self.worker_args;
-        std::process::Command::new(env!("CARGO_BIN_EXE_gradesync"))
-            .arg("worker")
-            .env("TEMPORAL_ADDRESS", &a.temporal.temporal_address)
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gradesync"));
+        cmd.env("TEMPORAL_ADDRESS", &a.temporal.temporal_address)
             .env("GRADESYNC_TASK_QUEUE", &a.temporal.task_queue)
             .env("GRADESYNC_DATABASE_URL", &a.store.database_url)
             .env("GRADESYNC_GOV_API_URL", &a.gov.gov_api_url)
@@ -225,10 +252,8 @@ impl TestApp {
             .env("GRADESYNC_REPORT_DIR", &a.output.report_dir)
             .env("GRADESYNC_ALERT_WEBHOOK_URL", &self.alerts.url)
             .env("GRADESYNC_COMPLIANCE_WEBHOOK_URL", &self.compliance.url)
-            .env("GRADESYNC_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("the gradesync binary starts")
+            .stdin(std::process::Stdio::null());
+        cmd
     }
 
     /// Waits until the simulator has committed at least `n` batches.
@@ -255,16 +280,7 @@ impl TestApp {
 
     /// Generates `schools x per_school` records and imports them; returns the record count.
     pub async fn seed_grades(&self, schools: usize, per_school: usize) -> u64 {
-        let spec = DataSpec {
-            quarter: QUARTER.into(),
-            schools,
-            records_per_school: per_school,
-            seed: 1,
-            ..DataSpec::default()
-        };
-        let mut buf = Vec::new();
-        datagen::write_jsonl(&spec, &mut buf).unwrap();
-        self.import_bytes(&buf).await
+        self.seed_grades_in(&quarter(), schools, per_school).await
     }
 
     pub async fn import_bytes(&self, bytes: &[u8]) -> u64 {
@@ -409,5 +425,151 @@ pub fn assert_ledger_clean(ledger: &Ledger) {
         ledger.status_counts.get(&429).copied().unwrap_or(0),
         0,
         "429s received"
+    );
+}
+
+/// The seed of a test's randomness: `GRADESYNC_TEST_SEED` to replay a failure, else a fresh
+/// one. Printed, so that a failing run can be replayed.
+pub fn test_seed() -> u64 {
+    let seed = std::env::var("GRADESYNC_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("seed = {seed}");
+    seed
+}
+
+/// A quarter no other test (nor an earlier run of this one) uses, for tests that go through
+/// the CLI, whose workflow id `gradesync-<quarter>` is shared by the whole dev server.
+pub fn unique_quarter() -> Quarter {
+    let year = 3000 + (rand::random::<u16>() % 6000);
+    Quarter::new(year, 1 + rand::random::<u8>() % 4).unwrap()
+}
+
+impl TestApp {
+    /// Like [`TestApp::seed_grades`], for another quarter than [`QUARTER`].
+    pub async fn seed_grades_in(
+        &self,
+        quarter: &Quarter,
+        schools: usize,
+        per_school: usize,
+    ) -> u64 {
+        let spec = DataSpec {
+            quarter: quarter.to_string(),
+            schools,
+            records_per_school: per_school,
+            seed: 1,
+            ..DataSpec::default()
+        };
+        let mut buf = Vec::new();
+        datagen::write_jsonl(&spec, &mut buf).unwrap();
+        self.import_bytes(&buf).await
+    }
+
+    /// `gradesync worker` as a process whose stdout and stderr go to `log`, at log level
+    /// `level` (`GRADESYNC_LOG`).
+    pub fn spawn_logged_worker_process(
+        &self,
+        level: &str,
+        log: &std::path::Path,
+    ) -> std::process::Child {
+        let file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        self.worker_command()
+            .env("GRADESYNC_LOG", level)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("the gradesync binary starts")
+    }
+
+    /// Runs `gradesync ARGS` with this test's settings and waits for it.
+    pub fn gradesync(&self, args: &[&str]) -> std::process::Output {
+        self.gradesync_command()
+            .args(args)
+            .output()
+            .expect("the gradesync binary runs")
+    }
+
+    /// `(record_id, reason)` of every rejected record of the quarter, by record id.
+    pub async fn rejections(&self, quarter: &Quarter) -> Vec<(String, Option<String>)> {
+        let pool = sqlx::SqlitePool::connect(&self.worker_args.store.database_url)
+            .await
+            .unwrap();
+        let rows = sqlx::query_as(
+            "SELECT record_id, reason FROM grades WHERE quarter = ? AND status = 'rejected' \
+             ORDER BY record_id",
+        )
+        .bind(quarter.to_string())
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows
+    }
+
+    /// `(status, records, attempts)` of one batch in the store, if the store has it.
+    pub async fn batch_row(&self, batch_id: uuid::Uuid) -> Option<(String, i64, i64)> {
+        let pool = sqlx::SqlitePool::connect(&self.worker_args.store.database_url)
+            .await
+            .unwrap();
+        let row =
+            sqlx::query_as("SELECT status, records, attempts FROM batches WHERE batch_id = ?")
+                .bind(batch_id.to_string())
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        row
+    }
+
+    /// `(workflow id, run id)` of every run whose workflow id starts with `prefix`: a
+    /// quarter's run, its children and their continued-as-new runs.
+    pub fn workflow_runs_starting_with(&self, prefix: &str) -> Vec<(String, String)> {
+        let query = format!("WorkflowId STARTS_WITH '{prefix}'");
+        let out = self.temporal_cli(&[
+            "workflow", "list", "--query", &query, "--output", "json", "--limit", "1000",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let items: Vec<Value> = serde_json::from_slice(&out.stdout).expect("a JSON array");
+        let mut runs: Vec<(String, String)> = items
+            .iter()
+            .filter_map(|v| {
+                let e = &v["execution"];
+                Some((
+                    e["workflowId"].as_str()?.to_string(),
+                    e["runId"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        runs.sort();
+        runs
+    }
+}
+
+/// Every record applied exactly once and none missing: the exactly-once half of
+/// [`assert_ledger_clean`], for runs where 429s are expected.
+pub fn assert_applied_once(ledger: &Ledger, expected: u64) {
+    let twice: Vec<_> = ledger
+        .records
+        .iter()
+        .filter(|(_, r)| r.applied != 1)
+        .map(|(id, r)| (id, r.applied))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "records not applied exactly once: {twice:?}"
+    );
+    assert_eq!(
+        ledger.records.len() as u64,
+        expected,
+        "every record reached the API"
     );
 }

@@ -4,6 +4,7 @@
 
 mod cli;
 mod durability;
+mod faults;
 mod helpers;
 mod history;
 mod sync;

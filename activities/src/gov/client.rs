@@ -110,10 +110,7 @@ impl fmt::Debug for GovClient {
 impl GovClient {
     pub fn new(config: GovClientConfig, gate: Arc<dyn RateGate>) -> Result<Self, GovError> {
         let base_url = check_base_url(&config.base_url)?;
-        // reqwest is built without a bundled crypto provider; use ring, which the Temporal
-        // client links anyway. Another part of the process may have installed one first.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(CONNECT_TIMEOUT))
             // A redirected POST would silently turn into a GET; surface it instead.
@@ -544,11 +541,7 @@ mod tests {
             check_base_url("https://api.gov.example/").unwrap(),
             "https://api.gov.example"
         );
-        for bad in [
-            "gov.local",
-            "ftp://gov.local",
-            "http://gov.local/?a=1",
-        ] {
+        for bad in ["gov.local", "ftp://gov.local", "http://gov.local/?a=1"] {
             assert!(check_base_url(bad).is_err(), "{bad}");
         }
         let e = check_base_url("http://user:pw-secret@gov.local").unwrap_err();

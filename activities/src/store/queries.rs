@@ -2,6 +2,7 @@
 //! hashes of synced records that reconciliation compares with what the API holds.
 
 use gradesync_govapi::Quarter;
+use uuid::Uuid;
 
 use super::model::{SchoolCounts, SchoolStatus};
 use super::{Store, StoreError, count};
@@ -52,6 +53,17 @@ impl Store {
                 batched: s.batched,
             })
             .collect())
+    }
+
+    /// How many records of `batch_id` are in `status` (served by the batch index).
+    pub async fn records_in_batch(&self, batch_id: Uuid, status: &str) -> Result<u64, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM grades WHERE batch_id = ? AND status = ?")
+                .bind(batch_id.to_string())
+                .bind(status)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(count(n))
     }
 
     /// `(record_id, sha256)` of the school's synced records, sorted by record_id.
