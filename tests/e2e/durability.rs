@@ -247,3 +247,34 @@ async fn school_history_stays_bounded_by_continue_as_new() {
     assert_ledger_clean(&app.ledger().await);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_share_the_rate_window() {
+    let faults = Faults {
+        latency_ms: 300,
+        latency_jitter_ms: 150,
+        ..Faults::default()
+    };
+    let app = TestApp::spawn_without_worker("two-procs", faults).await;
+    let n = app.seed_grades(3, 250).await;
+    let mut workers = [app.spawn_worker_process(), app.spawn_worker_process()];
+    let policy = Policy {
+        parallel_schools: 3,
+        lanes_per_school: 3,
+        ..fast_policy()
+    };
+    let summary = app.sync_and_wait(policy).await;
+    for w in &mut workers {
+        w.kill().unwrap();
+        w.wait().unwrap();
+    }
+
+    assert!(summary.complete, "{summary:?}");
+    let ledger = app.ledger().await;
+    assert_ledger_clean(&ledger);
+    assert_eq!(ledger.records.len() as u64, n);
+    assert_eq!(
+        ledger.tokens_issued, 2,
+        "both processes sent (one token each)"
+    );
+}
