@@ -289,22 +289,9 @@ async fn save_batch(
     school_id: &str,
     batch: OpenBatch,
 ) -> Result<PreparedBatch, StoreError> {
-    let batch_id = Uuid::new_v4();
     let bytes = envelope_bytes(quarter, school_id, batch.records) + batch.record_bytes;
+    let batch_id = insert_batch(tx, &quarter.to_string(), school_id, batch.records, bytes).await?;
     let now = now_ms();
-    sqlx::query(
-        "INSERT INTO batches (batch_id, quarter, school_id, records, bytes, status, attempts, \
-         created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'prepared', 0, ?, ?)",
-    )
-    .bind(batch_id.to_string())
-    .bind(quarter.to_string())
-    .bind(school_id)
-    .bind(batch.records as i64)
-    .bind(bytes as i64)
-    .bind(now)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
     let moved = sqlx::query(
         "UPDATE grades SET status = 'batched', batch_id = ?, updated_at = ? \
          WHERE quarter = ? AND school_id = ? AND status = 'pending' \
@@ -330,6 +317,32 @@ async fn save_batch(
         records: batch.records as u64,
         bytes: bytes as u64,
     })
+}
+
+/// A new `prepared` batch row with a fresh id; its records are attached by the caller.
+pub(super) async fn insert_batch(
+    tx: &mut Transaction<'static, Sqlite>,
+    quarter: &str,
+    school_id: &str,
+    records: usize,
+    bytes: usize,
+) -> Result<Uuid, StoreError> {
+    let batch_id = Uuid::new_v4();
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO batches (batch_id, quarter, school_id, records, bytes, status, attempts, \
+         created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'prepared', 0, ?, ?)",
+    )
+    .bind(batch_id.to_string())
+    .bind(quarter)
+    .bind(school_id)
+    .bind(records as i64)
+    .bind(bytes as i64)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(batch_id)
 }
 
 /// Records a later call would still hand out: pending ones and those in prepared batches

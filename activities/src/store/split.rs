@@ -8,7 +8,7 @@ use gradesync_govapi::contract::envelope_bytes;
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::batches::parse_quarter;
+use super::batches::{insert_batch, parse_quarter};
 use super::model::PreparedBatch;
 use super::{Store, StoreError, count, now_ms};
 
@@ -96,21 +96,8 @@ async fn move_into_new_batch(
     records: usize,
     bytes: usize,
 ) -> Result<PreparedBatch, StoreError> {
-    let batch_id = Uuid::new_v4();
+    let batch_id = insert_batch(tx, quarter, school_id, records, bytes).await?;
     let now = now_ms();
-    sqlx::query(
-        "INSERT INTO batches (batch_id, quarter, school_id, records, bytes, status, attempts, \
-         created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'prepared', 0, ?, ?)",
-    )
-    .bind(batch_id.to_string())
-    .bind(quarter)
-    .bind(school_id)
-    .bind(records as i64)
-    .bind(bytes as i64)
-    .bind(now)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
     let moved = sqlx::query(
         "UPDATE grades SET batch_id = ?, updated_at = ? \
          WHERE batch_id = ? AND status = 'batched' AND record_id <= ?",
