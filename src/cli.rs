@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{demo, dlq, import, schedule, sync};
+use crate::commands::{check, demo, dlq, import, schedule, sync};
 use crate::worker::WorkerArgs;
 
 /// gradesync pushes every grade of every school to the government API each quarter, on
@@ -35,6 +35,8 @@ pub enum Command {
     Dlq(dlq::DlqCommand),
     /// Run the government API simulator (fault injection for tests and the demo).
     GovSim(gradesync_govapi::sim::args::SimArgs),
+    /// Check that Temporal, the grades store and the government API answer (sends no grades).
+    Check(check::CheckArgs),
     /// Run a whole quarterly sync on this machine: dev server, SQLite, simulator, worker.
     Demo(demo::DemoArgs),
 }

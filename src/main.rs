@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use gradesync::cli::{Cli, Command};
-use gradesync::commands::{demo, dlq, import, schedule, sync};
+use gradesync::commands::{check, demo, dlq, import, schedule, sync};
 use gradesync::errors::CliError;
 
 /// Logs go to stderr; `GRADESYNC_LOG` overrides the level (e.g. `debug`). Interactive
@@ -31,7 +31,7 @@ async fn main() {
     let cli = Cli::parse();
     let quiet = matches!(
         cli.command,
-        Command::Demo(_) | Command::Import(_) | Command::Sync(_)
+        Command::Demo(_) | Command::Import(_) | Command::Sync(_) | Command::Check(_)
     );
     init_logging(&cli.log_format, quiet);
     let result = match cli.command {
@@ -43,6 +43,7 @@ async fn main() {
         Command::GovSim(args) => gradesync_govapi::sim::args::run(args)
             .await
             .map_err(|e| CliError::Usage(e.to_string())),
+        Command::Check(args) => check::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     };
     if let Err(e) = result {

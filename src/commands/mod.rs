@@ -1,5 +1,6 @@
 //! One module per `gradesync` subcommand.
 
+pub mod check;
 pub mod demo;
 pub mod dlq;
 pub mod import;

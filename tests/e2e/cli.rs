@@ -127,3 +127,58 @@ async fn import_reports_bad_lines_and_keeps_the_good_ones() {
     );
     assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_each_service_and_exits_by_the_worst() {
+    let app = TestApp::spawn_without_worker("check-cli", Faults::default()).await;
+    let ok = app.gradesync(&["check"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let lines = String::from_utf8_lossy(&ok.stdout).into_owned();
+    for service in ["temporal  ok", "store     ok", "gov-api   ok"] {
+        assert!(lines.contains(service), "{lines}");
+    }
+
+    let bad_secret = app
+        .gradesync_command()
+        .env("GRADESYNC_GOV_CLIENT_SECRET", "not-the-secret")
+        .arg("check")
+        .output()
+        .expect("the gradesync binary runs");
+    assert_eq!(bad_secret.status.code(), Some(2), "{}", stderr(&bad_secret));
+    let err = stderr(&bad_secret);
+    assert!(err.contains("GRADESYNC_GOV_CLIENT_SECRET"), "{err}");
+    assert!(!err.contains("not-the-secret"), "the secret leaked: {err}");
+
+    let no_api = app
+        .gradesync_command()
+        .env("GRADESYNC_GOV_API_URL", "http://127.0.0.1:9")
+        .arg("check")
+        .output()
+        .expect("the gradesync binary runs");
+    assert_eq!(no_api.status.code(), Some(3), "{}", stderr(&no_api));
+    let err = stderr(&no_api);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("cannot reach the government API") && err.contains("GRADESYNC_GOV_API_URL"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // Temporal and the store still answered and say so.
+    assert!(String::from_utf8_lossy(&no_api.stdout).contains("store     ok"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_an_unknown_quarter_says_what_to_do() {
+    let app = TestApp::spawn_without_worker("unknown-quarter", Faults::default()).await;
+    let out = app.gradesync(&["sync", "status", "--quarter", "1999-Q1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no grades and no runs for quarter 1999-Q1")
+            && err.contains("gradesync import"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    app.stop().await;
+}

@@ -156,6 +156,15 @@ impl GovClient {
         }
     }
 
+    /// Asks for a fresh token and sends nothing else: proves the API answers and accepts
+    /// our credentials (for `gradesync check` and the worker's start-up probe).
+    pub async fn check(&self) -> Result<(), GovError> {
+        self.fetch_token()
+            .await
+            .map(|_| ())
+            .map_err(|f| self.gov_error(f, "a token request"))
+    }
+
     /// How many records the API holds for the quarter, per school.
     pub async fn summary(&self, quarter: &Quarter) -> Result<QuarterSummary, GovError> {
         let url = self.url(&format!("/v1/quarters/{quarter}/summary"), &[])?;

@@ -1,0 +1,133 @@
+//! `gradesync check`: asks Temporal, the grades store and the government API whether they
+//! answer, with the same settings the worker uses, and sends no grades. One line per
+//! service; the exit code is the worst failure's (3 unreachable, 2 bad settings).
+
+use std::sync::Arc;
+
+use clap::Args;
+use gradesync_activities::gov::{GovClient, GovError, SpacingGate};
+use gradesync_activities::rate::StoreRateGate;
+use gradesync_activities::store::Store;
+use temporalio_client::tonic;
+use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
+
+use crate::errors::{CliError, CliResult};
+use crate::settings::{GovArgs, StoreArgs, TemporalArgs};
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub temporal: TemporalArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub gov: GovArgs,
+}
+
+pub async fn run(args: CheckArgs) -> CliResult {
+    let mut failures = Vec::new();
+    match check_temporal(&args.temporal).await {
+        Ok(()) => println!(
+            "temporal  ok  {} (namespace {})",
+            args.temporal.temporal_address, args.temporal.namespace
+        ),
+        Err(e) => failures.push(e),
+    }
+    let store = match crate::worker::open_store(&args.store).await {
+        Ok(store) => {
+            println!("store     ok  {}", redact_url(&args.store.database_url));
+            Some(store)
+        }
+        Err(e) => {
+            failures.push(e);
+            None
+        }
+    };
+    match check_gov(&args.gov, store).await {
+        Ok(()) => println!(
+            "gov-api   ok  {} (token issued to {})",
+            args.gov.gov_api_url, args.gov.gov_client_id
+        ),
+        Err(e) => failures.push(e),
+    }
+    // Every failure but the worst goes to stderr here; the worst is returned so that it
+    // sets the exit code and is printed by main like any other error.
+    failures.sort_by_key(|e| std::cmp::Reverse(e.exit_code()));
+    let mut failures = failures.into_iter();
+    let Some(worst) = failures.next() else {
+        return Ok(());
+    };
+    for other in failures {
+        eprintln!("gradesync: {other}");
+    }
+    Err(worst)
+}
+
+async fn check_temporal(args: &TemporalArgs) -> Result<(), CliError> {
+    let client = crate::temporal::connect(args).await?;
+    let request = DescribeNamespaceRequest {
+        namespace: args.namespace.clone(),
+        ..Default::default()
+    };
+    client
+        .connection()
+        .workflow_service()
+        .describe_namespace(tonic::Request::new(request))
+        .await
+        .map(|_| ())
+        .map_err(|status| match status.code() {
+            tonic::Code::NotFound => CliError::Usage(format!(
+                "Temporal at {} has no namespace `{}`: create it or set TEMPORAL_NAMESPACE",
+                args.temporal_address, args.namespace
+            )),
+            _ => CliError::Unreachable(format!(
+                "Temporal at {} did not describe namespace `{}`: {}",
+                args.temporal_address,
+                args.namespace,
+                status.message()
+            )),
+        })
+}
+
+/// A token request goes through the store's rate gate when the store is up, so a check
+/// made during a run still keeps the API's window.
+async fn check_gov(args: &GovArgs, store: Option<Store>) -> Result<(), CliError> {
+    let config = args.client_config()?;
+    let client = match store {
+        Some(store) => GovClient::new(
+            config,
+            Arc::new(StoreRateGate::new(
+                store,
+                args.rate_per_sec,
+                args.rate_guard(),
+            )),
+        ),
+        None => GovClient::new(
+            config,
+            Arc::new(SpacingGate::new(args.rate_per_sec, args.rate_guard())),
+        ),
+    }
+    .map_err(gov_error)?;
+    client.check().await.map_err(gov_error)
+}
+
+fn gov_error(e: GovError) -> CliError {
+    match e {
+        GovError::BadBaseUrl { .. } | GovError::BadCredentials { .. } => {
+            CliError::Usage(e.to_string())
+        }
+        e if e.is_retryable() => CliError::Unreachable(e.to_string()),
+        e => CliError::Other(e.into()),
+    }
+}
+
+/// A PostgreSQL URL may carry a password; show the URL without it.
+fn redact_url(url: &str) -> String {
+    match temporalio_client::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
