@@ -71,9 +71,9 @@ pub struct GovArgs {
     /// Requests per second the API allows, shared by every worker using this database.
     #[arg(long, env = "GRADESYNC_RATE_PER_SEC", default_value_t = 2.0)]
     pub rate_per_sec: f64,
-    /// Extra spacing between two requests, in ms. Any three consecutive requests then
-    /// span at least 1 s + 2 x guard, which absorbs that much network and scheduling jitter
-    /// at the API; 15 ms keeps 97% of the budget in use.
+    /// Margin added to the API's 1 s window, in ms: at most `rate` requests start in any
+    /// 1 s + guard, which absorbs that much network and scheduling jitter at the API;
+    /// 15 ms keeps 98.5% of the budget in use.
     #[arg(long, env = "GRADESYNC_RATE_GUARD_MS", default_value_t = DEFAULT_RATE_GUARD_MS)]
     pub rate_guard_ms: u64,
 }

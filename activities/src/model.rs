@@ -55,6 +55,15 @@ pub struct Policy {
     /// Times Reconcile may send again what the API lost before reporting it as a
     /// discrepancy.
     pub repair_rounds: u32,
+    /// How often the workflow re-projects its finish even when no school reports (an
+    /// outage makes the reports stop, which is exactly when the projection matters).
+    pub eta_check_interval_ms: u64,
+    /// Sending time measured before a projection may raise the early "deadline at risk"
+    /// alert: schools report per chunk, so the first minutes say little about the rate.
+    pub eta_min_measure_ms: u64,
+    /// The rate is measured over this recent window (or the whole run while shorter), so
+    /// an outage pulls it down quickly instead of being averaged away.
+    pub eta_window_ms: u64,
 }
 
 impl Default for Policy {
@@ -77,6 +86,9 @@ impl Default for Policy {
             batches_per_chunk: 50,
             continue_as_new_after_events: 4_000,
             repair_rounds: 2,
+            eta_check_interval_ms: 5 * 60_000,
+            eta_min_measure_ms: 15 * 60_000,
+            eta_window_ms: 60 * 60_000,
         }
     }
 }
@@ -190,6 +202,10 @@ pub struct DeadlineAlert {
     pub elapsed_ms: u64,
     pub deadline_ms: u64,
     pub progress: Progress,
+    /// Set when the alert comes from the projection (the early alert) rather than from
+    /// the fixed warning mark; its figures are then in `progress`.
+    #[serde(default)]
+    pub projected: bool,
 }
 
 /// Counts of one school, or of the whole quarter.
@@ -235,6 +251,35 @@ pub struct Progress {
     pub pending_at_start: u64,
     pub totals: Counts,
     pub schools: Vec<SchoolProgress>,
+    /// When this run started and when its deadline falls (unix ms, workflow time; 0 from
+    /// a workflow that predates the ETA).
+    #[serde(default)]
+    pub started_ms: u64,
+    #[serde(default)]
+    pub deadline_at_ms: u64,
+    /// The latest projection; `None` until sending has gone on for a while.
+    #[serde(default)]
+    pub eta: Option<Eta>,
+}
+
+impl Progress {
+    /// Records in a final state: synced, rejected or dead-lettered.
+    pub fn done(&self) -> u64 {
+        self.totals.records_synced + self.totals.records_rejected + self.totals.records_dead
+    }
+}
+
+/// Where a run is heading, measured in workflow time from the counts the schools report.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Eta {
+    /// When this projection was made (unix ms).
+    pub at_ms: u64,
+    /// Records finished per second over the measuring window.
+    pub rate_per_sec: f64,
+    /// Unix ms; `None` when the measured rate is zero (the run would never finish).
+    pub projected_finish_ms: Option<u64>,
+    /// `None` while too little has been measured to judge (see `Policy::eta_min_measure_ms`).
+    pub on_track: Option<bool>,
 }
 
 /// Input of `Reconcile`.

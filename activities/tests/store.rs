@@ -638,12 +638,25 @@ async fn requeue_records_sends_lost_synced_records_again() {
     assert_eq!(next.batches[0].records, 2);
 }
 
+/// No window of `window` ms holds more than `capacity` of the sorted slots.
+fn max_in_window(slots: &[i64], window: i64) -> usize {
+    (0..slots.len())
+        .map(|i| {
+            slots[i..]
+                .iter()
+                .take_while(|&&t| t < slots[i] + window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rate_slots_are_strictly_spaced_across_tasks_and_stores() {
+async fn rate_lanes_fill_each_window_across_tasks_and_stores() {
     let (dir, store) = temp_store().await;
     let other = Store::connect(&url(&dir)).await.unwrap();
     let now = 1_000_000;
-    let spacing = 50;
+    let window = 100;
     let mut tasks = Vec::new();
     for i in 0..40 {
         let s = if i % 2 == 0 {
@@ -652,7 +665,7 @@ async fn rate_slots_are_strictly_spaced_across_tasks_and_stores() {
             other.clone()
         };
         tasks.push(tokio::spawn(async move {
-            s.claim_rate_slot("gov", spacing, now).await
+            s.claim_rate_slot("gov", 2, window, now).await
         }));
     }
     let mut slots = Vec::new();
@@ -660,31 +673,62 @@ async fn rate_slots_are_strictly_spaced_across_tasks_and_stores() {
         slots.push(t.await.unwrap().unwrap());
     }
     slots.sort();
-    let expected: Vec<i64> = (0..40).map(|i| now + i * spacing).collect();
+    // Two starts per window, back to back: the budget is used in full and never exceeded.
+    let expected: Vec<i64> = (0..40).map(|i| now + (i / 2) * window).collect();
     assert_eq!(slots, expected);
+    assert_eq!(max_in_window(&slots, window), 2);
     // A caller arriving after the queue drained starts at its own now.
-    let later = now + 100 * spacing;
+    let later = now + 100 * window;
     assert_eq!(
-        store.claim_rate_slot("gov", spacing, later).await.unwrap(),
+        store
+            .claim_rate_slot("gov", 2, window, later)
+            .await
+            .unwrap(),
         later
     );
     assert_eq!(
-        store.claim_rate_slot("gov", spacing, now).await.unwrap(),
-        later + spacing
+        store
+            .claim_rate_slot("gov", 2, window, later)
+            .await
+            .unwrap(),
+        later
+    );
+    // Both lanes are taken until one window later, whatever the caller's clock says.
+    assert_eq!(
+        store.claim_rate_slot("gov", 2, window, now).await.unwrap(),
+        later + window
     );
     assert_eq!(
-        store.claim_rate_slot("other", spacing, now).await.unwrap(),
+        store
+            .claim_rate_slot("other", 2, window, now)
+            .await
+            .unwrap(),
         now
     );
 }
 
+#[tokio::test]
+async fn rate_lanes_follow_a_grown_capacity_and_refuse_none() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    assert_eq!(store.claim_rate_slot("gov", 1, 100, 0).await.unwrap(), 0);
+    assert_eq!(store.claim_rate_slot("gov", 1, 100, 0).await.unwrap(), 100);
+    store.ensure_rate_lanes("gov", 3).await.unwrap();
+    let mut slots = Vec::new();
+    for _ in 0..4 {
+        slots.push(store.claim_rate_slot("gov", 3, 100, 0).await.unwrap());
+    }
+    // Lanes 1 and 2 are new and free at once; lane 0 is busy until 200.
+    assert_eq!(slots, vec![0, 0, 100, 100]);
+    assert!(store.claim_rate_slot("gov", 0, 100, 0).await.is_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rate_slots_in_memory_under_twenty_tasks() {
+async fn rate_lanes_in_memory_under_twenty_tasks() {
     let store = Store::connect("sqlite::memory:").await.unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let s = store.clone();
-            tokio::spawn(async move { s.claim_rate_slot("gov", 10, 0).await.unwrap() })
+            tokio::spawn(async move { s.claim_rate_slot("gov", 1, 10, 0).await.unwrap() })
         })
         .collect();
     let mut slots = Vec::new();

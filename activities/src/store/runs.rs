@@ -103,40 +103,62 @@ impl Store {
         .transpose()
     }
 
-    /// Claims the next slot of the named rate limit: the later of its next free time and
-    /// `now_ms`, which moves `spacing_ms` on. The UPDATE is one atomic statement, so callers
-    /// in any number of tasks or processes on this database never share a slot. The caller
-    /// waits until the returned time (Unix ms) before sending.
+    /// Claims a start time under the named limit of at most `capacity` requests in any
+    /// `window_ms`. The limit has `capacity` lanes, each free again one window after its
+    /// last start; the claim takes the earliest-free lane, so any window holds at most one
+    /// start per lane. The UPDATE is one statement, which SQLite runs under its write lock
+    /// from the start, so callers in any number of tasks or processes never share a lane
+    /// slot. The caller waits until the returned time (Unix ms) before sending.
     pub async fn claim_rate_slot(
         &self,
         name: &str,
-        spacing_ms: i64,
+        capacity: u32,
+        window_ms: i64,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        if spacing_ms < 0 {
+        if window_ms < 0 || capacity == 0 {
             return Err(StoreError::InvalidArgument(
-                "a rate slot spacing cannot be negative".into(),
+                "a rate limit needs at least one lane and a non-negative window".into(),
             ));
         }
-        sqlx::query(
-            "INSERT INTO rate_slots (name, next_at_ms) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        let slot = sqlx::query_scalar(
-            "UPDATE rate_slots \
-             SET next_at_ms = (CASE WHEN next_at_ms > ? THEN next_at_ms ELSE ? END) + ? \
-             WHERE name = ? RETURNING next_at_ms - ?",
-        )
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(spacing_ms)
-        .bind(name)
-        .bind(spacing_ms)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(slot)
+        loop {
+            let slot: Option<i64> = sqlx::query_scalar(
+                "UPDATE rate_lanes \
+                 SET free_at_ms = (CASE WHEN free_at_ms > ? THEN free_at_ms ELSE ? END) + ? \
+                 WHERE name = ? AND lane = ( \
+                     SELECT lane FROM rate_lanes WHERE name = ? AND lane < ? \
+                     ORDER BY free_at_ms, lane LIMIT 1) \
+                 RETURNING free_at_ms - ?",
+            )
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(window_ms)
+            .bind(name)
+            .bind(name)
+            .bind(i64::from(capacity))
+            .bind(window_ms)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(slot) = slot {
+                return Ok(slot);
+            }
+            self.ensure_rate_lanes(name, capacity).await?;
+        }
+    }
+
+    /// Creates the lanes of a limit that are missing: on first use, or when the capacity
+    /// grew since the last run.
+    pub async fn ensure_rate_lanes(&self, name: &str, capacity: u32) -> Result<(), StoreError> {
+        for lane in 0..capacity {
+            sqlx::query(
+                "INSERT INTO rate_lanes (name, lane, free_at_ms) VALUES (?, ?, 0) \
+                 ON CONFLICT (name, lane) DO NOTHING",
+            )
+            .bind(name)
+            .bind(i64::from(lane))
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
     }
 }
