@@ -186,6 +186,9 @@ async fn batch_is_committed_and_applied_once() {
         .await
         .unwrap();
     assert_eq!(fetched, receipt);
+    // The token request and the GET count as requests, not as batch sends.
+    let ledger = sim.ledger().await;
+    assert_eq!((ledger.batch_posts, ledger.requests_total), (1, 3));
 }
 
 #[tokio::test]

@@ -25,6 +25,10 @@ pub struct Ledger {
     /// API answers by status; connections closed without an answer are not here.
     pub status_counts: BTreeMap<u16, u64>,
     pub requests_total: u64,
+    /// `POST /v1/grade-batches` arrivals, admitted or not: the sends, without token
+    /// requests and reads.
+    #[serde(default)]
+    pub batch_posts: u64,
     pub batches_committed: u64,
     pub tokens_issued: u64,
     /// API arrivals per whole second since the simulator started.

@@ -106,6 +106,9 @@ impl SimState {
         let mut inner = self.lock();
         let window = Duration::from_millis(inner.faults.rate_window_ms.max(1));
         inner.ledger.requests_total += 1;
+        if method == Method::POST && path == "/v1/grade-batches" {
+            inner.ledger.batch_posts += 1;
+        }
         inner.arrivals.arrive(now, window);
         tracing::trace!(%method, path, "gov-sim arrival");
         let roll = Roll::draw(&mut inner.rng);
