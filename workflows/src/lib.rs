@@ -6,8 +6,10 @@
 //! - [`SchoolSync`]: PrepBatch -> SendBatch -> MarkSynced / ClientError / DeadLetter for one
 //!   school, continuing as new so its history stays bounded.
 //! - [`backoff`]: the Retry5s -> Retry15s -> Retry45s steps as one visible list.
+//! - [`eta`]: the measured rate and projected finish behind the early deadline alert.
 
 pub mod backoff;
+pub mod eta;
 mod options;
 pub mod quarterly;
 pub mod school;

@@ -5,17 +5,18 @@
 //! size); Reconcile compares the store with what the API holds. A watchdog races the work:
 //! it raises the "deadline at risk" alert at the warning mark and ends the run at the
 //! deadline, because a run started by a schedule or `temporal workflow start` may carry no
-//! execution timeout of its own.
+//! execution timeout of its own. An ETA watcher projects the finish from the measured rate
+//! and raises the same alert early, once, when the projection crosses the deadline.
 
 use std::cell::Cell;
 use std::pin::pin;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
 use gradesync_activities::acts::SyncActivities;
 use gradesync_activities::model::{
-    Counts, DeadlineAlert, PendingOverview, Policy, Progress, QuarterRef, ReconcileRequest,
+    Counts, DeadlineAlert, Eta, PendingOverview, Policy, Progress, QuarterRef, ReconcileRequest,
     SchoolPending, SchoolProgress, SyncInput, SyncSummary,
 };
 use gradesync_govapi::Quarter;
@@ -27,13 +28,20 @@ use temporalio_sdk::{
     WorkflowResult, WorkflowTermination,
 };
 
+use crate::eta::{Judging, Meter, Sample};
 use crate::options;
 use crate::school::{SchoolInput, SchoolSync};
+
+/// Marks histories made with the ETA watcher. Histories recorded before it carry no such
+/// marker and replay without its timers and alert.
+const ETA_WATCH_PATCH: &str = "eta-watch";
 
 #[workflow]
 #[derive(Default)]
 pub struct QuarterlySync {
     progress: Progress,
+    meter: Meter,
+    judging: Judging,
 }
 
 #[workflow_methods]
@@ -43,14 +51,40 @@ impl QuarterlySync {
         ctx: &mut WorkflowContext<Self>,
         input: SyncInput,
     ) -> WorkflowResult<SyncSummary> {
+        let watch_eta = ctx.patched(ETA_WATCH_PATCH);
         let quarter = resolve_quarter(ctx, input.quarter.as_deref())?;
         let policy = input.policy;
-        ctx.state_mut(|s| s.progress.quarter = quarter.to_string());
+        let started_ms = ctx
+            .info()
+            .start_time()
+            .or_else(|| ctx.workflow_time())
+            .map_or(0, unix_ms);
+        ctx.state_mut(|s| {
+            s.progress.quarter = quarter.to_string();
+            s.progress.started_ms = started_ms;
+            s.progress.deadline_at_ms = started_ms.saturating_add(policy.deadline_ms);
+            s.judging = Judging {
+                deadline_at_ms: s.progress.deadline_at_ms,
+                window_ms: policy.eta_window_ms,
+                min_measure_ms: policy.eta_min_measure_ms,
+            };
+        });
         let mut work = pin!(sync_quarter(ctx, quarter, &policy).fuse());
         let mut watchdog = pin!(watchdog(ctx, quarter, &policy).fuse());
+        let mut eta = pin!(
+            async {
+                if watch_eta {
+                    eta_watch(ctx, quarter, &policy).await
+                } else {
+                    std::future::pending().await
+                }
+            }
+            .fuse()
+        );
         select! {
             done = work => done,
             expired = watchdog => expired,
+            never = eta => never,
         }
     }
 
@@ -62,13 +96,43 @@ impl QuarterlySync {
 
     /// A SchoolSync reports its counts after each chunk of batches.
     #[signal]
-    pub fn school_progress(
-        &mut self,
-        _ctx: &mut SyncWorkflowContext<Self>,
-        update: SchoolProgress,
-    ) {
+    pub fn school_progress(&mut self, ctx: &mut SyncWorkflowContext<Self>, update: SchoolProgress) {
         record_school(&mut self.progress, update);
+        self.refresh_eta(now_ms(ctx.workflow_time()));
     }
+}
+
+impl QuarterlySync {
+    /// Starts measuring the rate (once per run; repair rounds keep the first start).
+    fn start_measuring(&mut self, now_ms: u64) {
+        self.meter.start(Sample {
+            at_ms: now_ms,
+            done: self.progress.done(),
+        });
+    }
+
+    /// Re-projects the finish at workflow time `now_ms` into the `progress` query.
+    fn refresh_eta(&mut self, now_ms: u64) -> Option<Eta> {
+        let done = self.progress.done();
+        let remaining = self.progress.pending_at_start.saturating_sub(done);
+        let now = Sample {
+            at_ms: now_ms,
+            done,
+        };
+        let eta = self.meter.observe(now, remaining, self.judging)?;
+        self.progress.eta = Some(eta);
+        Some(eta)
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Workflow time (the current task's timestamp, the same on replay) in unix ms.
+fn now_ms(workflow_time: Option<SystemTime>) -> u64 {
+    workflow_time.map_or(0, unix_ms)
 }
 
 fn record_school(progress: &mut Progress, update: SchoolProgress) {
@@ -196,6 +260,8 @@ async fn send_pending(
             }
         }
     });
+    let now = now_ms(ctx.workflow_time());
+    ctx.state_mut(|s| s.start_measuring(now));
     set_phase(ctx, if round == 0 { "Sending" } else { "Repairing" });
     sync_schools(ctx, quarter, policy, overview.schools, round).await
 }
@@ -268,7 +334,11 @@ async fn sync_schools(
                     counts,
                     done: true,
                 };
-                ctx.state_mut(|s| record_school(&mut s.progress, done));
+                let now = now_ms(ctx.workflow_time());
+                ctx.state_mut(|s| {
+                    record_school(&mut s.progress, done);
+                    s.refresh_eta(now);
+                });
             }
         }
     });
@@ -320,6 +390,7 @@ async fn watchdog(
         elapsed_ms: warn_at.as_millis() as u64,
         deadline_ms: policy.deadline_ms,
         progress: ctx.state(|s| s.progress.clone()),
+        projected: false,
     };
     // The alert must not be able to sink the run: its failure is only logged by Temporal.
     let _ = ctx
@@ -345,4 +416,48 @@ async fn watchdog(
         .non_retryable(true)
         .build(),
     ))
+}
+
+/// Re-projects the finish every `eta_check_interval_ms` (reports stop during an outage,
+/// which is when the projection matters most) and raises the "deadline at risk" alert the
+/// first time a judged projection misses the deadline. Never ends by itself.
+async fn eta_watch(
+    ctx: &WorkflowContext<QuarterlySync>,
+    quarter: Quarter,
+    policy: &Policy,
+) -> WorkflowResult<SyncSummary> {
+    let every = Duration::from_millis(policy.eta_check_interval_ms.max(100));
+    let mut alerted = false;
+    loop {
+        ctx.timer(
+            TimerOptions::builder(every)
+                .summary("EtaCheck".to_string())
+                .build(),
+        )
+        .await;
+        let now = now_ms(ctx.workflow_time());
+        let eta = ctx.state_mut(|s| s.refresh_eta(now));
+        if alerted || eta.and_then(|e| e.on_track) != Some(false) {
+            continue;
+        }
+        alerted = true;
+        // Ids and counts only: the progress carries no record content.
+        let progress = ctx.state(|s| s.progress.clone());
+        let alert = DeadlineAlert {
+            quarter: quarter.to_string(),
+            workflow_id: ctx.workflow_id().to_string(),
+            elapsed_ms: now.saturating_sub(progress.started_ms),
+            deadline_ms: policy.deadline_ms,
+            progress,
+            projected: true,
+        };
+        // As in the watchdog: a failed alert must not sink the run.
+        let _ = ctx
+            .execute_activity(
+                SyncActivities::deadline_at_risk,
+                alert,
+                options::store(policy, "DeadlineAtRisk"),
+            )
+            .await;
+    }
 }
