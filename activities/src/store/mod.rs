@@ -11,6 +11,7 @@ mod error;
 mod import;
 mod model;
 mod outcomes;
+pub mod plan;
 mod queries;
 mod runs;
 mod split;
