@@ -1,0 +1,565 @@
+//! `cargo bench --bench sync [-- --scenarios a,b]`: full quarterly syncs against the API
+//! simulator, measured the way issue 5 asks: elapsed against the physical limit
+//! (ceil(N/100) requests at 2 per second), budget use, the busiest 1 s window, 429s,
+//! amplification, the worker's peak RSS and CPU, history events per batch and the time in
+//! QueryPending + PrepBatch. Also the seed's pacing in the same harness, and preparation
+//! alone over 1M stored records. Prints a table; writes results.json, results.md and a
+//! requests-per-second plot per run under `--out`.
+
+mod history;
+mod plot;
+mod proc_stats;
+mod scenario;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use gradesync::datagen::{self, DataSpec};
+use gradesync::settings::TemporalArgs;
+use gradesync_activities::gov::{
+    Credentials, GovClient, GovClientConfig, NoGate, Secret, SendOutcome,
+};
+use gradesync_activities::model::Policy;
+use gradesync_activities::store::{BatchLimits, Store};
+use gradesync_govapi::Quarter;
+use gradesync_govapi::sim::{self, Faults, Ledger, SimConfig, SimHandle};
+use gradesync_workflows::QuarterlySync;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use scenario::{Engine, Scenario};
+use serde::Serialize;
+use temporalio_client::{Client, WorkflowGetResultOptions};
+
+const QUARTER: &str = "2026-Q3";
+const SEED: u64 = 5;
+
+/// Full quarterly syncs against the API simulator, with the figures of issue 5.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Scenarios to run, comma-separated (see --list); default: all (about 2.5 h, the
+    /// real-rate 1M run alone takes its 83 min physical limit).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    /// Where results.json, results.md and the plots go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Temporal frontend; when nothing answers there a dev server is started for the run.
+    #[arg(long, env = "TEMPORAL_ADDRESS", default_value = "127.0.0.1:7233")]
+    temporal_address: String,
+    /// Set by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Internal: QueryPending + PrepBatch alone on this database (a child process, so that
+    /// its peak memory is its own).
+    #[arg(long, hide = true)]
+    prep_only: Option<String>,
+}
+
+/// One scenario's figures (a row of the table).
+#[derive(Debug, Default, Serialize)]
+struct Row {
+    scenario: String,
+    records: u64,
+    batches: u64,
+    requests: u64,
+    batch_posts: u64,
+    elapsed_s: f64,
+    limit_s: f64,
+    elapsed_over_limit: f64,
+    budget_use: f64,
+    max_in_1s_window: u32,
+    http_429: u64,
+    http_503: u64,
+    amplification: f64,
+    lost: u64,
+    applied_twice: u64,
+    worker_peak_rss_mb: Option<f64>,
+    worker_cpu_s: Option<f64>,
+    history_events_per_batch: Option<f64>,
+    max_events_in_one_run: Option<u64>,
+    workflow_runs: Option<usize>,
+    query_and_prep_s: f64,
+    prep_peak_rss_mb: Option<f64>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if let Some(url) = &args.prep_only {
+        return prep_child(url).await;
+    }
+    let all = scenario::all();
+    if args.list {
+        for s in all.iter().chain([&scenario::smoke()]) {
+            println!(
+                "{:22} {:>9} records  {:>4} ms latency  503 p={:.2}  {:?}, {}/s",
+                s.name, s.records, s.latency_ms, s.p_503, s.engine, s.rate
+            );
+        }
+        return Ok(());
+    }
+    let chosen: Vec<Scenario> = if args.scenarios.is_empty() {
+        all
+    } else {
+        let mut v = Vec::new();
+        for name in &args.scenarios {
+            match all
+                .iter()
+                .chain([&scenario::smoke()])
+                .find(|s| s.name == name)
+            {
+                Some(s) => v.push(s.clone()),
+                None => {
+                    bail!("unknown scenario `{name}`: see `cargo bench --bench sync -- --list`")
+                }
+            }
+        }
+        v
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let temporal = Temporal::ensure(&args.temporal_address, &args.out).await?;
+    let mut rows = Vec::new();
+    for s in &chosen {
+        println!(
+            "== {} ({} records, {} ms, 503 p={})",
+            s.name, s.records, s.latency_ms, s.p_503
+        );
+        let row = match s.engine {
+            Engine::Temporal => run_temporal(s, &temporal, &args.out).await,
+            Engine::SeedPacing => run_seed_pacing(s, &args.out).await,
+            Engine::PrepOnly => run_prep_only(s, &args.out).await,
+        }
+        .with_context(|| format!("scenario {}", s.name))?;
+        println!("{}", table(std::slice::from_ref(&row)));
+        rows.push(row);
+        std::fs::write(
+            args.out.join("results.json"),
+            serde_json::to_vec_pretty(&rows)?,
+        )?;
+        std::fs::write(args.out.join("results.md"), table(&rows))?;
+    }
+    println!("\n{}", table(&rows));
+    println!("results: {}", args.out.join("results.md").display());
+    temporal.stop().await;
+    Ok(())
+}
+
+/// The Temporal server the runs use: one that answers, or a dev server of our own.
+struct Temporal {
+    address: String,
+    own: Option<tokio::process::Child>,
+}
+
+impl Temporal {
+    async fn ensure(address: &str, out: &Path) -> Result<Self> {
+        if gradesync::devserver::answers(address).await {
+            return Ok(Self {
+                address: address.to_string(),
+                own: None,
+            });
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let db = out.join(format!("temporal-{port}.db"));
+        let server = gradesync::devserver::start(port, None, &db)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self {
+            address: server.address.clone(),
+            own: Some(server.child),
+        })
+    }
+
+    async fn stop(mut self) {
+        if let Some(child) = self.own.as_mut() {
+            let _ = child.kill().await;
+        }
+    }
+
+    async fn client(&self, task_queue: &str) -> Result<Client> {
+        gradesync::temporal::connect(&TemporalArgs {
+            temporal_address: self.address.clone(),
+            namespace: "default".into(),
+            task_queue: task_queue.into(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// A fresh SQLite store under `out` holding the scenario's records, generated from a seed
+/// school by school (no 8 GB intermediate file for 1M records).
+async fn load_store(s: &Scenario, dir: &Path) -> Result<(Store, String)> {
+    let url = format!("sqlite://{}", dir.join("grades.db").display());
+    let store = Store::connect(&url)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let per_school = s.records / s.schools;
+    let spec = DataSpec {
+        quarter: QUARTER.into(),
+        schools: s.schools,
+        records_per_school: per_school,
+        mean_bytes: s.record_bytes,
+        seed: SEED,
+    };
+    let mut rng = SmallRng::seed_from_u64(SEED);
+    let t0 = Instant::now();
+    let mut buf = Vec::new();
+    for school in 0..s.schools {
+        buf.clear();
+        for n in 0..per_school {
+            serde_json::to_writer(&mut buf, &datagen::record(&mut rng, &spec, school, n))?;
+            buf.push(b'\n');
+        }
+        let report = store
+            .import_jsonl(&buf[..], |_| {})
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if report.bad_line_count > 0 {
+            bail!("generated data has {} bad lines", report.bad_line_count);
+        }
+    }
+    println!(
+        "  loaded {} records in {:.0} s",
+        per_school * s.schools,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok((store, url))
+}
+
+async fn spawn_sim(s: &Scenario) -> Result<SimHandle> {
+    let faults = Faults {
+        seed: SEED,
+        rate_limit: s.rate,
+        rate_window_ms: 1000,
+        latency_ms: s.latency_ms,
+        latency_jitter_ms: s.latency_ms / 4,
+        p_503: s.p_503,
+        ..Faults::default()
+    };
+    sim::spawn(SimConfig {
+        faults,
+        ..SimConfig::default()
+    })
+    .await
+    .context("cannot start the simulator")
+}
+
+fn scenario_dir(out: &Path, s: &Scenario) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{}-", s.name))
+        .tempdir_in(out)
+        .context("cannot create the scenario's directory")
+}
+
+async fn run_temporal(s: &Scenario, temporal: &Temporal, out: &Path) -> Result<Row> {
+    let dir = scenario_dir(out, s)?;
+    let (_store, url) = load_store(s, dir.path()).await?;
+    let sim = spawn_sim(s).await?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let queue = format!("bench-{}-{stamp}", s.name);
+    let log = std::fs::File::create(out.join(format!("{}-worker.log", s.name)))?;
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_gradesync"))
+        .arg("worker")
+        .env("TEMPORAL_ADDRESS", &temporal.address)
+        .env("GRADESYNC_TASK_QUEUE", &queue)
+        .env("GRADESYNC_DATABASE_URL", &url)
+        .env("GRADESYNC_GOV_API_URL", sim.base_url())
+        .env("GRADESYNC_RATE_PER_SEC", s.rate.to_string())
+        .env("GRADESYNC_REPORT_DIR", dir.path().join("reports"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start `gradesync worker`")?;
+    let pid = worker.id();
+    let result = drive(s, temporal, &queue, pid).await;
+    let (peak_rss, cpu) = (
+        proc_stats::memory_mb(pid).map(|m| m.0),
+        proc_stats::cpu_time(pid),
+    );
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let elapsed = result?;
+    let ledger = sim.ledger().await;
+    let id = workflow_id(&queue);
+    let stats = history::collect(&temporal.address, &id).map_err(|e| anyhow::anyhow!(e))?;
+    let prep = ["QueryPending", "PrepBatch"]
+        .iter()
+        .filter_map(|a| stats.activity_secs.get(*a))
+        .sum();
+    let mut row = row_from(s, &ledger, elapsed, prep);
+    row.worker_peak_rss_mb = peak_rss;
+    row.worker_cpu_s = cpu.map(|d| d.as_secs_f64());
+    row.history_events_per_batch = Some(stats.events as f64 / row.batches.max(1) as f64);
+    row.max_events_in_one_run = Some(stats.max_events_in_one_run);
+    row.workflow_runs = Some(stats.runs);
+    write_plot(out, s, &ledger)?;
+    sim.shutdown().await;
+    Ok(row)
+}
+
+fn workflow_id(queue: &str) -> String {
+    format!("{queue}-{QUARTER}")
+}
+
+/// Starts the run once the worker polls, waits for its result, and prints progress.
+async fn drive(s: &Scenario, temporal: &Temporal, queue: &str, pid: u32) -> Result<Duration> {
+    let client = temporal.client(queue).await?;
+    // The worker connects and registers within a second or two; give it that before the
+    // clock starts, so elapsed measures the sync and not the process start.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let quarter: Quarter = QUARTER.parse()?;
+    let t0 = Instant::now();
+    let id = gradesync::commands::sync::start(
+        &client,
+        queue,
+        &workflow_id(queue),
+        quarter,
+        Policy::default(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let handle = client.get_workflow_handle::<QuarterlySync>(id);
+    let result = handle.get_result(WorkflowGetResultOptions::default());
+    tokio::pin!(result);
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.tick().await;
+    let summary = loop {
+        tokio::select! {
+            r = &mut result => break r.context("the sync did not complete")?,
+            _ = tick.tick() => {
+                let rss = proc_stats::memory_mb(pid).map_or(0.0, |m| m.1);
+                println!(
+                    "  {:>5.0} s of a {:.0} s limit; worker RSS {rss:.0} MB",
+                    t0.elapsed().as_secs_f64(),
+                    s.physical_limit_secs()
+                );
+            }
+        }
+    };
+    let elapsed = t0.elapsed();
+    if !summary.complete {
+        bail!("the quarter finished with discrepancies: {summary:?}");
+    }
+    Ok(elapsed)
+}
+
+fn row_from(s: &Scenario, ledger: &Ledger, elapsed: Duration, prep_s: f64) -> Row {
+    let elapsed_s = elapsed.as_secs_f64();
+    let ideal = s.records.div_ceil(100) as u64;
+    let applied: Vec<u32> = ledger.records.values().map(|r| r.applied).collect();
+    Row {
+        scenario: s.name.into(),
+        records: applied.len() as u64,
+        batches: ledger.batches_committed,
+        requests: ledger.requests_total,
+        batch_posts: ledger.batch_posts,
+        elapsed_s,
+        limit_s: s.physical_limit_secs(),
+        elapsed_over_limit: elapsed_s / s.physical_limit_secs(),
+        budget_use: ledger.requests_total as f64 / (f64::from(s.rate) * elapsed_s),
+        max_in_1s_window: ledger.max_requests_in_window,
+        http_429: ledger.status_counts.get(&429).copied().unwrap_or(0),
+        http_503: ledger.status_counts.get(&503).copied().unwrap_or(0),
+        amplification: ledger.batch_posts as f64 / ideal as f64,
+        lost: (s.records as u64).saturating_sub(applied.iter().filter(|&&a| a > 0).count() as u64),
+        applied_twice: applied.iter().filter(|&&a| a > 1).count() as u64,
+        query_and_prep_s: prep_s,
+        ..Row::default()
+    }
+}
+
+fn write_plot(out: &Path, s: &Scenario, ledger: &Ledger) -> Result<()> {
+    let svg = plot::requests_per_second_svg(
+        &format!("{}: API requests per second", s.name),
+        &ledger.arrivals_per_second,
+        s.rate,
+    );
+    std::fs::write(out.join(format!("{}-rate.svg", s.name)), svg)?;
+    Ok(())
+}
+
+/// The seed's Step Functions loop over the same store and simulator: one batch at a time,
+/// the answer awaited, then a 0.5 s wait; 503s waited out with the seed's 5/15/45 s steps.
+async fn run_seed_pacing(s: &Scenario, out: &Path) -> Result<Row> {
+    let dir = scenario_dir(out, s)?;
+    let (store, _) = load_store(s, dir.path()).await?;
+    let sim = spawn_sim(s).await?;
+    let sim_config = SimConfig::default();
+    let gov = GovClient::new(
+        GovClientConfig::new(
+            sim.base_url(),
+            Credentials::new(
+                sim_config.client_id.clone(),
+                Secret::new(sim_config.client_secret.clone()),
+            ),
+        ),
+        Arc::new(NoGate),
+    )?;
+    let quarter: Quarter = QUARTER.parse()?;
+    let t0 = Instant::now();
+    let mut batches = Vec::new();
+    for school in 0..s.schools {
+        let chunk = store
+            .prepare_batches(
+                &quarter,
+                &datagen::school_id(school),
+                usize::MAX / 2,
+                BatchLimits::default(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        batches.extend(chunk.batches.into_iter().map(|b| b.batch_id));
+    }
+    let prep_s = t0.elapsed().as_secs_f64();
+    let backoff = Policy::default().backoff_ms;
+    for id in batches {
+        let body = store
+            .batch_body(id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let body = bytes::Bytes::from(body.body);
+        let mut attempt = 0;
+        loop {
+            match gov.send_batch(id, body.clone()).await {
+                SendOutcome::Sent { .. } => break,
+                SendOutcome::Retry { .. } if attempt < backoff.len() => {
+                    tokio::time::sleep(Duration::from_millis(backoff[attempt])).await;
+                    attempt += 1;
+                }
+                other => bail!("batch {id} not sent: {other:?}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ledger = sim.ledger().await;
+    let row = row_from(s, &ledger, t0.elapsed(), prep_s);
+    write_plot(out, s, &ledger)?;
+    sim.shutdown().await;
+    Ok(row)
+}
+
+/// QueryPending + PrepBatch over the whole quarter in a child process of this benchmark,
+/// which reports its own time and peak memory.
+async fn run_prep_only(s: &Scenario, out: &Path) -> Result<Row> {
+    let dir = scenario_dir(out, s)?;
+    let (store, url) = load_store(s, dir.path()).await?;
+    drop(store);
+    let child = Command::new(std::env::current_exe()?)
+        .args(["--prep-only", &url])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run the preparation child")?;
+    if !child.status.success() {
+        bail!("the preparation child failed");
+    }
+    let figures: PrepFigures = serde_json::from_slice(&child.stdout)?;
+    Ok(Row {
+        scenario: s.name.into(),
+        records: figures.records,
+        batches: figures.batches,
+        elapsed_s: figures.query_s + figures.prep_s,
+        query_and_prep_s: figures.query_s + figures.prep_s,
+        prep_peak_rss_mb: Some(figures.peak_rss_mb),
+        limit_s: s.physical_limit_secs(),
+        ..Row::default()
+    })
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct PrepFigures {
+    records: u64,
+    batches: u64,
+    query_s: f64,
+    prep_s: f64,
+    peak_rss_mb: f64,
+}
+
+/// The child's side: what QueryPending and PrepBatch do. Each school's records are cut in
+/// one call (the default chunk of 50 batches holds a 5,000-record school whole); a run asks
+/// for the next chunk only after sending this one, so one call per school is the work.
+async fn prep_child(url: &str) -> Result<()> {
+    let store = Store::connect(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let quarter: Quarter = QUARTER.parse()?;
+    let t0 = Instant::now();
+    let schools = store
+        .pending_counts(&quarter)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let query_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let (mut records, mut batches) = (0, 0);
+    for school in &schools {
+        let chunk = store
+            .prepare_batches(
+                &quarter,
+                &school.school_id,
+                usize::MAX / 2,
+                BatchLimits::default(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        records += chunk.batches.iter().map(|b| b.records).sum::<u64>();
+        batches += chunk.batches.len() as u64;
+    }
+    let figures = PrepFigures {
+        records,
+        batches,
+        query_s,
+        prep_s: t1.elapsed().as_secs_f64(),
+        peak_rss_mb: proc_stats::memory_mb(std::process::id()).map_or(0.0, |m| m.0),
+    };
+    println!("{}", serde_json::to_string(&figures)?);
+    Ok(())
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut t = String::from(
+        "| scenario | records | batches | requests | elapsed s | limit s | elapsed/limit | budget use | max/1 s | 429s | 503s | amplification | lost | twice | worker peak RSS MB | worker CPU s | events/batch | max events/run | QueryPending+PrepBatch s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        t.push_str(&format!(
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.1}% | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.1}{} |\n",
+            r.scenario,
+            r.records,
+            r.batches,
+            r.requests,
+            r.elapsed_s,
+            r.limit_s,
+            r.elapsed_over_limit,
+            r.budget_use * 100.0,
+            r.max_in_1s_window,
+            r.http_429,
+            r.http_503,
+            r.amplification,
+            r.lost,
+            r.applied_twice,
+            opt(r.worker_peak_rss_mb.map(|v| format!("{v:.0}"))),
+            opt(r.worker_cpu_s.map(|v| format!("{v:.1}"))),
+            opt(r.history_events_per_batch.map(|v| format!("{v:.1}"))),
+            opt(r.max_events_in_one_run),
+            r.query_and_prep_s,
+            r.prep_peak_rss_mb
+                .map_or(String::new(), |m| format!(" (peak {m:.0} MB)")),
+        ));
+    }
+    t
+}

@@ -1,0 +1,92 @@
+//! The benchmark's scenarios: how many records, how slow the API is, which faults, and
+//! which engine sends them (our Temporal worker, the seed's pacing, or preparation alone).
+
+/// What a scenario runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// A full `QuarterlySync` on a `gradesync worker` process.
+    Temporal,
+    /// The seed's Step Functions loop: send one batch, wait for the answer, wait 0.5 s.
+    SeedPacing,
+    /// QueryPending + PrepBatch over the whole quarter, nothing sent.
+    PrepOnly,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub engine: Engine,
+    pub records: usize,
+    pub schools: usize,
+    pub latency_ms: u64,
+    pub p_503: f64,
+    /// API requests per second (the API's limit and our gate's rate). Only the compressed
+    /// 1M run raises it, to fit a session; its figures are against its own limit.
+    pub rate: u32,
+    /// Average record size; the seed says about 8 KB.
+    pub record_bytes: usize,
+}
+
+impl Scenario {
+    /// ceil(N / 100) requests at `rate` per second: no design can finish sooner.
+    pub fn physical_limit_secs(&self) -> f64 {
+        self.records.div_ceil(100) as f64 / f64::from(self.rate)
+    }
+}
+
+const fn sync(
+    name: &'static str,
+    records: usize,
+    schools: usize,
+    latency_ms: u64,
+    p_503: f64,
+) -> Scenario {
+    Scenario {
+        name,
+        engine: Engine::Temporal,
+        records,
+        schools,
+        latency_ms,
+        p_503,
+        rate: 2,
+        record_bytes: 8_000,
+    }
+}
+
+/// Every scenario, in the order `cargo bench --bench sync` runs them by default.
+pub fn all() -> Vec<Scenario> {
+    let mut v = vec![
+        sync("sync-10k-200ms", 10_000, 10, 200, 0.0),
+        sync("sync-10k-1s", 10_000, 10, 1_000, 0.0),
+        sync("sync-10k-200ms-503", 10_000, 10, 200, 0.10),
+        sync("sync-10k-1s-503", 10_000, 10, 1_000, 0.10),
+        Scenario {
+            engine: Engine::SeedPacing,
+            ..sync("seed-10k-200ms", 10_000, 10, 200, 0.0)
+        },
+        Scenario {
+            engine: Engine::SeedPacing,
+            ..sync("seed-10k-1s", 10_000, 10, 1_000, 0.0)
+        },
+        sync("sync-100k-200ms", 100_000, 50, 200, 0.0),
+        sync("sync-100k-1s", 100_000, 50, 1_000, 0.0),
+        sync("sync-100k-200ms-503", 100_000, 50, 200, 0.10),
+        sync("sync-100k-1s-503", 100_000, 50, 1_000, 0.10),
+        Scenario {
+            engine: Engine::PrepOnly,
+            ..sync("prep-1m", 1_000_000, 200, 0, 0.0)
+        },
+        Scenario {
+            rate: 20,
+            ..sync("sync-1m-20ms-x10", 1_000_000, 200, 20, 0.0)
+        },
+    ];
+    // The real-rate 1M run takes the full 83 min of its physical limit.
+    v.push(sync("sync-1m-20ms", 1_000_000, 200, 20, 0.0));
+    v
+}
+
+/// A one-minute check of the harness itself; not in the default set.
+pub fn smoke() -> Scenario {
+    sync("smoke-1k", 1_000, 2, 50, 0.0)
+}
