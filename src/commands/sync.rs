@@ -1,5 +1,9 @@
 //! `gradesync sync start|status|plan`: start a quarter's run (refusing a second concurrent
-//! one), follow it with a progress bar, and read where it stands.
+//! one), follow it with a progress bar, read where it stands and when it will finish, and
+//! plan what the next run would send.
+
+mod eta_text;
+mod plan;
 
 use std::time::Duration;
 
@@ -20,8 +24,11 @@ use crate::settings::{StoreArgs, TemporalArgs};
 pub enum SyncCommand {
     /// Start the quarterly sync of one quarter (refused while one already runs).
     Start(StartArgs),
-    /// Show a quarter's progress: the running workflow's counts and the store's.
+    /// Show a quarter's progress: the running workflow's counts and ETA, and the store's.
     Status(StatusArgs),
+    /// Dry run: what the next run would send and how long it takes at the configured rate
+    /// (reads the store only; cuts nothing, contacts neither the API nor Temporal).
+    Plan(plan::PlanArgs),
 }
 
 /// A quarter as `YYYY-Qn`, validated at the command line.
@@ -64,6 +71,7 @@ pub async fn run(cmd: SyncCommand) -> CliResult {
     match cmd {
         SyncCommand::Start(args) => start_command(args).await,
         SyncCommand::Status(args) => status_command(args).await,
+        SyncCommand::Plan(args) => plan::plan_command(args).await,
     }
 }
 
@@ -145,7 +153,7 @@ pub async fn wait_with_progress(client: &Client, id: &str) -> Result<SyncSummary
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} {msg:12} [{bar:40}] {pos}/{len} records ({per_sec}, eta {eta})",
+            "{spinner} {prefix:12} [{bar:40}] {pos}/{len} records ({per_sec}) {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
@@ -175,7 +183,8 @@ fn show(bar: &ProgressBar, p: &Progress) {
     bar.set_length(p.pending_at_start);
     let done = p.totals.records_synced + p.totals.records_rejected + p.totals.records_dead;
     bar.set_position(done.min(p.pending_at_start));
-    bar.set_message(p.phase.clone());
+    bar.set_prefix(p.phase.clone());
+    bar.set_message(eta_text::bar_message(p));
 }
 
 pub fn print_summary(s: &SyncSummary) {
@@ -235,13 +244,18 @@ async fn status_command(args: StatusArgs) -> CliResult {
                 .query(QuarterlySync::progress, (), WorkflowQueryOptions::default())
                 .await
             {
-                Ok(p) => println!(
-                    "workflow {}: phase {}, {} of {} records synced",
-                    workflow_id(&q),
-                    p.phase,
-                    p.totals.records_synced,
-                    p.pending_at_start
-                ),
+                Ok(p) => {
+                    println!(
+                        "workflow {}: phase {}, {} of {} records synced",
+                        workflow_id(&q),
+                        p.phase,
+                        p.totals.records_synced,
+                        p.pending_at_start
+                    );
+                    if let Some(line) = eta_text::status_line(&p) {
+                        println!("  {line}");
+                    }
+                }
                 Err(_) => println!("workflow {}: not running", workflow_id(&q)),
             }
         }

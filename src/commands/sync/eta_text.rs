@@ -1,0 +1,140 @@
+//! The run's projection as people read it: UTC minutes, a rate, and a verdict.
+
+use gradesync_activities::model::Progress;
+
+/// `2026-11-28 14:05 UTC` for unix ms (proleptic Gregorian, no time-zone database needed).
+pub fn utc_minute(unix_ms: u64) -> String {
+    let minutes = unix_ms / 60_000;
+    let (days, minute_of_day) = (minutes / 1_440, minutes % 1_440);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        minute_of_day / 60,
+        minute_of_day % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day): Howard Hinnant's `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn rate(records_per_sec: f64) -> String {
+    if records_per_sec >= 10.0 {
+        format!("{records_per_sec:.0}")
+    } else {
+        format!("{records_per_sec:.1}")
+    }
+}
+
+fn verdict(on_track: Option<bool>) -> &'static str {
+    match on_track {
+        Some(true) => "on track",
+        Some(false) => "AT RISK",
+        None => "too early to judge",
+    }
+}
+
+/// One line for `sync status`, e.g. `rate 196 records/s, ETA 2026-11-28 14:05 UTC, deadline
+/// 2026-11-30 01:00 UTC: on track`; `None` for a run that predates the ETA.
+pub fn status_line(p: &Progress) -> Option<String> {
+    if p.deadline_at_ms == 0 {
+        return None;
+    }
+    let deadline = utc_minute(p.deadline_at_ms);
+    Some(match p.eta {
+        None => format!("rate not measured yet, deadline {deadline}"),
+        Some(eta) => {
+            let finish = eta
+                .projected_finish_ms
+                .map_or_else(|| "never at this rate".to_string(), utc_minute);
+            format!(
+                "rate {} records/s, ETA {finish}, deadline {deadline}: {}",
+                rate(eta.rate_per_sec),
+                verdict(eta.on_track)
+            )
+        }
+    })
+}
+
+/// The progress bar's message: projected finish against the deadline.
+pub fn bar_message(p: &Progress) -> String {
+    match (p.eta, p.deadline_at_ms) {
+        (_, 0) => String::new(),
+        (None, deadline) => format!("deadline {}", utc_minute(deadline)),
+        (Some(eta), deadline) => format!(
+            "ETA {} vs deadline {}: {}",
+            eta.projected_finish_ms
+                .map_or_else(|| "never".to_string(), utc_minute),
+            utc_minute(deadline),
+            verdict(eta.on_track)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gradesync_activities::model::Eta;
+
+    use super::*;
+
+    #[test]
+    fn utc_minutes_across_leap_days_and_centuries() {
+        assert_eq!(utc_minute(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_minute(1_795_876_200_000), "2026-11-28 14:30 UTC");
+        assert_eq!(utc_minute(951_868_799_000), "2000-02-29 23:59 UTC");
+        assert_eq!(utc_minute(4_102_444_740_000), "2099-12-31 23:59 UTC");
+    }
+
+    fn progress(eta: Option<Eta>) -> Progress {
+        Progress {
+            started_ms: 1_795_876_200_000,
+            deadline_at_ms: 1_795_876_200_000 + 47 * 3_600_000,
+            eta,
+            ..Progress::default()
+        }
+    }
+
+    #[test]
+    fn status_line_reads_rate_finish_deadline_and_verdict() {
+        let eta = Eta {
+            at_ms: 1_795_876_200_000,
+            rate_per_sec: 196.4,
+            projected_finish_ms: Some(1_795_876_200_000 + 3_600_000),
+            on_track: Some(true),
+        };
+        assert_eq!(
+            status_line(&progress(Some(eta))).unwrap(),
+            "rate 196 records/s, ETA 2026-11-28 15:30 UTC, deadline 2026-11-30 13:30 UTC: on track"
+        );
+        let stalled = Eta {
+            rate_per_sec: 0.0,
+            projected_finish_ms: None,
+            on_track: Some(false),
+            ..eta
+        };
+        assert_eq!(
+            status_line(&progress(Some(stalled))).unwrap(),
+            "rate 0.0 records/s, ETA never at this rate, deadline 2026-11-30 13:30 UTC: AT RISK"
+        );
+        assert!(bar_message(&progress(Some(stalled))).contains("AT RISK"));
+        assert_eq!(
+            status_line(&progress(None)).unwrap(),
+            "rate not measured yet, deadline 2026-11-30 13:30 UTC"
+        );
+        assert_eq!(
+            status_line(&Progress::default()),
+            None,
+            "a run from before the ETA"
+        );
+    }
+}
