@@ -573,3 +573,33 @@ pub fn assert_applied_once(ledger: &Ledger, expected: u64) {
         "every record reached the API"
     );
 }
+
+impl TestApp {
+    /// `(status, batches)` of the store's batches table, by status: what a dry run must
+    /// leave untouched.
+    pub async fn batch_statuses(&self) -> Vec<(String, i64)> {
+        let pool = sqlx::SqlitePool::connect(&self.worker_args.store.database_url)
+            .await
+            .unwrap();
+        let rows =
+            sqlx::query_as("SELECT status, COUNT(*) FROM batches GROUP BY status ORDER BY status")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        rows
+    }
+
+    /// The running quarter workflow's `progress` query, if it answers.
+    pub async fn progress(&self, id: &str) -> Option<gradesync_activities::model::Progress> {
+        self.client
+            .get_workflow_handle::<gradesync_workflows::QuarterlySync>(id.to_string())
+            .query(
+                gradesync_workflows::QuarterlySync::progress,
+                (),
+                Default::default(),
+            )
+            .await
+            .ok()
+    }
+}

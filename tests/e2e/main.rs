@@ -4,7 +4,9 @@
 
 mod cli;
 mod durability;
+mod eta;
 mod faults;
 mod helpers;
 mod history;
+mod plan;
 mod sync;
