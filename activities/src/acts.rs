@@ -248,28 +248,59 @@ impl SyncActivities {
         let statuses = self.store.status_counts(&q).await?;
         let mut summary = ReconcileSummary::default();
         let mut discrepancies: Vec<Discrepancy> = Vec::new();
-        let api_schools = self.gov.summary(&q).await?;
-        let mut schools: Vec<String> = statuses.iter().map(|s| s.school_id.clone()).collect();
-        schools.extend(api_schools.schools.iter().map(|s| s.school_id.clone()));
-        schools.sort();
-        schools.dedup();
         for s in &statuses {
             summary.rejected += s.rejected;
             summary.dead_lettered += s.dead;
         }
-        for (i, school) in schools.iter().enumerate() {
-            ctx.record_heartbeat(i as u64).await?;
-            let ours = self.store.synced_hashes(&q, school).await?;
-            let theirs: Vec<(String, String)> = self
+        // The API's listing of the whole quarter, page by page (ceil(N / 10,000) requests
+        // of the rate budget), each page compared with the store's synced records of the
+        // same record-id range: memory stays at one page whatever the quarter's size.
+        let mut after: Option<String> = None;
+        let mut page_token: Option<String> = None;
+        for page_no in 0u64.. {
+            ctx.record_heartbeat(page_no).await?;
+            let page = self
                 .gov
-                .record_hashes(&q, Some(school), RECORDS_PAGE)
-                .await?
+                .records_page(&q, None, RECORDS_PAGE, page_token.as_deref())
+                .await?;
+            let next = page.next_page_token.filter(|t| !t.is_empty());
+            if page.records.is_empty()
+                && let Some(token) = next
+            {
+                page_token = Some(token);
+                continue;
+            }
+            // The last page's range is open above, to catch what the store has beyond it.
+            let upto = match &next {
+                Some(_) => page.records.last().map(|r| r.record_id.clone()),
+                None => None,
+            };
+            let ours = self
+                .store
+                .synced_hashes_between(&q, after.as_deref(), upto.as_deref())
+                .await?;
+            let theirs: Vec<(String, String)> = page
+                .records
                 .into_iter()
                 .map(|r| (r.record_id, r.sha256))
                 .collect();
             summary.synced_in_store += ours.len() as u64;
             summary.received_by_api += theirs.len() as u64;
-            discrepancies.extend(report::compare_school(school, &ours, &theirs));
+            discrepancies.extend(report::compare_range(&ours, &theirs));
+            match next {
+                Some(token) => {
+                    after = upto;
+                    page_token = Some(token);
+                }
+                None => break,
+            }
+        }
+        for d in discrepancies.iter_mut().filter(|d| d.school_id.is_empty()) {
+            d.school_id = self
+                .store
+                .school_of(&d.record_id)
+                .await?
+                .unwrap_or_else(|| "(unknown)".to_string());
         }
         for d in &discrepancies {
             match d.kind {

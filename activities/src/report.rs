@@ -3,7 +3,6 @@
 //! compliance team's spreadsheet). Only record ids, school ids and hashes appear: no grade
 //! and no student id.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -27,34 +26,52 @@ pub struct Discrepancy {
     pub kind: DiscrepancyKind,
 }
 
-/// Compares one school's `(record_id, sha256)` lists, both sorted by record id.
-pub fn compare_school(
-    school_id: &str,
-    ours: &[(String, String)],
+/// Compares the store's synced `(school_id, record_id, sha256)` with the API's
+/// `(record_id, sha256)` over one range of record ids, both sorted by record id, in one
+/// merge pass. A record only the API holds gets an empty `school_id`, for the caller to
+/// look up.
+pub fn compare_range(
+    ours: &[(String, String, String)],
     theirs: &[(String, String)],
 ) -> Vec<Discrepancy> {
-    let theirs: BTreeMap<&str, &str> = theirs
-        .iter()
-        .map(|(id, h)| (id.as_str(), h.as_str()))
-        .collect();
     let mut out = Vec::new();
-    let mut push = |record_id: &str, kind| {
+    let mut push = |school_id: &str, record_id: &str, kind| {
         out.push(Discrepancy {
             school_id: school_id.to_string(),
             record_id: record_id.to_string(),
             kind,
         })
     };
-    for (id, hash) in ours {
-        match theirs.get(id.as_str()) {
-            None => push(id, DiscrepancyKind::MissingAtApi),
-            Some(h) if *h != hash => push(id, DiscrepancyKind::HashMismatch),
-            Some(_) => {}
+    let (mut o, mut t) = (ours.iter().peekable(), theirs.iter().peekable());
+    loop {
+        match (o.peek(), t.peek()) {
+            (Some((school, id, hash)), Some((their_id, their_hash))) => match id.cmp(their_id) {
+                std::cmp::Ordering::Less => {
+                    push(school, id, DiscrepancyKind::MissingAtApi);
+                    o.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    push("", their_id, DiscrepancyKind::UnexpectedAtApi);
+                    t.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if hash != their_hash {
+                        push(school, id, DiscrepancyKind::HashMismatch);
+                    }
+                    o.next();
+                    t.next();
+                }
+            },
+            (Some((school, id, _)), None) => {
+                push(school, id, DiscrepancyKind::MissingAtApi);
+                o.next();
+            }
+            (None, Some((their_id, _))) => {
+                push("", their_id, DiscrepancyKind::UnexpectedAtApi);
+                t.next();
+            }
+            (None, None) => break,
         }
-    }
-    let ours: std::collections::BTreeSet<&str> = ours.iter().map(|(id, _)| id.as_str()).collect();
-    for id in theirs.keys().filter(|id| !ours.contains(*id)) {
-        push(id, DiscrepancyKind::UnexpectedAtApi);
     }
     out
 }
@@ -112,23 +129,34 @@ mod tests {
             .collect()
     }
 
+    fn ours(v: &[(&str, &str)]) -> Vec<(String, String, String)> {
+        v.iter()
+            .map(|(a, b)| ("s".to_string(), a.to_string(), b.to_string()))
+            .collect()
+    }
+
     #[test]
     fn finds_each_kind_once() {
-        let ours = pairs(&[("a", "1"), ("b", "2"), ("c", "3")]);
-        let theirs = pairs(&[("a", "1"), ("c", "9"), ("d", "4")]);
-        let kinds: Vec<_> = compare_school("s", &ours, &theirs)
+        let mine = ours(&[("a", "1"), ("b", "2"), ("c", "3"), ("e", "5")]);
+        let theirs = pairs(&[("a", "1"), ("c", "9"), ("d", "4"), ("f", "6")]);
+        let kinds: Vec<_> = compare_range(&mine, &theirs)
             .into_iter()
-            .map(|d| (d.record_id, d.kind))
+            .map(|d| (d.school_id, d.record_id, d.kind))
             .collect();
+        let k = |school: &str, id: &str, kind| (school.to_string(), id.to_string(), kind);
         assert_eq!(
             kinds,
             vec![
-                ("b".to_string(), DiscrepancyKind::MissingAtApi),
-                ("c".to_string(), DiscrepancyKind::HashMismatch),
-                ("d".to_string(), DiscrepancyKind::UnexpectedAtApi),
+                k("s", "b", DiscrepancyKind::MissingAtApi),
+                k("s", "c", DiscrepancyKind::HashMismatch),
+                k("", "d", DiscrepancyKind::UnexpectedAtApi),
+                k("s", "e", DiscrepancyKind::MissingAtApi),
+                k("", "f", DiscrepancyKind::UnexpectedAtApi),
             ]
         );
-        assert!(compare_school("s", &ours, &ours).is_empty());
+        let same = pairs(&[("a", "1"), ("b", "2"), ("c", "3"), ("e", "5")]);
+        assert!(compare_range(&mine, &same).is_empty());
+        assert_eq!(compare_range(&mine, &[]).len(), 4);
     }
 
     #[test]

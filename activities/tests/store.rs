@@ -180,8 +180,11 @@ async fn import_stores_canonical_json_and_its_hash() {
         .mark_synced(chunk.batches[0].batch_id, "rcpt")
         .await
         .unwrap();
-    let hashes = store.synced_hashes(&q(), SCHOOL).await.unwrap();
-    assert_eq!(hashes, vec![("r1".to_string(), record_sha256(&value))]);
+    let hashes = store.synced_hashes_between(&q(), None, None).await.unwrap();
+    assert_eq!(
+        hashes,
+        vec![(SCHOOL.to_string(), "r1".to_string(), record_sha256(&value))]
+    );
 }
 
 #[tokio::test]
@@ -217,11 +220,11 @@ async fn reimport_keeps_unchanged_records_and_requeues_changed_ones() {
     // Unchanged synced records stay synced; the changed one is pending again.
     assert_eq!(counts(&store, SCHOOL).await, [2, 0, 2, 0, 0]);
     let synced: Vec<String> = store
-        .synced_hashes(&q(), SCHOOL)
+        .synced_hashes_between(&q(), None, None)
         .await
         .unwrap()
         .into_iter()
-        .map(|(id, _)| id)
+        .map(|(_, id, _)| id)
         .collect();
     assert_eq!(synced, ["r0000", "r0002"]);
 
@@ -482,11 +485,11 @@ async fn mark_synced_is_conditional_and_race_safe() {
     assert_eq!(store.mark_synced(b, "rcpt-b").await.unwrap(), 0);
     assert_eq!(counts(&store, SCHOOL).await, [3, 0, 3, 0, 0]);
     let synced: Vec<String> = store
-        .synced_hashes(&q(), SCHOOL)
+        .synced_hashes_between(&q(), None, None)
         .await
         .unwrap()
         .into_iter()
-        .map(|(id, _)| id)
+        .map(|(_, id, _)| id)
         .collect();
     assert_eq!(synced, ["r0000", "r0001", "r0002"]);
 
@@ -1017,4 +1020,42 @@ async fn records_in_batch_still_counts_what_a_retried_outcome_changed_first() {
             .unwrap(),
         0
     );
+}
+
+#[tokio::test]
+async fn synced_hashes_between_covers_each_range_once() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 7).await;
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 10, BatchLimits::default())
+        .await
+        .unwrap();
+    for b in &chunk.batches {
+        store.mark_synced(b.batch_id, "rcpt").await.unwrap();
+    }
+    let ids = |rows: Vec<(String, String, String)>| -> Vec<String> {
+        rows.into_iter().map(|(_, id, _)| id).collect()
+    };
+    let all = ids(store.synced_hashes_between(&q(), None, None).await.unwrap());
+    assert_eq!(all.len(), 7);
+    // Pages split at r0002 and r0004 cover every record once, in order.
+    let mut pages = Vec::new();
+    pages.extend(ids(store
+        .synced_hashes_between(&q(), None, Some("r0002"))
+        .await
+        .unwrap()));
+    pages.extend(ids(store
+        .synced_hashes_between(&q(), Some("r0002"), Some("r0004"))
+        .await
+        .unwrap()));
+    pages.extend(ids(store
+        .synced_hashes_between(&q(), Some("r0004"), None)
+        .await
+        .unwrap()));
+    assert_eq!(pages, all);
+    assert_eq!(
+        store.school_of("r0003").await.unwrap().as_deref(),
+        Some(SCHOOL)
+    );
+    assert_eq!(store.school_of("nope").await.unwrap(), None);
 }

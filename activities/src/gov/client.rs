@@ -179,27 +179,43 @@ impl GovClient {
         school_id: Option<&str>,
         page_size: usize,
     ) -> Result<Vec<RecordHash>, GovError> {
-        let path = format!("/v1/quarters/{quarter}/records");
-        let size = page_size.to_string();
         let mut hashes = Vec::new();
         let mut page_token: Option<String> = None;
         loop {
-            let mut query = vec![("page_size", size.as_str())];
-            query.extend(school_id.map(|s| ("school_id", s)));
-            query.extend(page_token.as_deref().map(|t| ("page_token", t)));
-            let url = self.url(&path, &query)?;
-            let page: RecordsPage = self.get_json(url, "a records page", READ_RETRIES).await?;
+            let page = self
+                .records_page(quarter, school_id, page_size, page_token.as_deref())
+                .await?;
             hashes.extend(page.records);
             match page.next_page_token {
-                Some(next) if Some(&next) == page_token.as_ref() => {
-                    return Err(stuck_paging());
-                }
                 Some(next) if !next.is_empty() => page_token = Some(next),
                 _ => break,
             }
         }
         tracing::debug!(%quarter, records = hashes.len(), "record hashes fetched");
         Ok(hashes)
+    }
+
+    /// One page of the quarter's record hashes, sorted by record id; `page_token` is the
+    /// previous page's `next_page_token`. A token handed back unchanged is an error: the
+    /// listing would never end.
+    pub async fn records_page(
+        &self,
+        quarter: &Quarter,
+        school_id: Option<&str>,
+        page_size: usize,
+        page_token: Option<&str>,
+    ) -> Result<RecordsPage, GovError> {
+        let path = format!("/v1/quarters/{quarter}/records");
+        let size = page_size.to_string();
+        let mut query = vec![("page_size", size.as_str())];
+        query.extend(school_id.map(|s| ("school_id", s)));
+        query.extend(page_token.map(|t| ("page_token", t)));
+        let url = self.url(&path, &query)?;
+        let page: RecordsPage = self.get_json(url, "a records page", READ_RETRIES).await?;
+        match (&page.next_page_token, page_token) {
+            (Some(next), Some(asked)) if next == asked => Err(stuck_paging()),
+            _ => Ok(page),
+        }
     }
 
     async fn try_send(&self, batch_id: Uuid, body: &Bytes) -> SendOutcome {

@@ -66,19 +66,44 @@ impl Store {
         Ok(count(n))
     }
 
-    /// `(record_id, sha256)` of the school's synced records, sorted by record_id.
-    pub async fn synced_hashes(
+    /// `(school_id, record_id, sha256)` of the quarter's synced records whose id sorts
+    /// after `after` and up to `upto` (both ends open when `None`), by record id: the
+    /// store's side of one page of the API's listing. Served by the covering partial index
+    /// `grades_synced`, so no record body is read.
+    pub async fn synced_hashes_between(
         &self,
         quarter: &Quarter,
-        school_id: &str,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT record_id, sha256 FROM grades \
-             WHERE quarter = ? AND school_id = ? AND status = 'synced' ORDER BY record_id",
+        after: Option<&str>,
+        upto: Option<&str>,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        // Plain range bounds (no `? IS NULL OR ...`) so SQLite seeks the index; record ids
+        // are never empty, so "" is below them all.
+        let sql = if upto.is_some() {
+            "SELECT school_id, record_id, sha256 FROM grades \
+             WHERE quarter = ? AND status = 'synced' AND record_id > ? AND record_id <= ? \
+             ORDER BY record_id"
+        } else {
+            "SELECT school_id, record_id, sha256 FROM grades \
+             WHERE quarter = ? AND status = 'synced' AND record_id > ? \
+             ORDER BY record_id"
+        };
+        let mut query = sqlx::query_as(sql)
+            .bind(quarter.to_string())
+            .bind(after.unwrap_or(""));
+        if let Some(upto) = upto {
+            query = query.bind(upto);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    /// The school of a record the store knows in any status (for a record the API holds
+    /// but we never confirmed).
+    pub async fn school_of(&self, record_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT school_id FROM grades WHERE record_id = ?")
+                .bind(record_id)
+                .fetch_optional(&self.pool)
+                .await?,
         )
-        .bind(quarter.to_string())
-        .bind(school_id)
-        .fetch_all(&self.pool)
-        .await?)
     }
 }
