@@ -200,7 +200,7 @@ impl Temporal {
 /// school by school (no 8 GB intermediate file for 1M records).
 async fn load_store(s: &Scenario, dir: &Path) -> Result<(Store, String)> {
     let url = format!("sqlite://{}", dir.join("grades.db").display());
-    let store = Store::connect(&url)
+    let store = Store::connect_for_bulk(&url)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let per_school = s.records / s.schools;

@@ -23,7 +23,9 @@ pub struct ImportArgs {
 }
 
 pub async fn run(args: ImportArgs) -> CliResult {
-    let store = crate::worker::open_store(&args.store).await?;
+    let store = gradesync_activities::store::Store::connect_for_bulk(&args.store.database_url)
+        .await
+        .map_err(|e| CliError::Unreachable(e.to_string()))?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {pos} lines read ({per_sec})")

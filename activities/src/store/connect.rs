@@ -14,15 +14,19 @@ use super::error::is_busy;
 /// How long a statement waits for another writer before failing with `Busy`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: u32 = 8;
-/// Page cache per connection, in KiB.
-const CACHE_KIB: u32 = 64 * 1024;
+/// Page cache per connection, in KiB, for a long-running worker: 8 connections x 8 MB
+/// keeps its memory bounded whatever the quarter's size (the OS caches the file anyway).
+pub(super) const CACHE_KIB: u32 = 8 * 1024;
+/// For a bulk import: SQLite's 2 MB default is far too small to keep a million-row
+/// import's index pages hot.
+pub(super) const BULK_CACHE_KIB: u32 = 64 * 1024;
 /// sqlx tracks only files it is told about; embedding the migration here makes cargo rebuild
 /// (and so re-embed the migrations) when it is edited.
 const _MIGRATION_0001: &str = include_str!("../../migrations/0001_grades_store.sql");
 
-pub(super) async fn open(url: &str) -> Result<(SqlitePool, String), StoreError> {
+pub(super) async fn open(url: &str, cache_kib: u32) -> Result<(SqlitePool, String), StoreError> {
     let location = redact(url);
-    let options = options(url, &location)?;
+    let options = options(url, &location)?.pragma("cache_size", format!("-{cache_kib}"));
     let in_memory = is_memory(url);
     if !in_memory {
         create_parent_dir(options.get_filename(), &location).await?;
@@ -74,8 +78,6 @@ fn options(url: &str, location: &str) -> Result<SqliteConnectOptions, StoreError
         SqliteConnectOptions::new().filename(url)
     };
     let base = base
-        // 2 MB by default: far too small to keep a million-row import's index pages hot.
-        .pragma("cache_size", format!("-{}", CACHE_KIB))
         .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true)
         .create_if_missing(true);

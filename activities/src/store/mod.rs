@@ -48,7 +48,13 @@ impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.
     /// Accepts `sqlite://PATH`, `sqlite:PATH`, a bare file path or `sqlite::memory:`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let (pool, location) = connect::open(url).await?;
+        let (pool, location) = connect::open(url, connect::CACHE_KIB).await?;
+        Ok(Store { pool, location })
+    }
+
+    /// [`Store::connect`] with a larger page cache per connection, for bulk imports.
+    pub async fn connect_for_bulk(url: &str) -> Result<Store, StoreError> {
+        let (pool, location) = connect::open(url, connect::BULK_CACHE_KIB).await?;
         Ok(Store { pool, location })
     }
 
