@@ -106,6 +106,7 @@ impl SyncActivities {
                 })
                 .collect(),
             oversize_rejected: chunk.oversize_rejected,
+            drained: chunk.remaining_pending == 0,
         })
     }
 

@@ -128,6 +128,10 @@ pub struct PrepRequest {
 pub struct PreparedBatches {
     pub batches: Vec<BatchRef>,
     pub oversize_rejected: u64,
+    /// Nothing of the school is left to cut after these batches (until a resend puts
+    /// records back to pending).
+    #[serde(default)]
+    pub drained: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -241,6 +245,10 @@ pub struct SchoolProgress {
     pub pending_at_start: u64,
     pub counts: Counts,
     pub done: bool,
+    /// Every record of the school is cut into batches already sent or on their way: the
+    /// parent may start the next school while these last batches finish.
+    #[serde(default)]
+    pub drained: bool,
 }
 
 /// The `progress` query's answer.

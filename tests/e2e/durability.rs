@@ -278,3 +278,58 @@ async fn two_worker_processes_share_the_rate_window() {
         "both processes sent (one token each)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_school_starts_while_the_last_batches_of_the_previous_are_in_flight() {
+    // One school at a time, each cut in one chunk: without the "drained" hand-over the
+    // second school would start only after the first one's last answer.
+    let app = TestApp::spawn(
+        "handover",
+        Faults {
+            latency_ms: 400,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let n = app.seed_grades(3, 300).await;
+    let policy = Policy {
+        parallel_schools: 1,
+        ..fast_policy()
+    };
+    let id = app.start_sync(policy).await;
+    let summary = app.result(&id).await;
+    assert_eq!(summary.totals.records_synced, n);
+    assert!(summary.complete);
+    assert_ledger_clean(&app.ledger().await);
+
+    let events = crate::history::events(&app, &id);
+    let position = |event_type: &str, attrs: &str, child: &str| {
+        events
+            .iter()
+            .position(|e| {
+                e["eventType"] == event_type
+                    && e[attrs]["workflowId"]
+                        .as_str()
+                        .or_else(|| e[attrs]["workflowExecution"]["workflowId"].as_str())
+                        .is_some_and(|w| w.ends_with(child))
+            })
+            .unwrap_or_else(|| panic!("no {event_type} for {child}"))
+    };
+    for (first, next) in [("school-001", "school-002"), ("school-002", "school-003")] {
+        let first_done = position(
+            "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED",
+            "childWorkflowExecutionCompletedEventAttributes",
+            first,
+        );
+        let next_started = position(
+            "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED",
+            "startChildWorkflowExecutionInitiatedEventAttributes",
+            next,
+        );
+        assert!(
+            next_started < first_done,
+            "{next} started at event {next_started}, after {first} completed at {first_done}"
+        );
+    }
+    app.stop().await;
+}

@@ -8,9 +8,8 @@
 //! execution timeout of its own. An ETA watcher projects the finish from the measured rate
 //! and raises the same alert early, once, when the projection crosses the deadline.
 
-use std::cell::Cell;
+use std::collections::BTreeSet;
 use std::pin::pin;
-use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
@@ -42,6 +41,10 @@ pub struct QuarterlySync {
     progress: Progress,
     meter: Meter,
     judging: Judging,
+    /// Schools of the current round holding a slot (still cutting batches).
+    schools_preparing: usize,
+    /// Schools of the current round with nothing left to cut.
+    drained: BTreeSet<String>,
 }
 
 #[workflow_methods]
@@ -97,6 +100,9 @@ impl QuarterlySync {
     /// A SchoolSync reports its counts after each chunk of batches.
     #[signal]
     pub fn school_progress(&mut self, ctx: &mut SyncWorkflowContext<Self>, update: SchoolProgress) {
+        if update.drained {
+            self.drained.insert(update.school_id.clone());
+        }
         record_school(&mut self.progress, update);
         self.refresh_eta(now_ms(ctx.workflow_time()));
     }
@@ -143,7 +149,11 @@ fn record_school(progress: &mut Progress, update: SchoolProgress) {
     {
         // A late chunk report must not undo a finished school.
         Some(existing) if existing.done && !update.done => {}
-        Some(existing) => *existing = update,
+        Some(existing) => {
+            let drained = existing.drained || update.drained;
+            *existing = update;
+            existing.drained = drained;
+        }
         None => progress.schools.push(update),
     }
     let mut totals = Counts::default();
@@ -292,58 +302,66 @@ async fn sync_schools(
     } else {
         policy.send_task_queue.clone()
     };
-    let cursor = Rc::new(Cell::new(0usize));
-    let schools = Rc::new(schools);
-    let lanes = (0..policy.parallel_schools.max(1)).map(|_| {
-        let (ctx, cursor, schools, send_queue) = (
-            ctx.clone(),
-            cursor.clone(),
-            schools.clone(),
-            send_queue.clone(),
-        );
+    let parallel = policy.parallel_schools.max(1);
+    ctx.state_mut(|s| s.drained.clear());
+    // One task per school, all in one deterministic join. A school holds one of the
+    // `parallel` slots while it still has records to cut; once it reports "drained" its
+    // last batches finish beside the next school's first ones, so the rate budget does not
+    // idle while one school winds down and the next starts up.
+    let tasks = schools.iter().map(|school| {
+        let (ctx, send_queue) = (ctx.clone(), send_queue.clone());
         async move {
-            loop {
-                let i = cursor.get();
-                let Some(school) = schools.get(i) else {
-                    return Ok::<(), WorkflowTermination>(());
-                };
-                cursor.set(i + 1);
-                // Later rounds continue the school's counts rather than restart them.
-                let (pending_at_start, counts) = ctx.state(|s| {
-                    s.progress
-                        .schools
-                        .iter()
-                        .find(|p| p.school_id == school.school_id)
-                        .map_or((school.pending, Counts::default()), |p| {
-                            (p.pending_at_start, p.counts)
-                        })
-                });
-                let input = SchoolInput {
-                    quarter: quarter.to_string(),
-                    school_id: school.school_id.clone(),
-                    parent_workflow_id: ctx.workflow_id().to_string(),
-                    send_task_queue: send_queue.clone(),
-                    pending_at_start,
-                    policy: policy.clone(),
-                    counts,
-                };
-                let counts = run_school(&ctx, input, round).await?;
-                let done = SchoolProgress {
-                    school_id: school.school_id.clone(),
-                    pending_at_start,
-                    counts,
-                    done: true,
-                };
-                let now = now_ms(ctx.workflow_time());
-                ctx.state_mut(|s| {
-                    record_school(&mut s.progress, done);
-                    s.refresh_eta(now);
-                });
-            }
+            ctx.wait_condition(|s| s.schools_preparing < parallel)
+                .await?;
+            ctx.state_mut(|s| s.schools_preparing += 1);
+            // Later rounds continue the school's counts rather than restart them.
+            let (pending_at_start, counts) = ctx.state(|s| {
+                s.progress
+                    .schools
+                    .iter()
+                    .find(|p| p.school_id == school.school_id)
+                    .map_or((school.pending, Counts::default()), |p| {
+                        (p.pending_at_start, p.counts)
+                    })
+            });
+            let input = SchoolInput {
+                quarter: quarter.to_string(),
+                school_id: school.school_id.clone(),
+                parent_workflow_id: ctx.workflow_id().to_string(),
+                send_task_queue: send_queue,
+                pending_at_start,
+                policy: policy.clone(),
+                counts,
+            };
+            let mut child = pin!(run_school(&ctx, input, round).fuse());
+            let school_id = school.school_id.as_str();
+            let counts = select! {
+                done = child => {
+                    ctx.state_mut(|s| s.schools_preparing -= 1);
+                    done
+                }
+                _ = ctx.wait_condition(|s| s.drained.contains(school_id)) => {
+                    ctx.state_mut(|s| s.schools_preparing -= 1);
+                    child.await
+                }
+            }?;
+            let done = SchoolProgress {
+                school_id: school.school_id.clone(),
+                pending_at_start,
+                counts,
+                done: true,
+                drained: true,
+            };
+            let now = now_ms(ctx.workflow_time());
+            ctx.state_mut(|s| {
+                record_school(&mut s.progress, done);
+                s.refresh_eta(now);
+            });
+            Ok::<(), WorkflowTermination>(())
         }
     });
-    for lane in join_all(lanes).await {
-        lane?;
+    for task in join_all(tasks).await {
+        task?;
     }
     Ok(())
 }

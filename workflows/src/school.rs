@@ -16,7 +16,7 @@ use gradesync_activities::model::{
 };
 use serde::{Deserialize, Serialize};
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::workflows::join_all;
+use temporalio_sdk::workflows::{join, join_all};
 use temporalio_sdk::{
     ContinueAsNewOptions, SignalWorkflowOptions, TimerOptions, WorkflowContext,
     WorkflowContextView, WorkflowResult, WorkflowTermination,
@@ -43,6 +43,8 @@ pub struct SchoolInput {
 #[derive(Default)]
 pub struct SchoolSync {
     counts: Counts,
+    /// The parent was told this school has nothing left to cut.
+    drained: bool,
 }
 
 #[workflow_methods]
@@ -70,7 +72,19 @@ impl SchoolSync {
             if prepared.batches.is_empty() {
                 break;
             }
-            send_chunk(ctx, &input, prepared.batches).await?;
+            if prepared.drained && !ctx.state(|s| s.drained) {
+                // Tell the parent now, not after these sends: it starts the next school
+                // while this school's last batches are in flight, so the rate budget
+                // never idles between schools.
+                ctx.state_mut(|s| s.drained = true);
+                let (_, sent) = join!(
+                    report(ctx, &input),
+                    send_chunk(ctx, &input, prepared.batches)
+                );
+                sent?;
+            } else {
+                send_chunk(ctx, &input, prepared.batches).await?;
+            }
             report(ctx, &input).await;
         }
         Ok(ctx.state(|s| s.counts))
@@ -296,6 +310,7 @@ async fn report(ctx: &WorkflowContext<SchoolSync>, input: &SchoolInput) {
         pending_at_start: input.pending_at_start,
         counts: ctx.state(|s| s.counts),
         done: false,
+        drained: ctx.state(|s| s.drained),
     };
     let parent = ctx.external_workflow(input.parent_workflow_id.clone(), None);
     let _ = parent
