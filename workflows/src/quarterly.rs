@@ -410,14 +410,7 @@ async fn watchdog(
         progress: ctx.state(|s| s.progress.clone()),
         projected: false,
     };
-    // The alert must not be able to sink the run: its failure is only logged by Temporal.
-    let _ = ctx
-        .execute_activity(
-            SyncActivities::deadline_at_risk,
-            alert,
-            options::store(policy, "DeadlineAtRisk"),
-        )
-        .await;
+    raise_deadline_alert(ctx, policy, alert).await;
     ctx.timer(
         TimerOptions::builder(rest)
             .summary("Deadline".to_string())
@@ -469,13 +462,22 @@ async fn eta_watch(
             progress,
             projected: true,
         };
-        // As in the watchdog: a failed alert must not sink the run.
-        let _ = ctx
-            .execute_activity(
-                SyncActivities::deadline_at_risk,
-                alert,
-                options::store(policy, "DeadlineAtRisk"),
-            )
-            .await;
+        raise_deadline_alert(ctx, policy, alert).await;
     }
+}
+
+/// DeadlineAtRisk. The alert must not be able to sink the run: its failure is only logged
+/// by Temporal.
+async fn raise_deadline_alert(
+    ctx: &WorkflowContext<QuarterlySync>,
+    policy: &Policy,
+    alert: DeadlineAlert,
+) {
+    let _ = ctx
+        .execute_activity(
+            SyncActivities::deadline_at_risk,
+            alert,
+            options::store(policy, "DeadlineAtRisk"),
+        )
+        .await;
 }
