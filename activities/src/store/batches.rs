@@ -91,12 +91,7 @@ async fn cut_new_batches(
     limits: BatchLimits,
     chunk: &mut PreparedChunk,
 ) -> Result<(), StoreError> {
-    let mut cutter = Cutter {
-        quarter,
-        school_id,
-        limits,
-        open: None,
-    };
+    let mut cutter = Cutter::new(quarter, school_id, limits);
     let mut after = String::new();
     'pages: while chunk.batches.len() < max_batches {
         let page = pending_page(tx, quarter, school_id, &after).await?;
@@ -152,33 +147,49 @@ pub(super) fn parse_quarter(text: &str) -> Result<Quarter, StoreError> {
 
 /// A batch being filled: the record_id range it covers (every pending record in it), how
 /// many records and their total length.
-struct OpenBatch {
+pub(super) struct OpenBatch {
     first: String,
     last: String,
-    records: usize,
-    record_bytes: usize,
+    pub(super) records: usize,
+    pub(super) record_bytes: usize,
 }
 
-struct Cutter<'a> {
+/// Cuts one school's pending records, in record_id order, into batches by count and exact
+/// encoded length. `sync plan` runs the same cutter to count what PrepBatch would cut.
+pub(super) struct Cutter<'a> {
     quarter: &'a Quarter,
-    school_id: &'a str,
+    school_id: String,
     limits: BatchLimits,
     open: Option<OpenBatch>,
 }
 
-enum Offer {
+pub(super) enum Offer {
     /// The record is in the open batch; a batch that closed on the way is handed back.
     Taken(Option<OpenBatch>),
     /// Alone it would already make a body longer than `max_bytes`.
     Oversize { record_id: String, framed: usize },
 }
 
-impl Cutter<'_> {
-    fn encoded_len(&self, records: usize, record_bytes: usize) -> usize {
-        envelope_bytes(self.quarter, self.school_id, records) + record_bytes
+impl<'a> Cutter<'a> {
+    pub(super) fn new(quarter: &'a Quarter, school_id: &str, limits: BatchLimits) -> Self {
+        Self {
+            quarter,
+            school_id: school_id.to_string(),
+            limits,
+            open: None,
+        }
     }
 
-    fn offer(&mut self, record_id: String, bytes: usize) -> Offer {
+    pub(super) fn school_id(&self) -> &str {
+        &self.school_id
+    }
+
+    /// Length of the request body of `records` records totalling `record_bytes`.
+    pub(super) fn encoded_len(&self, records: usize, record_bytes: usize) -> usize {
+        envelope_bytes(self.quarter, &self.school_id, records) + record_bytes
+    }
+
+    pub(super) fn offer(&mut self, record_id: String, bytes: usize) -> Offer {
         let framed = self.encoded_len(1, bytes);
         if framed > self.limits.max_bytes {
             return Offer::Oversize { record_id, framed };
@@ -201,7 +212,7 @@ impl Cutter<'_> {
         Offer::Taken(closed)
     }
 
-    fn close(&mut self) -> Option<OpenBatch> {
+    pub(super) fn close(&mut self) -> Option<OpenBatch> {
         self.open.take()
     }
 }

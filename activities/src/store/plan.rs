@@ -5,9 +5,9 @@
 
 use futures::TryStreamExt;
 use gradesync_govapi::Quarter;
-use gradesync_govapi::contract::envelope_bytes;
 use serde::{Deserialize, Serialize};
 
+use super::batches::{Cutter, Offer, OpenBatch};
 use super::model::BatchLimits;
 use super::{Store, StoreError, count};
 
@@ -115,25 +115,28 @@ impl Store {
             .collect();
         {
             // Streamed, served by the partial index on pending rows: memory stays flat.
-            let mut rows = sqlx::query_as::<_, (String, i64)>(
-                "SELECT school_id, bytes FROM grades WHERE quarter = ? AND status = 'pending' \
-                 ORDER BY school_id, record_id",
+            let mut rows = sqlx::query_as::<_, (String, String, i64)>(
+                "SELECT school_id, record_id, bytes FROM grades \
+                 WHERE quarter = ? AND status = 'pending' ORDER BY school_id, record_id",
             )
             .bind(&q)
             .fetch(&mut *tx);
-            let mut cutter: Option<Cutter> = None;
-            while let Some((school_id, bytes)) = rows.try_next().await? {
-                if cutter.as_ref().is_none_or(|c| c.school_id != school_id) {
-                    if let Some(done) = cutter.take() {
+            let mut counter: Option<Counter> = None;
+            while let Some((school_id, record_id, bytes)) = rows.try_next().await? {
+                if counter
+                    .as_ref()
+                    .is_none_or(|c| c.cutter.school_id() != school_id)
+                {
+                    if let Some(done) = counter.take() {
                         merge(&mut schools, done.finish());
                     }
-                    cutter = Some(Cutter::new(quarter, school_id, limits));
+                    counter = Some(Counter::new(quarter, school_id, limits));
                 }
-                if let Some(c) = cutter.as_mut() {
-                    c.offer(count(bytes) as usize);
+                if let Some(c) = counter.as_mut() {
+                    c.offer(record_id, count(bytes) as usize);
                 }
             }
-            if let Some(done) = cutter.take() {
+            if let Some(done) = counter.take() {
                 merge(&mut schools, done.finish());
             }
         }
@@ -153,63 +156,41 @@ fn merge(schools: &mut Vec<SchoolPlan>, plan: SchoolPlan) {
     }
 }
 
-/// The counting twin of the store's batch cutter (batches.rs): same limits, same
-/// measurements through `envelope_bytes`, nothing saved. `tests/plan.rs` checks that both
-/// cut the same batches.
-struct Cutter<'a> {
-    quarter: &'a Quarter,
-    school_id: String,
-    limits: BatchLimits,
-    /// Records and summed record bytes of the batch being filled.
-    open: Option<(usize, usize)>,
+/// Counts what the store's batch cutter (batches.rs) cuts, saving nothing.
+struct Counter<'a> {
+    cutter: Cutter<'a>,
     plan: SchoolPlan,
 }
 
-impl<'a> Cutter<'a> {
+impl<'a> Counter<'a> {
     fn new(quarter: &'a Quarter, school_id: String, limits: BatchLimits) -> Self {
         Self {
-            quarter,
+            cutter: Cutter::new(quarter, &school_id, limits),
             plan: SchoolPlan {
-                school_id: school_id.clone(),
+                school_id,
                 ..SchoolPlan::default()
             },
-            school_id,
-            limits,
-            open: None,
         }
     }
 
-    fn encoded_len(&self, records: usize, record_bytes: usize) -> usize {
-        envelope_bytes(self.quarter, &self.school_id, records) + record_bytes
+    fn offer(&mut self, record_id: String, bytes: usize) {
+        match self.cutter.offer(record_id, bytes) {
+            Offer::Oversize { .. } => self.plan.oversize_records += 1,
+            Offer::Taken(Some(closed)) => self.count(&closed),
+            Offer::Taken(None) => {}
+        }
     }
 
-    fn offer(&mut self, bytes: usize) {
-        if self.encoded_len(1, bytes) > self.limits.max_bytes {
-            self.plan.oversize_records += 1;
-            return;
-        }
-        let full = self.open.is_some_and(|(records, record_bytes)| {
-            records >= self.limits.max_records
-                || self.encoded_len(records + 1, record_bytes + bytes) > self.limits.max_bytes
-        });
-        if full {
-            self.close();
-        }
-        let (records, record_bytes) = self.open.get_or_insert((0, 0));
-        *records += 1;
-        *record_bytes += bytes;
-    }
-
-    fn close(&mut self) {
-        if let Some((records, record_bytes)) = self.open.take() {
-            self.plan.new_batches += 1;
-            self.plan.new_records += records as u64;
-            self.plan.new_bytes += self.encoded_len(records, record_bytes) as u64;
-        }
+    fn count(&mut self, batch: &OpenBatch) {
+        self.plan.new_batches += 1;
+        self.plan.new_records += batch.records as u64;
+        self.plan.new_bytes += self.cutter.encoded_len(batch.records, batch.record_bytes) as u64;
     }
 
     fn finish(mut self) -> SchoolPlan {
-        self.close();
+        if let Some(last) = self.cutter.close() {
+            self.count(&last);
+        }
         self.plan
     }
 }
