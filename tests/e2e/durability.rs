@@ -330,6 +330,27 @@ async fn next_school_starts_while_the_last_batches_of_the_previous_are_in_flight
             next_started < first_done,
             "{next} started at event {next_started}, after {first} completed at {first_done}"
         );
+        // ...but not before the previous school's last batch was handed to a lane:
+        // `parallel_schools` still bounds the schools cutting and sending.
+        let last_dispatch = crate::history::events(&app, &format!("{id}/school/{first}"))
+            .iter()
+            .filter(|e| {
+                e["activityTaskScheduledEventAttributes"]["activityType"]["name"] == "SendBatch"
+            })
+            .filter_map(|e| seconds_of_day(&e["eventTime"]))
+            .fold(f64::MIN, f64::max);
+        let next_start = seconds_of_day(&events[next_started]["eventTime"]).unwrap();
+        assert!(
+            next_start >= last_dispatch,
+            "{next} started at {next_start} s, before {first}'s last SendBatch at {last_dispatch} s"
+        );
     }
     app.stop().await;
+}
+
+/// `2026-11-28T11:15:24.88Z` as seconds since midnight (the test runs within seconds).
+fn seconds_of_day(time: &serde_json::Value) -> Option<f64> {
+    let clock = time.as_str()?.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = clock.split(':').map(|p| p.parse::<f64>().ok());
+    Some(parts.next()?? * 3600.0 + parts.next()?? * 60.0 + parts.next()??)
 }

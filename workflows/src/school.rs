@@ -72,19 +72,7 @@ impl SchoolSync {
             if prepared.batches.is_empty() {
                 break;
             }
-            if prepared.drained && !ctx.state(|s| s.drained) {
-                // Tell the parent now, not after these sends: it starts the next school
-                // while this school's last batches are in flight, so the rate budget
-                // never idles between schools.
-                ctx.state_mut(|s| s.drained = true);
-                let (_, sent) = join!(
-                    report(ctx, &input),
-                    send_chunk(ctx, &input, prepared.batches)
-                );
-                sent?;
-            } else {
-                send_chunk(ctx, &input, prepared.batches).await?;
-            }
+            send_chunk(ctx, &input, prepared.batches, prepared.drained).await?;
             report(ctx, &input).await;
         }
         Ok(ctx.state(|s| s.counts))
@@ -106,11 +94,15 @@ fn prep_request(input: &SchoolInput) -> PrepRequest {
     }
 }
 
-/// Sends a chunk of batches over `lanes_per_school` lanes sharing one cursor.
+/// Sends a chunk of batches over `lanes_per_school` lanes sharing one cursor. When the
+/// chunk is the school's last (`drained`), the lane that takes its last batch tells the
+/// parent at once: only in-flight batches remain, so the parent starts the next school
+/// while they finish and the rate budget never idles between schools.
 async fn send_chunk(
     ctx: &WorkflowContext<SchoolSync>,
     input: &SchoolInput,
     batches: Vec<BatchRef>,
+    drained: bool,
 ) -> WorkflowResult<()> {
     let cursor = Rc::new(Cell::new(0usize));
     let batches = Rc::new(batches);
@@ -123,7 +115,13 @@ async fn send_chunk(
                     return Ok::<(), WorkflowTermination>(());
                 };
                 cursor.set(i + 1);
-                deliver(&ctx, input, batch).await?;
+                if drained && i + 1 == batches.len() && !ctx.state(|s| s.drained) {
+                    ctx.state_mut(|s| s.drained = true);
+                    let (_, delivered) = join!(report(&ctx, input), deliver(&ctx, input, batch));
+                    delivered?;
+                } else {
+                    deliver(&ctx, input, batch).await?;
+                }
             }
         }
     });
