@@ -27,7 +27,6 @@ pub struct StoreRateGate {
     /// assuming we start on time, so a request that missed its slot by more (a slow store,
     /// a busy CPU) gives it up and claims a new one rather than crowd the next window.
     tolerance_ms: i64,
-    lanes_ready: tokio::sync::OnceCell<()>,
 }
 
 impl StoreRateGate {
@@ -38,7 +37,6 @@ impl StoreRateGate {
             capacity,
             window_ms: window.as_millis() as i64,
             tolerance_ms: (guard.as_millis() / 2) as i64,
-            lanes_ready: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -81,15 +79,11 @@ impl RateGate for StoreRateGate {
     fn acquire(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             loop {
-                let claimed = async {
-                    self.lanes_ready
-                        .get_or_try_init(|| self.store.ensure_rate_lanes(LIMIT, self.capacity))
-                        .await?;
-                    self.store
-                        .claim_rate_slot(LIMIT, self.capacity, self.window_ms, now_ms())
-                        .await
-                };
-                match claimed.await {
+                match self
+                    .store
+                    .claim_rate_slot(LIMIT, self.capacity, self.window_ms, now_ms())
+                    .await
+                {
                     Ok(slot) => {
                         let wait = slot - now_ms();
                         if wait > 0 {

@@ -715,7 +715,6 @@ async fn rate_lanes_follow_a_grown_capacity_and_refuse_none() {
     let store = Store::connect("sqlite::memory:").await.unwrap();
     assert_eq!(store.claim_rate_slot("gov", 1, 100, 0).await.unwrap(), 0);
     assert_eq!(store.claim_rate_slot("gov", 1, 100, 0).await.unwrap(), 100);
-    store.ensure_rate_lanes("gov", 3).await.unwrap();
     let mut slots = Vec::new();
     for _ in 0..4 {
         slots.push(store.claim_rate_slot("gov", 3, 100, 0).await.unwrap());

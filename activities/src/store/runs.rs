@@ -2,6 +2,7 @@
 //! sharing the database draws from so together they stay under the API's request rate.
 
 use gradesync_govapi::Quarter;
+use sqlx::{Sqlite, Transaction};
 
 use super::batches::parse_quarter;
 use super::model::QuarterRun;
@@ -106,9 +107,9 @@ impl Store {
     /// Claims a start time under the named limit of at most `capacity` requests in any
     /// `window_ms`. The limit has `capacity` lanes, each free again one window after its
     /// last start; the claim takes the earliest-free lane, so any window holds at most one
-    /// start per lane. The UPDATE is one statement, which SQLite runs under its write lock
-    /// from the start, so callers in any number of tasks or processes never share a lane
-    /// slot. The caller waits until the returned time (Unix ms) before sending.
+    /// start per lane. One IMMEDIATE transaction (the write lock is held from its first
+    /// statement), so callers in any number of tasks or processes never share a lane slot.
+    /// The caller waits until the returned time (Unix ms) before sending.
     pub async fn claim_rate_slot(
         &self,
         name: &str,
@@ -121,44 +122,44 @@ impl Store {
                 "a rate limit needs at least one lane and a non-negative window".into(),
             ));
         }
-        loop {
-            let slot: Option<i64> = sqlx::query_scalar(
-                "UPDATE rate_lanes \
-                 SET free_at_ms = (CASE WHEN free_at_ms > ? THEN free_at_ms ELSE ? END) + ? \
-                 WHERE name = ? AND lane = ( \
-                     SELECT lane FROM rate_lanes WHERE name = ? AND lane < ? \
-                     ORDER BY free_at_ms, lane LIMIT 1) \
-                 RETURNING free_at_ms - ?",
-            )
-            .bind(now_ms)
-            .bind(now_ms)
-            .bind(window_ms)
+        let mut tx = self.write_tx().await?;
+        insert_lanes(&mut tx, name, capacity).await?;
+        let (lane, free_at): (i64, i64) = sqlx::query_as(
+            "SELECT lane, free_at_ms FROM rate_lanes WHERE name = ? AND lane < ? \
+             ORDER BY free_at_ms, lane LIMIT 1",
+        )
+        .bind(name)
+        .bind(i64::from(capacity))
+        .fetch_one(&mut *tx)
+        .await?;
+        let slot = free_at.max(now_ms);
+        sqlx::query("UPDATE rate_lanes SET free_at_ms = ? WHERE name = ? AND lane = ?")
+            .bind(slot + window_ms)
             .bind(name)
-            .bind(name)
-            .bind(i64::from(capacity))
-            .bind(window_ms)
-            .fetch_optional(&self.pool)
+            .bind(lane)
+            .execute(&mut *tx)
             .await?;
-            if let Some(slot) = slot {
-                return Ok(slot);
-            }
-            self.ensure_rate_lanes(name, capacity).await?;
-        }
+        tx.commit().await?;
+        Ok(slot)
     }
+}
 
-    /// Creates the lanes of a limit that are missing: on first use, or when the capacity
-    /// grew since the last run.
-    pub async fn ensure_rate_lanes(&self, name: &str, capacity: u32) -> Result<(), StoreError> {
-        for lane in 0..capacity {
-            sqlx::query(
-                "INSERT INTO rate_lanes (name, lane, free_at_ms) VALUES (?, ?, 0) \
-                 ON CONFLICT (name, lane) DO NOTHING",
-            )
-            .bind(name)
-            .bind(i64::from(lane))
-            .execute(&self.pool)
-            .await?;
-        }
-        Ok(())
+/// Creates the lanes of a limit that are missing: on first use, or when the capacity grew
+/// since the last run.
+async fn insert_lanes(
+    tx: &mut Transaction<'static, Sqlite>,
+    name: &str,
+    capacity: u32,
+) -> Result<(), StoreError> {
+    for lane in 0..capacity {
+        sqlx::query(
+            "INSERT INTO rate_lanes (name, lane, free_at_ms) VALUES (?, ?, 0) \
+             ON CONFLICT (name, lane) DO NOTHING",
+        )
+        .bind(name)
+        .bind(i64::from(lane))
+        .execute(&mut **tx)
+        .await?;
     }
+    Ok(())
 }
