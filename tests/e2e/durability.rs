@@ -122,7 +122,9 @@ async fn deadline_alerts_before_and_ends_the_run_at_the_limit() {
     let policy = Policy {
         backoff_ms: vec![60_000],
         deadline_warning_ms: 1_000,
-        deadline_ms: 4_000,
+        // The watchdog ends the run 10% before the server's execution timeout: 800 ms
+        // here, enough for its workflow task on a loaded CI machine (400 ms was not).
+        deadline_ms: 8_000,
         ..Policy::default()
     };
     let id = app.start_sync(policy).await;
