@@ -39,15 +39,6 @@ impl StoreRateGate {
             tolerance_ms: (guard.as_millis() / 2) as i64,
         }
     }
-
-    /// The window in which at most [`Self::capacity`] requests start.
-    pub fn window(&self) -> Duration {
-        Duration::from_millis(self.window_ms as u64)
-    }
-
-    pub fn capacity(&self) -> u32 {
-        self.capacity
-    }
 }
 
 /// `rate` requests per second as "at most `capacity` starts per window": the whole
