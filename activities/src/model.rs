@@ -15,6 +15,46 @@ use uuid::Uuid;
 pub struct SyncInput {
     pub quarter: Option<String>,
     pub policy: Policy,
+    /// Set only by `QuarterlySync` itself when it continues as new: what the earlier runs
+    /// of the quarter did. Absent on a first run.
+    pub carried: Option<Carried>,
+}
+
+/// What a `QuarterlySync` run hands to the run it continues as new into: ids and counts
+/// only, and a size that does not grow with the number of schools (the finished schools
+/// are a count; their rows do not follow, so the `progress` query lists the schools of
+/// the current run only, while its totals cover the whole quarter).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Carried {
+    /// Runs before this one.
+    pub runs: u32,
+    /// The first run's start (unix ms, workflow time): the deadline, the warning and the
+    /// ETA are measured from it, not from the start of a later run.
+    pub started_ms: u64,
+    /// Records pending at the start of the schools the earlier runs synced (the schools
+    /// they left for later are counted again by this run's QueryPending).
+    pub pending_at_start: u64,
+    /// Counts of every school the earlier runs finished.
+    pub totals: Counts,
+    pub schools_done: u64,
+    /// The repair round the earlier run was in, with the repairs and reports so far.
+    pub round: u32,
+    pub repaired: u64,
+    pub earlier_reports: Vec<String>,
+    /// The fixed-mark and the early (projected) "deadline at risk" alerts already raised.
+    pub warned: bool,
+    pub alerted: bool,
+    /// The rate meter, compacted: where measuring started, then the oldest and newest
+    /// samples its window held.
+    pub meter: Vec<RateSample>,
+}
+
+/// Records in a final state at a point in workflow time (unix ms).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RateSample {
+    pub at_ms: u64,
+    pub done: u64,
 }
 
 /// How a run behaves. Defaults are the seed's design values.
@@ -52,6 +92,11 @@ pub struct Policy {
     pub batches_per_chunk: usize,
     /// A SchoolSync continues as new once its history passes this many events.
     pub continue_as_new_after_events: u32,
+    /// Past this many events QuarterlySync starts no more schools, lets the running ones
+    /// finish, then continues as new with its counts carried over: about 13 events per
+    /// school, so 8,000 leaves room below Temporal's 10,240-event warning for the schools
+    /// still finishing.
+    pub parent_continue_as_new_after_events: u32,
     /// Times Reconcile may send again what the API lost before reporting it as a
     /// discrepancy.
     pub repair_rounds: u32,
@@ -85,6 +130,7 @@ impl Default for Policy {
             lanes_per_school: 2,
             batches_per_chunk: 50,
             continue_as_new_after_events: 4_000,
+            parent_continue_as_new_after_events: 8_000,
             repair_rounds: 2,
             eta_check_interval_ms: 5 * 60_000,
             eta_min_measure_ms: 15 * 60_000,

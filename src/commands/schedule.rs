@@ -72,6 +72,7 @@ fn action(task_queue: &str) -> ScheduleAction {
     let input = SyncInput {
         quarter: None,
         policy: Policy::default(),
+        carried: None,
     };
     ScheduleAction::start_workflow(QuarterlySync::run, input, task_queue, "gradesync-scheduled")
 }

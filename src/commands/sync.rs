@@ -126,6 +126,7 @@ pub async fn start(
     let input = SyncInput {
         quarter: Some(quarter.to_string()),
         policy,
+        carried: None,
     };
     let options = WorkflowStartOptions::new(task_queue.to_string(), id.clone())
         .execution_timeout(timeout)
