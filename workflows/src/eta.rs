@@ -38,6 +38,31 @@ impl Meter {
         }
     }
 
+    /// The meter in at most three samples, for a run that continues as new: where measuring
+    /// started, then the window's base and its newest sample. Empty before [`Meter::start`].
+    pub fn compact(&self) -> Vec<Sample> {
+        let Some(started) = self.started else {
+            return Vec::new();
+        };
+        let mut samples = vec![started];
+        samples.extend(self.window.front());
+        if self.window.len() > 1 {
+            samples.extend(self.window.back());
+        }
+        samples
+    }
+
+    /// A meter taken up from [`Meter::compact`]: judged from the first start, with the rate
+    /// measured from the carried base, so a continued run does not begin blind (an empty
+    /// window would read "nothing finished" and alert before its first report).
+    pub fn resume(samples: &[Sample]) -> Self {
+        let mut samples = samples.iter().copied();
+        Self {
+            started: samples.next(),
+            window: samples.collect(),
+        }
+    }
+
     /// Adds `now` and projects the finish of `remaining` records; `None` before
     /// [`Meter::start`].
     pub fn observe(&mut self, now: Sample, remaining: u64, judging: Judging) -> Option<Eta> {
@@ -196,6 +221,25 @@ mod tests {
             .unwrap();
         assert!(back.rate_per_sec > 0.0);
         assert_eq!(back.on_track, Some(true));
+    }
+
+    #[test]
+    fn compacted_meter_resumes_with_the_same_start_and_rate_base() {
+        let mut m = Meter::default();
+        assert!(m.compact().is_empty());
+        m.start(s(0, 0));
+        for (at, done) in [(30_000, 3_000), (61_000, 6_000), (90_000, 9_000)] {
+            m.observe(s(at, done), 10_000, judging(u64::MAX));
+        }
+        // Window base: the newest sample at or before 90 s - 60 s, i.e. 30 s.
+        assert_eq!(m.compact(), [s(0, 0), s(30_000, 3_000), s(90_000, 9_000)]);
+        let mut resumed = Meter::resume(&m.compact());
+        resumed.start(s(95_000, 9_000)); // the continued run's own start is ignored
+        let eta = resumed
+            .observe(s(100_000, 10_000), 1_000, judging(u64::MAX))
+            .unwrap();
+        assert_eq!(eta.rate_per_sec, 100.0, "measured from the carried base");
+        assert_eq!(eta.on_track, Some(true), "judged: measured since 0 s");
     }
 
     #[test]
