@@ -7,6 +7,11 @@
 //! deadline, because a run started by a schedule or `temporal workflow start` may carry no
 //! execution timeout of its own. An ETA watcher projects the finish from the measured rate
 //! and raises the same alert early, once, when the projection crosses the deadline.
+//!
+//! A quarter of a thousand schools would outgrow one history, so once it passes
+//! `parent_continue_as_new_after_events` the run starts no more schools, lets the running
+//! ones finish and continues as new with a small [`Carried`]: the next run's QueryPending
+//! sees only the schools left, and only the last run reconciles.
 
 use std::collections::BTreeSet;
 use std::pin::pin;
@@ -15,16 +20,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::FutureExt;
 use gradesync_activities::acts::SyncActivities;
 use gradesync_activities::model::{
-    Counts, DeadlineAlert, Eta, PendingOverview, Policy, Progress, QuarterRef, ReconcileRequest,
-    SchoolPending, SchoolProgress, SyncInput, SyncSummary,
+    Carried, Counts, DeadlineAlert, Eta, PendingOverview, Policy, Progress, QuarterRef, RateSample,
+    ReconcileRequest, SchoolPending, SchoolProgress, SyncInput, SyncSummary,
 };
 use gradesync_govapi::Quarter;
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
-    ChildWorkflowOptions, SyncWorkflowContext, TimerOptions, WorkflowContext, WorkflowContextView,
-    WorkflowResult, WorkflowTermination,
+    ChildWorkflowOptions, ContinueAsNewOptions, SyncWorkflowContext, TimerOptions, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 use crate::eta::{Judging, Meter, Sample};
@@ -45,6 +50,18 @@ pub struct QuarterlySync {
     schools_preparing: usize,
     /// Schools of the current round with nothing left to cut.
     drained: BTreeSet<String>,
+    /// What earlier runs of the quarter did; all zero on a first run.
+    carried: Carried,
+    /// Schools this run started, over all its rounds.
+    schools_started: usize,
+    /// The history is long enough: start no more schools in this run.
+    stopping: bool,
+    /// The fixed-mark and the early "deadline at risk" alerts were raised (by this run or
+    /// an earlier one).
+    warned: bool,
+    alerted: bool,
+    /// DeadlineAtRisk activities not yet finished: continuing as new would lose them.
+    alerts_in_flight: usize,
 }
 
 #[workflow_methods]
@@ -57,12 +74,18 @@ impl QuarterlySync {
         let watch_eta = ctx.patched(ETA_WATCH_PATCH);
         let quarter = resolve_quarter(ctx, input.quarter.as_deref())?;
         let policy = input.policy;
-        let started_ms = ctx
-            .info()
-            .start_time()
-            .or_else(|| ctx.workflow_time())
-            .map_or(0, unix_ms);
+        let started_ms = match &input.carried {
+            Some(carried) => carried.started_ms,
+            None => ctx
+                .info()
+                .start_time()
+                .or_else(|| ctx.workflow_time())
+                .map_or(0, unix_ms),
+        };
         ctx.state_mut(|s| {
+            if let Some(carried) = input.carried {
+                s.resume(carried);
+            }
             s.progress.quarter = quarter.to_string();
             s.progress.started_ms = started_ms;
             s.progress.deadline_at_ms = started_ms.saturating_add(policy.deadline_ms);
@@ -91,7 +114,9 @@ impl QuarterlySync {
         }
     }
 
-    /// Counts per state and per school, live while the run goes on.
+    /// Counts per state and per school, live while the run goes on. After a continue-as-new
+    /// the totals and `pending_at_start` cover the whole quarter, the rows only the schools
+    /// of the current run.
     #[query]
     pub fn progress(&self, _ctx: &WorkflowContextView) -> Progress {
         self.progress.clone()
@@ -103,12 +128,68 @@ impl QuarterlySync {
         if update.drained {
             self.drained.insert(update.school_id.clone());
         }
-        record_school(&mut self.progress, update);
+        self.record_school(update);
         self.refresh_eta(now_ms(ctx.workflow_time()));
     }
 }
 
 impl QuarterlySync {
+    /// Takes up what the run this one continues left: its totals stand for the schools it
+    /// finished, whose rows stay behind.
+    fn resume(&mut self, carried: Carried) {
+        self.progress.pending_at_start = carried.pending_at_start;
+        self.progress.totals = carried.totals;
+        let samples: Vec<Sample> = carried.meter.iter().map(|r| sample(*r)).collect();
+        self.meter = Meter::resume(&samples);
+        self.warned = carried.warned;
+        self.alerted = carried.alerted;
+        self.carried = carried;
+    }
+
+    /// What the next run needs. `left_pending`: records of the schools this run left for
+    /// it, which its QueryPending counts again.
+    fn carry(&self, at: &RoundState, left_pending: u64) -> Carried {
+        let finished = self.progress.schools.iter().filter(|s| s.done).count() as u64;
+        Carried {
+            runs: self.carried.runs + 1,
+            started_ms: self.progress.started_ms,
+            pending_at_start: self.progress.pending_at_start.saturating_sub(left_pending),
+            totals: self.progress.totals,
+            schools_done: self.carried.schools_done + finished,
+            round: at.round,
+            repaired: at.repaired,
+            earlier_reports: at.earlier_reports.clone(),
+            warned: self.warned,
+            alerted: self.alerted,
+            meter: self.meter.compact().into_iter().map(rate_sample).collect(),
+        }
+    }
+
+    /// Counts what QueryPending found: a new row per school, or more to do for a school
+    /// this run already had (a repair round).
+    fn add_pending(&mut self, overview: &PendingOverview) {
+        self.progress.pending_at_start += overview.schools.iter().map(|s| s.pending).sum::<u64>();
+        for school in &overview.schools {
+            match self
+                .progress
+                .schools
+                .iter_mut()
+                .find(|p| p.school_id == school.school_id)
+            {
+                Some(p) => {
+                    p.pending_at_start += school.pending;
+                    p.done = false;
+                }
+                None => self.record_school(school_row(school)),
+            }
+        }
+    }
+
+    /// Records a school's report; the totals are the earlier runs' plus this run's rows.
+    fn record_school(&mut self, update: SchoolProgress) {
+        record_school(&mut self.progress, update, &self.carried.totals);
+    }
+
     /// Starts measuring the rate (once per run; repair rounds keep the first start).
     fn start_measuring(&mut self, now_ms: u64) {
         self.meter.start(Sample {
@@ -141,7 +222,21 @@ fn now_ms(workflow_time: Option<SystemTime>) -> u64 {
     workflow_time.map_or(0, unix_ms)
 }
 
-fn record_school(progress: &mut Progress, update: SchoolProgress) {
+fn sample(r: RateSample) -> Sample {
+    Sample {
+        at_ms: r.at_ms,
+        done: r.done,
+    }
+}
+
+fn rate_sample(s: Sample) -> RateSample {
+    RateSample {
+        at_ms: s.at_ms,
+        done: s.done,
+    }
+}
+
+fn record_school(progress: &mut Progress, update: SchoolProgress, earlier: &Counts) {
     match progress
         .schools
         .iter_mut()
@@ -156,7 +251,7 @@ fn record_school(progress: &mut Progress, update: SchoolProgress) {
         }
         None => progress.schools.push(update),
     }
-    let mut totals = Counts::default();
+    let mut totals = *earlier;
     for school in &progress.schools {
         totals.add(&school.counts);
     }
@@ -190,18 +285,25 @@ async fn sync_quarter(
     quarter: Quarter,
     policy: &Policy,
 ) -> WorkflowResult<SyncSummary> {
-    let (mut repaired, mut earlier_reports, mut round) = (0, Vec::new(), 0);
+    let mut at = ctx.state(|s| RoundState {
+        round: s.carried.round,
+        repaired: s.carried.repaired,
+        earlier_reports: s.carried.earlier_reports.clone(),
+    });
     loop {
-        send_pending(ctx, quarter, policy, round).await?;
+        let left = send_pending(ctx, quarter, policy, at.round).await?;
+        if left.schools > 0 {
+            return continue_as_new(ctx, quarter, policy, &at, left.pending).await;
+        }
         set_phase(ctx, "Reconcile");
         let totals = ctx.state(|s| s.progress.totals);
         let request = ReconcileRequest {
             quarter: quarter.to_string(),
             workflow_id: ctx.workflow_id().to_string(),
             totals,
-            repair: round < policy.repair_rounds,
-            repaired_before: repaired,
-            earlier_reports: earlier_reports.clone(),
+            repair: at.round < policy.repair_rounds,
+            repaired_before: at.repaired,
+            earlier_reports: at.earlier_reports.clone(),
         };
         let reconcile = ctx
             .execute_activity(
@@ -228,10 +330,45 @@ async fn sync_quarter(
             });
         }
         // The API lost records it had accepted: they are pending again; send them anew.
-        repaired += reconcile.requeued;
-        earlier_reports.push(reconcile.report_json);
-        round += 1;
+        at.repaired += reconcile.requeued;
+        at.earlier_reports.push(reconcile.report_json);
+        at.round += 1;
     }
+}
+
+/// The repair round a run is in, and what the rounds before it repaired.
+#[derive(Debug, Clone, Default)]
+struct RoundState {
+    round: u32,
+    repaired: u64,
+    earlier_reports: Vec<String>,
+}
+
+/// Schools a run did not start (its history grew long enough), and their pending records.
+#[derive(Debug, Clone, Copy, Default)]
+struct Left {
+    schools: usize,
+    pending: u64,
+}
+
+/// Ends this run once the schools it started have finished and goes on in a fresh one,
+/// which finds the schools left still pending in the store.
+async fn continue_as_new(
+    ctx: &WorkflowContext<QuarterlySync>,
+    quarter: Quarter,
+    policy: &Policy,
+    at: &RoundState,
+    left_pending: u64,
+) -> WorkflowResult<SyncSummary> {
+    // A DeadlineAtRisk still running would be lost with this run.
+    ctx.wait_condition(|s| s.alerts_in_flight == 0).await?;
+    let carried = ctx.state(|s| s.carry(at, left_pending));
+    let next = SyncInput {
+        quarter: Some(quarter.to_string()),
+        policy: policy.clone(),
+        carried: Some(carried),
+    };
+    match ctx.continue_as_new(next, ContinueAsNewOptions::default())? {}
 }
 
 /// QueryPending, then one SchoolSync per school with anything left. Round 0 is the
@@ -241,7 +378,7 @@ async fn send_pending(
     quarter: Quarter,
     policy: &Policy,
     round: u32,
-) -> WorkflowResult<()> {
+) -> WorkflowResult<Left> {
     set_phase(ctx, "QueryPending");
     let overview: PendingOverview = ctx
         .execute_activity(
@@ -253,23 +390,7 @@ async fn send_pending(
             options::query_pending(policy),
         )
         .await?;
-    ctx.state_mut(|s| {
-        s.progress.pending_at_start += overview.schools.iter().map(|s| s.pending).sum::<u64>();
-        for school in &overview.schools {
-            match s
-                .progress
-                .schools
-                .iter_mut()
-                .find(|p| p.school_id == school.school_id)
-            {
-                Some(p) => {
-                    p.pending_at_start += school.pending;
-                    p.done = false;
-                }
-                None => record_school(&mut s.progress, school_row(school)),
-            }
-        }
-    });
+    ctx.state_mut(|s| s.add_pending(&overview));
     let now = now_ms(ctx.workflow_time());
     ctx.state_mut(|s| s.start_measuring(now));
     set_phase(ctx, if round == 0 { "Sending" } else { "Repairing" });
@@ -289,14 +410,15 @@ fn set_phase(ctx: &WorkflowContext<QuarterlySync>, phase: &str) {
     ctx.set_current_details(format!("phase: {phase}"));
 }
 
-/// Runs one SchoolSync child per school, `parallel_schools` at a time.
+/// Runs one SchoolSync child per school, `parallel_schools` at a time, until the history
+/// is long enough; the schools not started by then are left to the next run.
 async fn sync_schools(
     ctx: &WorkflowContext<QuarterlySync>,
     quarter: Quarter,
     policy: &Policy,
     schools: Vec<SchoolPending>,
     round: u32,
-) -> WorkflowResult<()> {
+) -> WorkflowResult<Left> {
     let send_queue = if policy.send_task_queue.is_empty() {
         format!("{}-send", ctx.task_queue())
     } else {
@@ -313,7 +435,13 @@ async fn sync_schools(
         async move {
             ctx.wait_condition(|s| s.schools_preparing < parallel)
                 .await?;
-            ctx.state_mut(|s| s.schools_preparing += 1);
+            if stop_starting(&ctx, policy) {
+                return Ok(Some(school.pending));
+            }
+            ctx.state_mut(|s| {
+                s.schools_preparing += 1;
+                s.schools_started += 1;
+            });
             // Later rounds continue the school's counts rather than restart them.
             let (pending_at_start, counts) = ctx.state(|s| {
                 s.progress
@@ -354,16 +482,30 @@ async fn sync_schools(
             };
             let now = now_ms(ctx.workflow_time());
             ctx.state_mut(|s| {
-                record_school(&mut s.progress, done);
+                s.record_school(done);
                 s.refresh_eta(now);
             });
-            Ok::<(), WorkflowTermination>(())
+            Ok::<_, WorkflowTermination>(None)
         }
     });
+    let mut left = Left::default();
     for task in join_all(tasks).await {
-        task?;
+        if let Some(pending) = task? {
+            left.schools += 1;
+            left.pending += pending;
+        }
     }
-    Ok(())
+    Ok(left)
+}
+
+/// Whether this run starts no more schools: its history has passed the policy's mark.
+/// Only after it started one, so that every run moves the quarter on; sticky once true.
+fn stop_starting(ctx: &WorkflowContext<QuarterlySync>, policy: &Policy) -> bool {
+    let long = ctx.history_length() > policy.parent_continue_as_new_after_events;
+    ctx.state_mut(|s| {
+        s.stopping |= long && s.schools_started > 0;
+        s.stopping
+    })
 }
 
 async fn run_school(
@@ -387,36 +529,31 @@ async fn run_school(
 
 /// Alerts at the warning mark, then ends the run just before the deadline: a little
 /// before, so that this explicit failure (which says how to resume) wins the race against
-/// the server's execution timeout when our CLI set one.
+/// the server's execution timeout when our CLI set one. Both marks count from the first
+/// run's start, and a warning an earlier run raised is not raised again.
 async fn watchdog(
     ctx: &WorkflowContext<QuarterlySync>,
     quarter: Quarter,
     policy: &Policy,
 ) -> WorkflowResult<SyncSummary> {
     let end_ms = policy.deadline_ms - (policy.deadline_ms / 10).min(60_000);
-    let warn_at = Duration::from_millis(policy.deadline_warning_ms.min(end_ms));
-    let rest = Duration::from_millis(end_ms) - warn_at;
-    ctx.timer(
-        TimerOptions::builder(warn_at)
-            .summary("DeadlineWarning".to_string())
-            .build(),
-    )
-    .await;
-    let alert = DeadlineAlert {
-        quarter: quarter.to_string(),
-        workflow_id: ctx.workflow_id().to_string(),
-        elapsed_ms: warn_at.as_millis() as u64,
-        deadline_ms: policy.deadline_ms,
-        progress: ctx.state(|s| s.progress.clone()),
-        projected: false,
-    };
-    raise_deadline_alert(ctx, policy, alert).await;
-    ctx.timer(
-        TimerOptions::builder(rest)
-            .summary("Deadline".to_string())
-            .build(),
-    )
-    .await;
+    let warn_ms = policy.deadline_warning_ms.min(end_ms);
+    if !ctx.state(|s| s.warned) {
+        let warn_in = until_mark(ctx, warn_ms).unwrap_or(warn_ms);
+        wait_named(ctx, warn_in, "DeadlineWarning").await;
+        ctx.state_mut(|s| s.warned = true);
+        let alert = DeadlineAlert {
+            quarter: quarter.to_string(),
+            workflow_id: ctx.workflow_id().to_string(),
+            elapsed_ms: warn_ms,
+            deadline_ms: policy.deadline_ms,
+            progress: ctx.state(|s| s.progress.clone()),
+            projected: false,
+        };
+        raise_deadline_alert(ctx, policy, alert).await;
+    }
+    let rest = until_mark(ctx, end_ms).unwrap_or(end_ms - warn_ms);
+    wait_named(ctx, rest, "Deadline").await;
     Err(WorkflowTermination::failed_application(
         ApplicationFailure::builder(format!(
             "quarter {quarter} missed its {} h deadline; pending work remains in the store, \
@@ -429,6 +566,24 @@ async fn watchdog(
     ))
 }
 
+/// On a continued run, the time from now to `mark_ms` after the first run's start (at
+/// least 1 ms: a mark already passed fires at once). `None` on a first run, whose timers
+/// start with it and keep the fixed lengths its recorded histories hold.
+fn until_mark(ctx: &WorkflowContext<QuarterlySync>, mark_ms: u64) -> Option<u64> {
+    let (continued, started_ms) = ctx.state(|s| (s.carried.runs > 0, s.progress.started_ms));
+    let spent = now_ms(ctx.workflow_time()).saturating_sub(started_ms);
+    continued.then(|| mark_ms.saturating_sub(spent).max(1))
+}
+
+async fn wait_named(ctx: &WorkflowContext<QuarterlySync>, ms: u64, name: &str) {
+    ctx.timer(
+        TimerOptions::builder(Duration::from_millis(ms))
+            .summary(name.to_string())
+            .build(),
+    )
+    .await;
+}
+
 /// Re-projects the finish every `eta_check_interval_ms` (reports stop during an outage,
 /// which is when the projection matters most) and raises the "deadline at risk" alert the
 /// first time a judged projection misses the deadline. Never ends by itself.
@@ -438,7 +593,6 @@ async fn eta_watch(
     policy: &Policy,
 ) -> WorkflowResult<SyncSummary> {
     let every = Duration::from_millis(policy.eta_check_interval_ms.max(100));
-    let mut alerted = false;
     loop {
         ctx.timer(
             TimerOptions::builder(every)
@@ -448,10 +602,10 @@ async fn eta_watch(
         .await;
         let now = now_ms(ctx.workflow_time());
         let eta = ctx.state_mut(|s| s.refresh_eta(now));
-        if alerted || eta.and_then(|e| e.on_track) != Some(false) {
+        if ctx.state(|s| s.alerted) || eta.and_then(|e| e.on_track) != Some(false) {
             continue;
         }
-        alerted = true;
+        ctx.state_mut(|s| s.alerted = true);
         // Ids and counts only: the progress carries no record content.
         let progress = ctx.state(|s| s.progress.clone());
         let alert = DeadlineAlert {
@@ -473,6 +627,7 @@ async fn raise_deadline_alert(
     policy: &Policy,
     alert: DeadlineAlert,
 ) {
+    ctx.state_mut(|s| s.alerts_in_flight += 1);
     let _ = ctx
         .execute_activity(
             SyncActivities::deadline_at_risk,
@@ -480,4 +635,97 @@ async fn raise_deadline_alert(
             options::store(policy, "DeadlineAtRisk"),
         )
         .await;
+    ctx.state_mut(|s| s.alerts_in_flight -= 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(schools: &[(&str, u64)]) -> PendingOverview {
+        PendingOverview {
+            schools: schools
+                .iter()
+                .map(|(id, pending)| SchoolPending {
+                    school_id: id.to_string(),
+                    pending: *pending,
+                })
+                .collect(),
+        }
+    }
+
+    fn finished(id: &str, synced: u64) -> SchoolProgress {
+        SchoolProgress {
+            school_id: id.to_string(),
+            pending_at_start: synced,
+            counts: Counts {
+                records_synced: synced,
+                batches_sent: 1,
+                ..Counts::default()
+            },
+            done: true,
+            drained: true,
+        }
+    }
+
+    #[test]
+    fn carried_counts_cover_every_run_without_counting_twice() {
+        let mut first = QuarterlySync::default();
+        first.progress.started_ms = 1_000;
+        first.add_pending(&pending(&[("a", 100), ("b", 50), ("c", 70)]));
+        first.record_school(finished("a", 100));
+        first.record_school(finished("b", 50));
+        let at = RoundState::default();
+        let carried = first.carry(&at, 70); // "c" was not started
+        assert_eq!(carried.pending_at_start, 150);
+        assert_eq!(carried.totals.records_synced, 150);
+        assert_eq!((carried.runs, carried.schools_done), (1, 2));
+        assert_eq!(carried.started_ms, 1_000);
+
+        let mut next = QuarterlySync::default();
+        next.resume(carried);
+        assert_eq!(next.progress.totals.records_synced, 150);
+        next.add_pending(&pending(&[("c", 70)])); // only what is left
+        next.record_school(finished("c", 70));
+        assert_eq!(next.progress.pending_at_start, 220);
+        assert_eq!(next.progress.totals.records_synced, 220);
+        assert_eq!(next.progress.totals.batches_sent, 3);
+        assert_eq!(
+            next.progress.schools.len(),
+            1,
+            "rows of the current run only"
+        );
+    }
+
+    #[test]
+    fn carried_state_keeps_the_repair_round_and_the_alerts_raised() {
+        let mut run = QuarterlySync {
+            warned: true,
+            alerted: true,
+            ..QuarterlySync::default()
+        };
+        run.meter.start(Sample { at_ms: 5, done: 0 });
+        let at = RoundState {
+            round: 1,
+            repaired: 7,
+            earlier_reports: vec!["r0.json".into()],
+        };
+        let carried = run.carry(&at, 0);
+        assert_eq!((carried.round, carried.repaired), (1, 7));
+        assert_eq!(carried.earlier_reports, ["r0.json"]);
+        assert!(carried.warned && carried.alerted);
+        assert_eq!(carried.meter, [RateSample { at_ms: 5, done: 0 }; 2]);
+        let mut next = QuarterlySync::default();
+        next.resume(carried);
+        assert!(next.warned && next.alerted);
+    }
+
+    #[test]
+    fn old_inputs_deserialize_without_the_new_fields() {
+        let input: SyncInput =
+            serde_json::from_str(r#"{"quarter":"2026-Q3","policy":{"parallel_schools":2}}"#)
+                .unwrap();
+        assert_eq!(input.carried, None);
+        assert_eq!(input.policy.parent_continue_as_new_after_events, 8_000);
+    }
 }
