@@ -9,7 +9,7 @@ use gradesync_workflows::{QuarterlySync, SchoolSync};
 use temporalio_client::{WorkflowFetchHistoryOptions, WorkflowHistory};
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
-use crate::helpers::{TestApp, assert_ledger_clean, fast_policy, outage};
+use crate::helpers::{TestApp, assert_applied_once, assert_ledger_clean, fast_policy, outage};
 
 /// Activity timeouts short enough that a killed worker's tasks time out in seconds.
 fn crash_policy() -> Policy {
@@ -248,6 +248,144 @@ async fn school_history_stays_bounded_by_continue_as_new() {
     );
     assert_ledger_clean(&app.ledger().await);
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarter_history_stays_bounded_by_continue_as_new() {
+    // Six schools two at a time, and a parent that continues as new once its history
+    // passes 20 events: past the mark as soon as its first two children have started, so
+    // each run syncs two schools and the next finds only the rest pending.
+    let app = TestApp::spawn("parent-can", Faults::default()).await;
+    let n = app.seed_grades(6, 120).await;
+    let policy = Policy {
+        parallel_schools: 2,
+        parent_continue_as_new_after_events: 20,
+        ..fast_policy()
+    };
+    let id = app.start_sync(policy).await;
+    let summary = app.result(&id).await;
+
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.totals.records_synced, n, "totals cover every run");
+    assert_eq!(summary.totals.batches_sent, 12);
+    assert!(summary.reconcile.clean, "{:?}", summary.reconcile);
+    assert_eq!(summary.reconcile.synced_in_store, n);
+    assert_eq!(summary.reconcile.missing_at_api, 0);
+    let ledger = app.ledger().await;
+    assert_ledger_clean(&ledger);
+    assert_applied_once(&ledger, n);
+
+    let runs = parent_runs(&app, &id);
+    assert!(runs.len() >= 3, "the quarter ran in {} run(s)", runs.len());
+    let (last, earlier) = runs.split_last().unwrap();
+    for run in earlier {
+        assert_eq!(
+            run.last().unwrap()["eventType"],
+            "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
+        );
+        assert!(run.len() < 60, "a run of {} events", run.len());
+    }
+    // The last run took over the first run's start (the deadline's origin) and the
+    // earlier runs' counts; the schools it synced itself make up the rest.
+    let carried = started_input(last)["carried"].clone();
+    assert_eq!(carried["runs"], runs.len() - 1);
+    let first_start = seconds_of_day(&runs[0][0]["eventTime"]).unwrap();
+    let carried_start = (carried["started_ms"].as_u64().unwrap() % 86_400_000) as f64 / 1000.0;
+    assert!(
+        (carried_start - first_start).abs() < 0.002,
+        "carried start {carried_start} s, first run started at {first_start} s"
+    );
+    let own = started_children(last).len() as u64 * 120;
+    assert_eq!(
+        carried["totals"]["records_synced"].as_u64().unwrap() + own,
+        n
+    );
+    assert_eq!(carried["pending_at_start"].as_u64().unwrap() + own, n);
+    let reconciles: Vec<usize> = runs
+        .iter()
+        .map(|run| {
+            let types = crate::history::activity_types(run);
+            types.iter().filter(|t| *t == "Reconcile").count()
+        })
+        .collect();
+    assert_eq!(
+        reconciles.iter().sum::<usize>(),
+        1,
+        "Reconcile per run: {reconciles:?}"
+    );
+    assert_eq!(
+        crate::history::activity_types(last).last().unwrap(),
+        "Reconcile"
+    );
+    assert_eq!(
+        app.compliance.texts().len(),
+        1,
+        "one report, from the last run"
+    );
+    // Every school synced by one child, none started again by a later run.
+    let mut children: Vec<String> = runs.iter().flat_map(|run| started_children(run)).collect();
+    children.sort();
+    let before = children.len();
+    children.dedup();
+    assert_eq!(before, 6, "{children:?}");
+    assert_eq!(children.len(), 6, "{children:?}");
+    assert!(app.alerts.texts().is_empty(), "{:?}", app.alerts.texts());
+    // A continued run replays like any other.
+    replayer()
+        .replay_workflow(history(&app, &id).await)
+        .await
+        .unwrap();
+    app.stop().await;
+}
+
+/// The events of every run of `id`, first run first: from the latest run back through
+/// each run's `continuedExecutionRunId`.
+fn parent_runs(app: &TestApp, id: &str) -> Vec<Vec<serde_json::Value>> {
+    let mut runs = vec![crate::history::events(app, id)];
+    while let Some(previous) = runs.last().unwrap()[0]["workflowExecutionStartedEventAttributes"]
+        ["continuedExecutionRunId"]
+        .as_str()
+        .map(str::to_string)
+    {
+        let out = app.temporal_cli(&[
+            "workflow",
+            "show",
+            "--workflow-id",
+            id,
+            "--run-id",
+            &previous,
+            "--output",
+            "json",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        runs.push(v["events"].as_array().cloned().unwrap_or_default());
+    }
+    runs.reverse();
+    runs
+}
+
+/// The input a run started with (the history's payload, base64 JSON).
+fn started_input(events: &[serde_json::Value]) -> serde_json::Value {
+    use base64::Engine;
+    let data = events[0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]["data"]
+        .as_str()
+        .expect("an input payload");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
+    serde_json::from_slice(&raw).unwrap()
+}
+
+/// Workflow ids of the children a run started.
+fn started_children(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| {
+            e["startChildWorkflowExecutionInitiatedEventAttributes"]["workflowId"].as_str()
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
