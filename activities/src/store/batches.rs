@@ -57,7 +57,8 @@ impl Store {
             return Err(StoreError::BatchNotPrepared { batch_id, status });
         }
         let bodies: Vec<String> = sqlx::query_scalar(
-            "SELECT body FROM grades WHERE batch_id = ? AND status = 'batched' ORDER BY record_id",
+            "SELECT b.body FROM grades g JOIN grade_bodies b ON b.record_id = g.record_id \
+             WHERE g.batch_id = ? AND g.status = 'batched' ORDER BY g.record_id",
         )
         .bind(batch_id.to_string())
         .fetch_all(&mut *tx)

@@ -22,9 +22,6 @@ pub(super) const CACHE_KIB: u32 = 2 * 1024;
 /// For a bulk import: SQLite's 2 MB default is far too small to keep a million-row
 /// import's index pages hot.
 pub(super) const BULK_CACHE_KIB: u32 = 64 * 1024;
-/// sqlx tracks only files it is told about; embedding the migration here makes cargo rebuild
-/// (and so re-embed the migrations) when it is edited.
-const _MIGRATION_0001: &str = include_str!("../../migrations/0001_grades_store.sql");
 
 pub(super) async fn open(url: &str, cache_kib: u32) -> Result<(SqlitePool, String), StoreError> {
     let location = redact(url);

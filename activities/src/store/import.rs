@@ -343,20 +343,26 @@ async fn insert_new(
     now: i64,
 ) -> Result<(), StoreError> {
     let mut query = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO grades (record_id, quarter, school_id, body, sha256, bytes, status, updated_at) ",
+        "INSERT INTO grades (record_id, quarter, school_id, sha256, bytes, status, updated_at) ",
     );
     query.push_values(rows, |mut values, row| {
         values
             .push_bind(row.record_id.as_str())
             .push_bind(row.quarter.as_str())
             .push_bind(row.school_id.as_str())
-            .push_bind(row.body.as_str())
             .push_bind(row.sha256.as_str())
             .push_bind(row.body.len() as i64)
             .push_bind("pending")
             .push_bind(now);
     });
     query.build().execute(&mut **tx).await?;
+    let mut bodies = QueryBuilder::<Sqlite>::new("INSERT INTO grade_bodies (record_id, body) ");
+    bodies.push_values(rows, |mut values, row| {
+        values
+            .push_bind(row.record_id.as_str())
+            .push_bind(row.body.as_str());
+    });
+    bodies.build().execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -367,18 +373,22 @@ async fn update_changed(
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE grades SET quarter = ?, school_id = ?, body = ?, sha256 = ?, bytes = ?, \
+        "UPDATE grades SET quarter = ?, school_id = ?, sha256 = ?, bytes = ?, \
          status = 'pending', batch_id = NULL, reason = NULL, updated_at = ? WHERE record_id = ?",
     )
     .bind(&row.quarter)
     .bind(&row.school_id)
-    .bind(&row.body)
     .bind(&row.sha256)
     .bind(row.body.len() as i64)
     .bind(now)
     .bind(&row.record_id)
     .execute(&mut **tx)
     .await?;
+    sqlx::query("UPDATE grade_bodies SET body = ? WHERE record_id = ?")
+        .bind(&row.body)
+        .bind(&row.record_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
