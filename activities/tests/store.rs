@@ -1058,3 +1058,43 @@ async fn synced_hashes_between_covers_each_range_once() {
     );
     assert_eq!(store.school_of("nope").await.unwrap(), None);
 }
+
+/// A store written before the bodies moved to their own table (migration 0004) keeps every
+/// body: a batch cut after the upgrade carries the record as it was imported.
+#[tokio::test]
+async fn upgrading_a_store_keeps_every_record_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", url(&dir)))
+        .await
+        .unwrap();
+    let mut before_bodies = sqlx::migrate!("./migrations");
+    before_bodies.migrations = before_bodies.migrations[..3].to_vec().into();
+    before_bodies.run(&pool).await.unwrap();
+    let value = record("r1", SCHOOL, "A");
+    let body = gradesync_govapi::contract::canonical_json(&value);
+    sqlx::query(
+        "INSERT INTO grades (record_id, quarter, school_id, body, sha256, bytes, status, \
+         updated_at) VALUES ('r1', '2026-Q3', ?, ?, ?, ?, 'pending', 0)",
+    )
+    .bind(SCHOOL)
+    .bind(&body)
+    .bind(record_sha256(&value))
+    .bind(body.len() as i64)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = Store::connect(&url(&dir)).await.unwrap();
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    let sent = store.batch_body(chunk.batches[0].batch_id).await.unwrap();
+    assert_eq!(sent.records, 1);
+    let text = String::from_utf8(sent.body).unwrap();
+    assert!(
+        text.contains(&body),
+        "the upgraded batch lost the record body"
+    );
+}
