@@ -676,27 +676,26 @@ async fn rate_lanes_fill_each_window_across_tasks_and_stores() {
         slots.push(t.await.unwrap().unwrap());
     }
     slots.sort();
-    // Two starts per window, back to back: the budget is used in full and never exceeded.
-    let expected: Vec<i64> = (0..40).map(|i| now + (i / 2) * window).collect();
+    // Two starts per window, half a window apart: the budget is used in full and never
+    // exceeded.
+    let expected: Vec<i64> = (0..40).map(|i| now + i * window / 2).collect();
     assert_eq!(slots, expected);
     assert_eq!(max_in_window(&slots, window), 2);
-    // A caller arriving after the queue drained starts at its own now.
+    // A caller arriving after the queue drained starts at its own now; the next one half
+    // a window later.
     let later = now + 100 * window;
-    assert_eq!(
-        store
-            .claim_rate_slot("gov", 2, window, later)
-            .await
-            .unwrap(),
-        later
-    );
-    assert_eq!(
-        store
-            .claim_rate_slot("gov", 2, window, later)
-            .await
-            .unwrap(),
-        later
-    );
-    // Both lanes are taken until one window later, whatever the caller's clock says.
+    let mut after_idle = Vec::new();
+    for _ in 0..2 {
+        after_idle.push(
+            store
+                .claim_rate_slot("gov", 2, window, later)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(after_idle, vec![later, later + window / 2]);
+    // Both lanes are taken until one window after their start, whatever the caller's
+    // clock says.
     assert_eq!(
         store.claim_rate_slot("gov", 2, window, now).await.unwrap(),
         later + window
@@ -719,8 +718,10 @@ async fn rate_lanes_follow_a_grown_capacity_and_refuse_none() {
     for _ in 0..4 {
         slots.push(store.claim_rate_slot("gov", 3, 100, 0).await.unwrap());
     }
-    // Lanes 1 and 2 are new and free at once; lane 0 is busy until 200.
-    assert_eq!(slots, vec![0, 0, 100, 100]);
+    // Lanes 1 and 2 are new and free, but starts stay a third of a window apart from the
+    // last one (100); lane 0 is busy until 200.
+    assert_eq!(slots, vec![133, 166, 200, 233]);
+    assert_eq!(max_in_window(&[0, 100, 133, 166, 200, 233], 100), 3);
     assert!(store.claim_rate_slot("gov", 0, 100, 0).await.is_err());
 }
 

@@ -107,9 +107,12 @@ impl Store {
     /// Claims a start time under the named limit of at most `capacity` requests in any
     /// `window_ms`. The limit has `capacity` lanes, each free again one window after its
     /// last start; the claim takes the earliest-free lane, so any window holds at most one
-    /// start per lane. One IMMEDIATE transaction (the write lock is held from its first
-    /// statement), so callers in any number of tasks or processes never share a lane slot.
-    /// The caller waits until the returned time (Unix ms) before sending.
+    /// start per lane. Starts are also spread `window_ms / capacity` apart: a window's
+    /// requests leave one by one instead of as a burst, whose late arrivals at the API
+    /// could crowd the next window (at 20/s a burst of 20 was seen as 28 in one second).
+    /// One IMMEDIATE transaction (the write lock is held from its first statement), so
+    /// callers in any number of tasks or processes never share a lane slot. The caller
+    /// waits until the returned time (Unix ms) before sending.
     pub async fn claim_rate_slot(
         &self,
         name: &str,
@@ -124,15 +127,17 @@ impl Store {
         }
         let mut tx = self.write_tx().await?;
         insert_lanes(&mut tx, name, capacity).await?;
-        let (lane, free_at): (i64, i64) = sqlx::query_as(
-            "SELECT lane, free_at_ms FROM rate_lanes WHERE name = ? AND lane < ? \
-             ORDER BY free_at_ms, lane LIMIT 1",
+        let (lane, free_at, last_free_at): (i64, i64, i64) = sqlx::query_as(
+            "SELECT lane, free_at_ms, (SELECT MAX(free_at_ms) FROM rate_lanes WHERE name = ?1) \
+             FROM rate_lanes WHERE name = ?1 AND lane < ?2 ORDER BY free_at_ms, lane LIMIT 1",
         )
         .bind(name)
         .bind(i64::from(capacity))
         .fetch_one(&mut *tx)
         .await?;
-        let slot = free_at.max(now_ms);
+        // The latest start of any lane was one window before its lane frees again.
+        let spaced = last_free_at - window_ms + window_ms / i64::from(capacity);
+        let slot = free_at.max(now_ms).max(spaced);
         sqlx::query("UPDATE rate_lanes SET free_at_ms = ? WHERE name = ? AND lane = ?")
             .bind(slot + window_ms)
             .bind(name)
