@@ -133,6 +133,17 @@ async fn a_new_batch_is_sent_and_applied_once() {
 }
 
 #[tokio::test]
+async fn a_warmed_up_token_serves_the_first_sends() {
+    let t = TestSim::start(Faults::none()).await;
+    t.client.warm_up().await;
+    assert_eq!(t.ledger().await.tokens_issued, 1);
+    t.client.warm_up().await;
+    sent(t.send(&batch(&["r1"])).await);
+    sent(t.send(&batch(&["r2"])).await);
+    assert_eq!(t.ledger().await.tokens_issued, 1);
+}
+
+#[tokio::test]
 async fn resending_the_same_batch_is_a_replay_not_a_second_apply() {
     let t = TestSim::start(Faults::none()).await;
     let b = batch(&["r1"]);

@@ -165,6 +165,15 @@ impl GovClient {
             .map_err(|f| self.gov_error(f, "a token request"))
     }
 
+    /// Caches a token unless a fresh one is already there, so a run's first sends do not
+    /// wait a token round trip at the API's latency. A failure is left for the sends to
+    /// meet, retry and report.
+    pub async fn warm_up(&self) {
+        if let Err(e) = self.token().await {
+            tracing::debug!(error = %self.gov_error(e, "a token request"), "token warm-up failed");
+        }
+    }
+
     /// How many records the API holds for the quarter, per school.
     pub async fn summary(&self, quarter: &Quarter) -> Result<QuarterSummary, GovError> {
         let url = self.url(&format!("/v1/quarters/{quarter}/summary"), &[])?;
