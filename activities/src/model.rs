@@ -37,6 +37,8 @@ pub struct Carried {
     pub pending_at_start: u64,
     /// Counts of every school the earlier runs finished.
     pub totals: Counts,
+    /// School syncs the earlier runs finished (a school repaired in a later round counts
+    /// again): how far the quarter got, for whoever reads a run's input.
     pub schools_done: u64,
     /// The repair round the earlier run was in, with the repairs and reports so far.
     pub round: u32,
