@@ -80,6 +80,12 @@ pub fn all() -> Vec<Scenario> {
             rate: 20,
             ..sync("sync-1m-20ms-x10", 1_000_000, 200, 20, 0.0)
         },
+        // A country's worth of schools: the parent's history would pass 10,240 events
+        // (~13 per school) without continuing as new.
+        Scenario {
+            rate: 20,
+            ..sync("sync-1m-2k-schools-x10", 1_000_000, 2_000, 20, 0.0)
+        },
     ];
     // The real-rate 1M run takes the full 83 min of its physical limit.
     v.push(sync("sync-1m-20ms", 1_000_000, 200, 20, 0.0));
