@@ -5,13 +5,9 @@
 use std::collections::VecDeque;
 
 use gradesync_activities::model::Eta;
-
-/// Records in a final state (synced, rejected, dead-lettered) at a point in workflow time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Sample {
-    pub at_ms: u64,
-    pub done: u64,
-}
+/// Records in a final state (synced, rejected, dead-lettered) at a point in workflow time;
+/// the model's type, so a continued run carries the meter's samples as they are.
+pub use gradesync_activities::model::RateSample as Sample;
 
 /// How a projection is judged; durations come from the run's policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::FutureExt;
 use gradesync_activities::acts::SyncActivities;
 use gradesync_activities::model::{
-    Carried, Counts, DeadlineAlert, Eta, PendingOverview, Policy, Progress, QuarterRef, RateSample,
+    Carried, Counts, DeadlineAlert, Eta, PendingOverview, Policy, Progress, QuarterRef,
     ReconcileRequest, SchoolPending, SchoolProgress, SyncInput, SyncSummary,
 };
 use gradesync_govapi::Quarter;
@@ -139,8 +139,7 @@ impl QuarterlySync {
     fn resume(&mut self, carried: Carried) {
         self.progress.pending_at_start = carried.pending_at_start;
         self.progress.totals = carried.totals;
-        let samples: Vec<Sample> = carried.meter.iter().map(|r| sample(*r)).collect();
-        self.meter = Meter::resume(&samples);
+        self.meter = Meter::resume(&carried.meter);
         self.warned = carried.warned;
         self.alerted = carried.alerted;
         self.carried = carried;
@@ -161,7 +160,7 @@ impl QuarterlySync {
             earlier_reports: at.earlier_reports.clone(),
             warned: self.warned,
             alerted: self.alerted,
-            meter: self.meter.compact().into_iter().map(rate_sample).collect(),
+            meter: self.meter.compact(),
         }
     }
 
@@ -220,20 +219,6 @@ fn unix_ms(t: SystemTime) -> u64 {
 /// Workflow time (the current task's timestamp, the same on replay) in unix ms.
 fn now_ms(workflow_time: Option<SystemTime>) -> u64 {
     workflow_time.map_or(0, unix_ms)
-}
-
-fn sample(r: RateSample) -> Sample {
-    Sample {
-        at_ms: r.at_ms,
-        done: r.done,
-    }
-}
-
-fn rate_sample(s: Sample) -> RateSample {
-    RateSample {
-        at_ms: s.at_ms,
-        done: s.done,
-    }
 }
 
 fn record_school(progress: &mut Progress, update: SchoolProgress, earlier: &Counts) {
@@ -714,7 +699,7 @@ mod tests {
         assert_eq!((carried.round, carried.repaired), (1, 7));
         assert_eq!(carried.earlier_reports, ["r0.json"]);
         assert!(carried.warned && carried.alerted);
-        assert_eq!(carried.meter, [RateSample { at_ms: 5, done: 0 }; 2]);
+        assert_eq!(carried.meter, [Sample { at_ms: 5, done: 0 }; 2]);
         let mut next = QuarterlySync::default();
         next.resume(carried);
         assert!(next.warned && next.alerted);
