@@ -13,6 +13,7 @@ pub mod eta;
 mod options;
 pub mod quarterly;
 pub mod school;
+mod timers;
 
 pub use quarterly::QuarterlySync;
 pub use school::{SchoolInput, SchoolSync};

@@ -28,13 +28,14 @@ use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
-    ChildWorkflowOptions, ContinueAsNewOptions, SyncWorkflowContext, TimerOptions, WorkflowContext,
+    ChildWorkflowOptions, ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext,
     WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 use crate::eta::{Judging, Meter, Sample};
 use crate::options;
 use crate::school::{SchoolInput, SchoolSync};
+use crate::timers::wait_named;
 
 /// Marks histories made with the ETA watcher. Histories recorded before it carry no such
 /// marker and replay without its timers and alert.
@@ -525,7 +526,7 @@ async fn watchdog(
     let warn_ms = policy.deadline_warning_ms.min(end_ms);
     if !ctx.state(|s| s.warned) {
         let warn_in = until_mark(ctx, warn_ms).unwrap_or(warn_ms);
-        wait_named(ctx, warn_in, "DeadlineWarning").await;
+        wait_named(ctx, Duration::from_millis(warn_in), "DeadlineWarning").await;
         ctx.state_mut(|s| s.warned = true);
         let alert = DeadlineAlert {
             quarter: quarter.to_string(),
@@ -538,7 +539,7 @@ async fn watchdog(
         raise_deadline_alert(ctx, policy, alert).await;
     }
     let rest = until_mark(ctx, end_ms).unwrap_or(end_ms - warn_ms);
-    wait_named(ctx, rest, "Deadline").await;
+    wait_named(ctx, Duration::from_millis(rest), "Deadline").await;
     Err(WorkflowTermination::failed_application(
         ApplicationFailure::builder(format!(
             "quarter {quarter} missed its {} h deadline; pending work remains in the store, \
@@ -560,15 +561,6 @@ fn until_mark(ctx: &WorkflowContext<QuarterlySync>, mark_ms: u64) -> Option<u64>
     continued.then(|| mark_ms.saturating_sub(spent).max(1))
 }
 
-async fn wait_named(ctx: &WorkflowContext<QuarterlySync>, ms: u64, name: &str) {
-    ctx.timer(
-        TimerOptions::builder(Duration::from_millis(ms))
-            .summary(name.to_string())
-            .build(),
-    )
-    .await;
-}
-
 /// Re-projects the finish every `eta_check_interval_ms` (reports stop during an outage,
 /// which is when the projection matters most) and raises the "deadline at risk" alert the
 /// first time a judged projection misses the deadline. Never ends by itself.
@@ -579,12 +571,7 @@ async fn eta_watch(
 ) -> WorkflowResult<SyncSummary> {
     let every = Duration::from_millis(policy.eta_check_interval_ms.max(100));
     loop {
-        ctx.timer(
-            TimerOptions::builder(every)
-                .summary("EtaCheck".to_string())
-                .build(),
-        )
-        .await;
+        wait_named(ctx, every, "EtaCheck").await;
         let now = now_ms(ctx.workflow_time());
         let eta = ctx.state_mut(|s| s.refresh_eta(now));
         if ctx.state(|s| s.alerted) || eta.and_then(|e| e.on_track) != Some(false) {

@@ -18,13 +18,14 @@ use serde::{Deserialize, Serialize};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join, join_all};
 use temporalio_sdk::{
-    ContinueAsNewOptions, SignalWorkflowOptions, TimerOptions, WorkflowContext,
-    WorkflowContextView, WorkflowResult, WorkflowTermination,
+    ContinueAsNewOptions, SignalWorkflowOptions, WorkflowContext, WorkflowContextView,
+    WorkflowResult, WorkflowTermination,
 };
 
 use crate::backoff;
 use crate::options;
 use crate::quarterly::QuarterlySync;
+use crate::timers::wait_named;
 
 /// Input of `SchoolSync`; `counts` carries totals across continue-as-new.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -203,11 +204,6 @@ async fn deliver(
             None => return dead_letter(ctx, input, batch, reason).await,
         }
     }
-}
-
-async fn wait_named(ctx: &WorkflowContext<SchoolSync>, wait: Duration, name: String) {
-    ctx.timer(TimerOptions::builder(wait).summary(name).build())
-        .await;
 }
 
 fn event(input: &SchoolInput, batch: BatchRef, detail: String) -> BatchEvent {
