@@ -1,7 +1,9 @@
 //! The grades store against real SQLite files: import, batching, resume, the conditional
 //! outcome transitions, dead letters, rate slots and counts.
 
-use gradesync_activities::store::{BatchLimits, ImportReport, Split, Store, StoreError};
+use gradesync_activities::store::{
+    BatchLimits, ImportReport, RateSlot, SlotReach, Split, Store, StoreError,
+};
 use gradesync_govapi::Quarter;
 use gradesync_govapi::contract::{MAX_BODY_BYTES, encode_batch, record_sha256};
 use serde_json::{Value, json};
@@ -642,6 +644,29 @@ async fn requeue_records_sends_lost_synced_records_again() {
 }
 
 /// No window of `window` ms holds more than `capacity` of the sorted slots.
+const AHEAD: SlotReach = SlotReach {
+    ahead_ms: i64::MAX,
+    behind_ms: 0,
+};
+
+/// A claim that takes whatever slot comes next, however far ahead (the store's own
+/// arithmetic, without a clock).
+async fn claim(
+    store: &Store,
+    name: &str,
+    capacity: u32,
+    window: i64,
+    now: i64,
+) -> Result<i64, StoreError> {
+    match store
+        .claim_rate_slot(name, capacity, window, || now, AHEAD)
+        .await?
+    {
+        RateSlot::Granted(slot) => Ok(slot),
+        RateSlot::NotYet(at) => panic!("an unbounded claim was refused until {at}"),
+    }
+}
+
 fn max_in_window(slots: &[i64], window: i64) -> usize {
     (0..slots.len())
         .map(|i| {
@@ -668,7 +693,7 @@ async fn rate_lanes_fill_each_window_across_tasks_and_stores() {
             other.clone()
         };
         tasks.push(tokio::spawn(async move {
-            s.claim_rate_slot("gov", 2, window, now).await
+            claim(&s, "gov", 2, window, now).await
         }));
     }
     let mut slots = Vec::new();
@@ -686,43 +711,76 @@ async fn rate_lanes_fill_each_window_across_tasks_and_stores() {
     let later = now + 100 * window;
     let mut after_idle = Vec::new();
     for _ in 0..2 {
-        after_idle.push(
-            store
-                .claim_rate_slot("gov", 2, window, later)
-                .await
-                .unwrap(),
-        );
+        after_idle.push(claim(&store, "gov", 2, window, later).await.unwrap());
     }
     assert_eq!(after_idle, vec![later, later + window / 2]);
     // Both lanes are taken until one window after their start, whatever the caller's
     // clock says.
     assert_eq!(
-        store.claim_rate_slot("gov", 2, window, now).await.unwrap(),
+        claim(&store, "gov", 2, window, now).await.unwrap(),
         later + window
     );
-    assert_eq!(
-        store
-            .claim_rate_slot("other", 2, window, now)
-            .await
-            .unwrap(),
-        now
-    );
+    assert_eq!(claim(&store, "other", 2, window, now).await.unwrap(), now);
 }
 
 #[tokio::test]
 async fn rate_lanes_follow_a_grown_capacity_and_refuse_none() {
     let store = Store::connect("sqlite::memory:").await.unwrap();
-    assert_eq!(store.claim_rate_slot("gov", 1, 100, 0).await.unwrap(), 0);
-    assert_eq!(store.claim_rate_slot("gov", 1, 100, 0).await.unwrap(), 100);
+    assert_eq!(claim(&store, "gov", 1, 100, 0).await.unwrap(), 0);
+    assert_eq!(claim(&store, "gov", 1, 100, 0).await.unwrap(), 100);
     let mut slots = Vec::new();
     for _ in 0..4 {
-        slots.push(store.claim_rate_slot("gov", 3, 100, 0).await.unwrap());
+        slots.push(claim(&store, "gov", 3, 100, 0).await.unwrap());
     }
     // Lanes 1 and 2 are new and free, but starts stay a third of a window apart from the
     // last one (100); lane 0 is busy until 200.
     assert_eq!(slots, vec![133, 166, 200, 233]);
     assert_eq!(max_in_window(&[0, 100, 133, 166, 200, 233], 100), 3);
-    assert!(store.claim_rate_slot("gov", 0, 100, 0).await.is_err());
+    assert!(claim(&store, "gov", 0, 100, 0).await.is_err());
+}
+
+#[tokio::test]
+async fn a_rate_slot_is_taken_only_when_due() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let due = |now: i64, behind_ms: i64| {
+        let store = store.clone();
+        let reach = SlotReach {
+            ahead_ms: 0,
+            behind_ms,
+        };
+        async move {
+            store
+                .claim_rate_slot("gov", 2, 100, || now, reach)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(due(0, 0).await, RateSlot::Granted(0));
+    // The second start of the window is half a window later; asking early takes nothing.
+    assert_eq!(due(10, 0).await, RateSlot::NotYet(50));
+    assert_eq!(due(49, 0).await, RateSlot::NotYet(50));
+    assert_eq!(due(50, 0).await, RateSlot::Granted(50));
+    // Lane 0 is free again at 100; a caller that arrives late starts when it arrives and
+    // the next start is spaced from there, not from the slot it missed.
+    assert_eq!(due(130, 0).await, RateSlot::Granted(130));
+    assert_eq!(due(150, 0).await, RateSlot::NotYet(180));
+    // A few ms late, within what the caller allows, keeps the slot as it was cut...
+    assert_eq!(due(183, 5).await, RateSlot::Granted(180));
+    assert_eq!(due(229, 5).await, RateSlot::NotYet(230));
+    // ...and later than that it starts now.
+    assert_eq!(due(236, 5).await, RateSlot::Granted(236));
+    // A claim allowed to look ahead takes the future slot at once.
+    let ahead = SlotReach {
+        ahead_ms: 60,
+        behind_ms: 0,
+    };
+    assert_eq!(
+        store
+            .claim_rate_slot("gov", 2, 100, || 240, ahead)
+            .await
+            .unwrap(),
+        RateSlot::Granted(286)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -731,7 +789,7 @@ async fn rate_lanes_in_memory_under_twenty_tasks() {
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let s = store.clone();
-            tokio::spawn(async move { s.claim_rate_slot("gov", 1, 10, 0).await.unwrap() })
+            tokio::spawn(async move { claim(&s, "gov", 1, 10, 0).await.unwrap() })
         })
         .collect();
     let mut slots = Vec::new();

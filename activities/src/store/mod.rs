@@ -24,7 +24,8 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 pub use error::StoreError;
 pub use model::{
     BadLine, BatchBody, BatchLimits, DeadLetter, ImportReport, MAX_REPORTED_BAD_LINES,
-    PreparedBatch, PreparedChunk, QuarterRun, Rejection, SchoolCounts, SchoolStatus,
+    PreparedBatch, PreparedChunk, QuarterRun, RateSlot, Rejection, SchoolCounts, SchoolStatus,
+    SlotReach,
 };
 pub use split::Split;
 

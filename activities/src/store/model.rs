@@ -132,3 +132,25 @@ pub struct QuarterRun {
     pub started_at: i64,
     pub finished_at: Option<i64>,
 }
+
+/// The answer to a rate-slot claim (Unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateSlot {
+    /// The slot is ours: start at this time.
+    Granted(i64),
+    /// The next slot starts at this time, further ahead than the caller would hold one:
+    /// ask again then.
+    NotYet(i64),
+}
+
+/// Which slots a rate-slot claim takes, relative to the caller's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotReach {
+    /// A slot up to this far ahead is taken, and the caller waits for it; one further
+    /// ahead is left ([`RateSlot::NotYet`]).
+    pub ahead_ms: i64,
+    /// A slot that passed at most this long ago is taken as it was cut, so a caller that
+    /// woke a few ms late does not push every later start back; one that passed longer ago
+    /// is moved to now.
+    pub behind_ms: i64,
+}

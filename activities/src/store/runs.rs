@@ -5,7 +5,7 @@ use gradesync_govapi::Quarter;
 use sqlx::{Sqlite, Transaction};
 
 use super::batches::parse_quarter;
-use super::model::QuarterRun;
+use super::model::{QuarterRun, RateSlot, SlotReach};
 use super::{Store, StoreError, now_ms};
 
 const FINISHED: [&str; 3] = ["complete", "discrepancies", "failed"];
@@ -110,22 +110,28 @@ impl Store {
     /// start per lane. Starts are also spread `window_ms / capacity` apart: a window's
     /// requests leave one by one instead of as a burst, whose late arrivals at the API
     /// could crowd the next window (at 20/s a burst of 20 was seen as 28 in one second).
+    ///
     /// One IMMEDIATE transaction (the write lock is held from its first statement), so
-    /// callers in any number of tasks or processes never share a lane slot. The caller
-    /// waits until the returned time (Unix ms) before sending.
+    /// callers in any number of tasks or processes never share a lane slot. `now` is read
+    /// once the lock is held: a claim that waited for another writer must not be handed a
+    /// start that passed while it waited. `reach` says which slots the caller takes: one
+    /// too far ahead is left, and the answer is [`RateSlot::NotYet`] with the time to ask
+    /// again.
     pub async fn claim_rate_slot(
         &self,
         name: &str,
         capacity: u32,
         window_ms: i64,
-        now_ms: i64,
-    ) -> Result<i64, StoreError> {
+        now: impl FnOnce() -> i64,
+        reach: SlotReach,
+    ) -> Result<RateSlot, StoreError> {
         if window_ms < 0 || capacity == 0 {
             return Err(StoreError::InvalidArgument(
                 "a rate limit needs at least one lane and a non-negative window".into(),
             ));
         }
         let mut tx = self.write_tx().await?;
+        let now_ms = now();
         insert_lanes(&mut tx, name, capacity).await?;
         let (lane, free_at, last_free_at): (i64, i64, i64) = sqlx::query_as(
             "SELECT lane, free_at_ms, (SELECT MAX(free_at_ms) FROM rate_lanes WHERE name = ?1) \
@@ -137,7 +143,16 @@ impl Store {
         .await?;
         // The latest start of any lane was one window before its lane frees again.
         let spaced = last_free_at - window_ms + window_ms / i64::from(capacity);
-        let slot = free_at.max(now_ms).max(spaced);
+        let due = free_at.max(spaced);
+        let slot = if now_ms - due <= reach.behind_ms {
+            due
+        } else {
+            now_ms
+        };
+        if slot - now_ms > reach.ahead_ms {
+            tx.commit().await?;
+            return Ok(RateSlot::NotYet(slot));
+        }
         sqlx::query("UPDATE rate_lanes SET free_at_ms = ? WHERE name = ? AND lane = ?")
             .bind(slot + window_ms)
             .bind(name)
@@ -145,7 +160,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(slot)
+        Ok(RateSlot::Granted(slot))
     }
 }
 
