@@ -162,6 +162,37 @@ impl Store {
         tx.commit().await?;
         Ok(RateSlot::Granted(slot))
     }
+
+    /// Moves a granted start that passed before its request could leave (the claim's
+    /// commit or the caller's wake ran late) to now, provided no later start was claimed
+    /// since: every other start is then earlier than ours and only grows further from it,
+    /// and the next ones are cut from the new start. Returns the new start, or `None` when
+    /// a later start exists and the slot is lost.
+    pub async fn restart_rate_slot(
+        &self,
+        name: &str,
+        window_ms: i64,
+        granted: i64,
+        now: impl FnOnce() -> i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let now_ms = now();
+        if now_ms <= granted {
+            return Ok(Some(granted));
+        }
+        let moved = sqlx::query(
+            "UPDATE rate_lanes SET free_at_ms = ?1 WHERE name = ?2 AND free_at_ms = ?3 \
+             AND (SELECT MAX(free_at_ms) FROM rate_lanes WHERE name = ?2) = ?3",
+        )
+        .bind(now_ms + window_ms)
+        .bind(name)
+        .bind(granted + window_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok((moved > 0).then_some(now_ms))
+    }
 }
 
 /// Creates the lanes of a limit that are missing: on first use, or when the capacity grew
