@@ -783,6 +783,13 @@ async fn a_rate_slot_is_taken_only_when_due() {
     );
 }
 
+async fn restart(store: &Store, granted: i64, now: i64) -> Option<i64> {
+    store
+        .restart_rate_slot("gov", 100, granted, || now)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_late_start_moves_its_slot_unless_a_later_one_was_claimed() {
     let store = Store::connect("sqlite::memory:").await.unwrap();
@@ -790,30 +797,12 @@ async fn a_late_start_moves_its_slot_unless_a_later_one_was_claimed() {
     assert_eq!(claim(&store, "gov", 2, 100, 0).await.unwrap(), 50);
     // The start at 50 could only leave at 62: it moves there, and the next starts are cut
     // from 62, not 50.
-    assert_eq!(
-        store
-            .restart_rate_slot("gov", 100, 50, || 62)
-            .await
-            .unwrap(),
-        Some(62)
-    );
+    assert_eq!(restart(&store, 50, 62).await, Some(62));
     assert_eq!(claim(&store, "gov", 2, 100, 0).await.unwrap(), 112);
     // 62 cannot move again: the start at 112 was claimed after it.
-    assert_eq!(
-        store
-            .restart_rate_slot("gov", 100, 62, || 80)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(restart(&store, 62, 80).await, None);
     // A start asked to move before it came stays where it is.
-    assert_eq!(
-        store
-            .restart_rate_slot("gov", 100, 112, || 100)
-            .await
-            .unwrap(),
-        Some(112)
-    );
+    assert_eq!(restart(&store, 112, 100).await, Some(112));
     assert_eq!(claim(&store, "gov", 2, 100, 0).await.unwrap(), 162);
 }
 
