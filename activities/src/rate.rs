@@ -72,6 +72,38 @@ impl StoreRateGate {
         self.claim_us
             .store((7 * old + sample) / 8, Ordering::Relaxed);
     }
+
+    /// Whether the request may leave now on the `granted` start: at once when that is
+    /// within the tolerance, or after moving it to now (a stalled commit costs the few ms
+    /// of the stall, not the slot). False when the slot is lost: claim another.
+    async fn start_by(&self, granted: i64) -> bool {
+        let mut start = granted;
+        // Bounded: a store whose every commit outlasts the tolerance must not keep one
+        // request moving its slot for ever.
+        for _ in 0..3 {
+            let late = now_ms() - start;
+            if late <= self.tolerance_ms {
+                return true;
+            }
+            tracing::debug!(
+                late_ms = late,
+                "a rate slot passed while claimed; moving it"
+            );
+            match self
+                .store
+                .restart_rate_slot(LIMIT, self.window_ms, start, now_ms)
+                .await
+            {
+                Ok(Some(moved)) => start = moved,
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot move a rate slot; claiming another");
+                    return false;
+                }
+            }
+        }
+        false
+    }
 }
 
 /// `rate` requests per second as "at most `capacity` starts per window": the whole
@@ -132,40 +164,6 @@ impl RateGate for StoreRateGate {
                 }
             }
         })
-    }
-}
-
-impl StoreRateGate {
-    /// Whether the request may leave now on the `granted` start: at once when that is
-    /// within the tolerance, or after moving it to now (a stalled commit costs the few ms
-    /// of the stall, not the slot). False when the slot is lost: claim another.
-    async fn start_by(&self, granted: i64) -> bool {
-        let mut start = granted;
-        // Bounded: a store whose every commit outlasts the tolerance must not keep one
-        // request moving its slot for ever.
-        for _ in 0..3 {
-            let late = now_ms() - start;
-            if late <= self.tolerance_ms {
-                return true;
-            }
-            tracing::debug!(
-                late_ms = late,
-                "a rate slot passed while claimed; moving it"
-            );
-            match self
-                .store
-                .restart_rate_slot(LIMIT, self.window_ms, start, now_ms)
-                .await
-            {
-                Ok(Some(moved)) => start = moved,
-                Ok(None) => return false,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot move a rate slot; claiming another");
-                    return false;
-                }
-            }
-        }
-        false
     }
 }
 
