@@ -6,11 +6,12 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
 use crate::gov::RateGate;
+use crate::gov::departure::now_ms;
 use crate::store::{RateSlot, SlotReach, Store};
 
 /// Limit name in `rate_lanes`: one budget per API.
@@ -26,7 +27,8 @@ const LIMIT: &str = "gov-api";
 /// (1-2 per 100 requests on a loaded 2-core machine). Claimed at the last moment, a late
 /// wake only moves the start by the few ms it was late. The requests of one process queue
 /// here in arrival order and only the first asks the store, so waiting costs no store
-/// traffic.
+/// traffic. A batch that still left late (the HTTP client's connection task waited for a
+/// thread) reports it through `departed`, and its lane's next start is cut from then.
 pub struct StoreRateGate {
     store: Store,
     capacity: u32,
@@ -73,17 +75,17 @@ impl StoreRateGate {
             .store((7 * old + sample) / 8, Ordering::Relaxed);
     }
 
-    /// Whether the request may leave now on the `granted` start: at once when that is
-    /// within the tolerance, or after moving it to now (a stalled commit costs the few ms
-    /// of the stall, not the slot). False when the slot is lost: claim another.
-    async fn start_by(&self, granted: i64) -> bool {
+    /// The start the request may leave on now: the `granted` one when that is within the
+    /// tolerance, or now after moving it (a stalled commit costs the few ms of the stall,
+    /// not the slot). `None` when the slot is lost: claim another.
+    async fn start_by(&self, granted: i64) -> Option<i64> {
         let mut start = granted;
         // Bounded: a store whose every commit outlasts the tolerance must not keep one
         // request moving its slot for ever.
         for _ in 0..3 {
             let late = now_ms() - start;
             if late <= self.tolerance_ms {
-                return true;
+                return Some(start);
             }
             tracing::debug!(
                 late_ms = late,
@@ -95,14 +97,14 @@ impl StoreRateGate {
                 .await
             {
                 Ok(Some(moved)) => start = moved,
-                Ok(None) => return false,
+                Ok(None) => return None,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot move a rate slot; claiming another");
-                    return false;
+                    return None;
                 }
             }
         }
-        false
+        None
     }
 }
 
@@ -125,14 +127,8 @@ impl fmt::Debug for StoreRateGate {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl RateGate for StoreRateGate {
-    fn acquire(&self) -> BoxFuture<'_, ()> {
+    fn acquire(&self) -> BoxFuture<'_, Option<i64>> {
         Box::pin(async move {
             // Tokio's mutex is fair: this process's requests take their turns in order.
             let _head = self.head.lock().await;
@@ -151,8 +147,8 @@ impl RateGate for StoreRateGate {
                 match claim {
                     Ok(RateSlot::Granted(slot)) => {
                         sleep_until_ms(slot).await;
-                        if self.start_by(slot).await {
-                            return;
+                        if let Some(start) = self.start_by(slot).await {
+                            return Some(start);
                         }
                     }
                     Ok(RateSlot::NotYet(at)) => sleep_until_ms(at - lead).await,
@@ -162,6 +158,33 @@ impl RateGate for StoreRateGate {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
+            }
+        })
+    }
+
+    /// A request can leave well after the gate let it go: the HTTP client's connection
+    /// task waits for a busy thread like any other. Its lane's next start is then cut from
+    /// when it really left, as long as no later start was claimed meanwhile (half a window
+    /// away at 2/s, so there is time); otherwise the API may count one too many.
+    fn departed(&self, start: i64, left_at_ms: i64) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let late_ms = left_at_ms - start;
+            if late_ms <= self.tolerance_ms {
+                return;
+            }
+            match self
+                .store
+                .restart_rate_slot(LIMIT, self.window_ms, start, || left_at_ms)
+                .await
+            {
+                Ok(Some(_)) => {
+                    tracing::debug!(late_ms, "a request left late; its lane counts from then");
+                }
+                Ok(None) => tracing::warn!(
+                    late_ms,
+                    "a request left late after a later start was claimed; the API may refuse one"
+                ),
+                Err(e) => tracing::warn!(error = %e, late_ms, "cannot move a late request's lane"),
             }
         })
     }

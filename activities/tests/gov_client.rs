@@ -132,6 +132,49 @@ async fn a_new_batch_is_sent_and_applied_once() {
     assert_eq!(t.ledger().await.tokens_issued, 1);
 }
 
+/// Names every start and records what the client reports about each departure.
+#[derive(Debug, Default)]
+struct RecordingGate {
+    departures: std::sync::Mutex<Vec<(i64, i64)>>,
+}
+
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+impl RateGate for RecordingGate {
+    fn acquire(&self) -> futures::future::BoxFuture<'_, Option<i64>> {
+        Box::pin(async { Some(epoch_ms()) })
+    }
+
+    fn departed(&self, start: i64, left_at_ms: i64) -> futures::future::BoxFuture<'_, ()> {
+        self.departures.lock().unwrap().push((start, left_at_ms));
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test]
+async fn the_gate_hears_when_a_batch_really_left() {
+    let gate = Arc::new(RecordingGate::default());
+    let t = TestSim::custom(SimConfig::default(), |_| {}, gate.clone()).await;
+    let b = batch(&["r-1", "r-2"]);
+    let before = epoch_ms();
+    let (receipt, _, _) = sent(t.send(&b).await);
+    assert_eq!(receipt.accepted, 2);
+    // The token request carries no stamped body; the batch does.
+    let departures = gate.departures.lock().unwrap().clone();
+    assert_eq!(departures.len(), 1, "{departures:?}");
+    let (start, left) = departures[0];
+    assert!(
+        before <= start && start <= left && left <= epoch_ms(),
+        "{departures:?}"
+    );
+    assert_eq!(t.applied("r-1").await, 1);
+}
+
 #[tokio::test]
 async fn a_warmed_up_token_serves_the_first_sends() {
     let t = TestSim::start(Faults::none()).await;

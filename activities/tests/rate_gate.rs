@@ -52,3 +52,42 @@ async fn two_processes_share_one_paced_budget() {
     let span = starts[23] - starts[0];
     assert!(span >= 23 * 101 - 30, "24 starts in {span} ms: {starts:?}");
 }
+
+async fn one_lane_gate(dir: &tempfile::TempDir) -> StoreRateGate {
+    let url = format!("sqlite://{}", dir.path().join("grades.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    // 1.6/s: one start per 625 ms + 15 ms guard, so every start is cut from the last.
+    StoreRateGate::new(store, 1.6, Duration::from_millis(15))
+}
+
+#[tokio::test]
+async fn a_request_that_left_late_pushes_the_next_start_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = one_lane_gate(&dir).await;
+    let first = gate
+        .acquire()
+        .await
+        .expect("the store gate names its starts");
+    gate.departed(first, first + 60).await;
+    let second = gate.acquire().await.unwrap();
+    assert!(
+        second >= first + 60 + 640,
+        "the next start ({second}) is cut from when the first left ({})",
+        first + 60
+    );
+}
+
+#[tokio::test]
+async fn a_late_departure_cannot_move_a_lane_past_a_later_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = one_lane_gate(&dir).await;
+    let first = gate.acquire().await.unwrap();
+    let second = gate.acquire().await.unwrap();
+    // Heard after the next start was claimed: that start stands, and so does its lane.
+    gate.departed(first, first + 60).await;
+    let third = gate.acquire().await.unwrap();
+    assert!(
+        third >= second + 640 && third < second + 640 + 60,
+        "{third}"
+    );
+}

@@ -12,7 +12,7 @@ use gradesync_govapi::contract::{
     BatchReceipt, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Problem, QuarterSummary, RecordHash,
     RecordsPage, TokenResponse,
 };
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{RequestBuilder, Url};
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::credentials::{Credentials, Secret};
+use super::departure;
 use super::error::GovError;
 use super::outcome::{
     Answer, RetryReason, SendOutcome, Verdict, judge_post, parse_retry_after, problem_of,
@@ -240,9 +241,8 @@ impl GovClient {
                 .post(self.batches_url())
                 .bearer_auth(token.expose())
                 .header(IDEMPOTENCY_KEY, batch_id.to_string())
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone());
-            let answer = match self.exchange(request).await {
+                .header(CONTENT_TYPE, "application/json");
+            let answer = match self.exchange(request, Some(body.clone())).await {
                 Ok(answer) => answer,
                 // Nothing reached the server: no commit to look for.
                 Err(e) if e.is_connect() => return retry(RetryReason::ConnectionLost, None),
@@ -295,7 +295,7 @@ impl GovClient {
                 .map_err(|f| self.gov_error(f, "a token request"))?;
             let request = self.inner.http.get(url.clone()).bearer_auth(token.expose());
             let answer = self
-                .exchange(request)
+                .exchange(request, None)
                 .await
                 .map_err(|e| self.gov_error(Failure::Transport(e), what))?;
             match answer.status {
@@ -348,7 +348,10 @@ impl GovClient {
             ("client_secret", creds.client_secret.expose()),
         ];
         let request = self.inner.http.post(self.token_url()).form(&form);
-        let answer = self.exchange(request).await.map_err(Failure::Transport)?;
+        let answer = self
+            .exchange(request, None)
+            .await
+            .map_err(Failure::Transport)?;
         if !(200..300).contains(&answer.status) {
             return Err(Failure::Status(answer));
         }
@@ -373,10 +376,32 @@ impl GovClient {
         }
     }
 
-    /// One paced request, with its whole answer read.
-    async fn exchange(&self, request: RequestBuilder) -> Result<Answer, reqwest::Error> {
-        self.inner.gate.acquire().await;
-        let response = request.send().await?;
+    /// One paced request, with its whole answer read. A `body` is sent stamped, and the
+    /// gate hears when the request really left (token requests and reads go without).
+    async fn exchange(
+        &self,
+        request: RequestBuilder,
+        body: Option<Bytes>,
+    ) -> Result<Answer, reqwest::Error> {
+        let start = self.inner.gate.acquire().await;
+        let (request, left) = match body {
+            Some(bytes) => {
+                let len = bytes.len();
+                let (body, left) = departure::stamped(bytes);
+                (request.header(CONTENT_LENGTH, len).body(body), Some(left))
+            }
+            None => (request, None),
+        };
+        // Heard while the answer is awaited: the gate's next start is half a window away.
+        let report = async {
+            if let (Some(start), Some(left)) = (start, left)
+                && let Ok(left_at) = left.await
+            {
+                self.inner.gate.departed(start, left_at).await;
+            }
+        };
+        let (response, ()) = futures::join!(request.send(), report);
+        let response = response?;
         let status = response.status().as_u16();
         let headers = response.headers();
         let retry_after = headers

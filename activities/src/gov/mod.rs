@@ -5,6 +5,7 @@
 
 mod client;
 mod credentials;
+pub(crate) mod departure;
 mod error;
 mod outcome;
 mod rate_gate;

@@ -15,7 +15,17 @@ use tokio::time::Instant;
 /// start; it cannot fail, so a gate backed by shared storage must ride out its own errors
 /// (wait and retry) rather than let requests through unpaced.
 pub trait RateGate: Send + Sync + Debug {
-    fn acquire(&self) -> BoxFuture<'_, ()>;
+    /// Resolves when the caller may start. Returns the start (ms since the epoch) when the
+    /// gate cuts later starts from it, so the caller can report when the request really
+    /// left.
+    fn acquire(&self) -> BoxFuture<'_, Option<i64>>;
+
+    /// The request given `start` left at `left_at_ms` (its head handed to the socket).
+    /// A gate whose later starts assume it left on time may move them.
+    fn departed(&self, start: i64, left_at_ms: i64) -> BoxFuture<'_, ()> {
+        let _ = (start, left_at_ms);
+        Box::pin(async {})
+    }
 }
 
 /// No pacing at all: for tests that want to provoke 429s, and for unlimited endpoints.
@@ -23,8 +33,8 @@ pub trait RateGate: Send + Sync + Debug {
 pub struct NoGate;
 
 impl RateGate for NoGate {
-    fn acquire(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
+    fn acquire(&self) -> BoxFuture<'_, Option<i64>> {
+        Box::pin(async { None })
     }
 }
 
@@ -69,9 +79,12 @@ impl SpacingGate {
 }
 
 impl RateGate for SpacingGate {
-    fn acquire(&self) -> BoxFuture<'_, ()> {
+    fn acquire(&self) -> BoxFuture<'_, Option<i64>> {
         let slot = self.reserve();
-        Box::pin(tokio::time::sleep_until(slot))
+        Box::pin(async move {
+            tokio::time::sleep_until(slot).await;
+            None
+        })
     }
 }
 
