@@ -10,6 +10,7 @@ mod history;
 mod plot;
 mod proc_stats;
 mod scenario;
+mod sim_runtime;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -75,6 +76,9 @@ struct Row {
     elapsed_over_limit: f64,
     budget_use: f64,
     max_in_1s_window: u32,
+    /// Shortest span (ms) of rate + 1 consecutive arrivals at the simulator: the margin
+    /// kept against the 1 s window (below 1000, a request was refused).
+    tightest_span_ms: Option<f64>,
     http_429: u64,
     http_503: u64,
     amplification: f64,
@@ -246,12 +250,14 @@ async fn spawn_sim(s: &Scenario) -> Result<SimHandle> {
         p_503: s.p_503,
         ..Faults::default()
     };
-    sim::spawn(SimConfig {
+    let config = SimConfig {
         faults,
         ..SimConfig::default()
-    })
-    .await
-    .context("cannot start the simulator")
+    };
+    sim_runtime::runtime()
+        .spawn(sim::spawn(config))
+        .await?
+        .context("cannot start the simulator")
 }
 
 fn scenario_dir(out: &Path, s: &Scenario) -> Result<tempfile::TempDir> {
@@ -371,6 +377,7 @@ fn row_from(s: &Scenario, ledger: &Ledger, elapsed: Duration, prep_s: f64) -> Ro
         elapsed_over_limit: elapsed_s / s.physical_limit_secs(),
         budget_use: ledger.requests_total as f64 / (f64::from(s.rate) * elapsed_s),
         max_in_1s_window: ledger.max_requests_in_window,
+        tightest_span_ms: ledger.tightest_span_ms,
         http_429: ledger.status_counts.get(&429).copied().unwrap_or(0),
         http_503: ledger.status_counts.get(&503).copied().unwrap_or(0),
         amplification: ledger.batch_posts as f64 / ideal as f64,
@@ -533,11 +540,11 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 
 fn table(rows: &[Row]) -> String {
     let mut t = String::from(
-        "| scenario | records | batches | requests | elapsed s | limit s | elapsed/limit | budget use | max/1 s | 429s | 503s | amplification | lost | twice | worker peak RSS MB | worker CPU s | events/batch | max events/run | QueryPending+PrepBatch s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | records | batches | requests | elapsed s | limit s | elapsed/limit | budget use | max/1 s | tightest span ms | 429s | 503s | amplification | lost | twice | worker peak RSS MB | worker CPU s | events/batch | max events/run | QueryPending+PrepBatch s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.1}% | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.1}{} |\n",
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.1}% | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.1}{} |\n",
             r.scenario,
             r.records,
             r.batches,
@@ -547,6 +554,7 @@ fn table(rows: &[Row]) -> String {
             r.elapsed_over_limit,
             r.budget_use * 100.0,
             r.max_in_1s_window,
+            opt(r.tightest_span_ms.map(|v| format!("{v:.1}"))),
             r.http_429,
             r.http_503,
             r.amplification,

@@ -22,6 +22,11 @@ pub struct Ledger {
     pub replays: BTreeMap<Uuid, u32>,
     /// Most API requests (admitted or not) that arrived within one sliding rate window.
     pub max_requests_in_window: u32,
+    /// The shortest time (ms) in which rate-limit + 1 requests arrived, admitted or not:
+    /// above the window, the margin a client kept; below it, one was refused. `None`
+    /// without a limit or before that many requests.
+    #[serde(default)]
+    pub tightest_span_ms: Option<f64>,
     /// API answers by status; connections closed without an answer are not here.
     pub status_counts: BTreeMap<u16, u64>,
     pub requests_total: u64,

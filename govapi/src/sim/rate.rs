@@ -58,12 +58,16 @@ impl RateLimiter {
     }
 }
 
-/// Every API arrival, admitted or not: the busiest window seen and a per-second histogram.
+/// Every API arrival, admitted or not: the busiest window seen, the tightest span of
+/// `limit + 1` arrivals (how close a client came to the limit) and a per-second histogram.
 #[derive(Debug)]
 pub(crate) struct ArrivalStats {
     started: Instant,
     recent: VecDeque<Instant>,
+    /// The last `limit` arrivals, whatever their age.
+    last: VecDeque<Instant>,
     pub max_in_window: u32,
+    pub tightest_span: Option<Duration>,
     pub per_second: Vec<u32>,
 }
 
@@ -72,15 +76,32 @@ impl ArrivalStats {
         Self {
             started,
             recent: VecDeque::new(),
+            last: VecDeque::new(),
             max_in_window: 0,
+            tightest_span: None,
             per_second: Vec::new(),
         }
     }
 
-    pub fn arrive(&mut self, now: Instant, window: Duration) {
+    /// Counts an arrival; `limit` is the rate limit (0 = unlimited, no span kept).
+    pub fn arrive(&mut self, now: Instant, window: Duration, limit: u32) {
         expire(&mut self.recent, now, window);
         self.recent.push_back(now);
         self.max_in_window = self.max_in_window.max(self.recent.len() as u32);
+        if limit > 0 {
+            // `limit + 1` arrivals inside one window are one too many: the span from the
+            // oldest of the last `limit` to now is the margin a client kept (or missed).
+            while self.last.len() > limit as usize {
+                self.last.pop_front();
+            }
+            if self.last.len() == limit as usize
+                && let Some(oldest) = self.last.pop_front()
+            {
+                let span = now.duration_since(oldest);
+                self.tightest_span = Some(self.tightest_span.map_or(span, |t| t.min(span)));
+            }
+            self.last.push_back(now);
+        }
         let second = now.duration_since(self.started).as_secs() as usize;
         if self.per_second.len() <= second {
             self.per_second.resize(second + 1, 0);
@@ -134,9 +155,41 @@ mod tests {
         let t0 = Instant::now();
         let mut stats = ArrivalStats::new(t0);
         for ms in [0, 10, 20, 1500, 2600] {
-            stats.arrive(t0 + Duration::from_millis(ms), W);
+            stats.arrive(t0 + Duration::from_millis(ms), W, 2);
         }
         assert_eq!(stats.max_in_window, 3);
         assert_eq!(stats.per_second, vec![3, 1, 1]);
+        // 0, 10, 20: three arrivals in 20 ms.
+        assert_eq!(stats.tightest_span, Some(Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn the_tightest_span_shows_the_margin_of_a_paced_client() {
+        let t0 = Instant::now();
+        let mut stats = ArrivalStats::new(t0);
+        // Two per 1015 ms, half a window apart, one start 4 ms late.
+        for ms in [0, 508, 1015, 1527, 2030, 2537] {
+            stats.arrive(t0 + Duration::from_millis(ms), W, 2);
+        }
+        assert_eq!(stats.max_in_window, 2);
+        // 1527 - 508 = 1019, 2030 - 1015 = 1015, 2537 - 1527 = 1010.
+        assert_eq!(stats.tightest_span, Some(Duration::from_millis(1010)));
+    }
+
+    #[test]
+    fn no_span_without_a_limit_or_before_enough_arrivals() {
+        let t0 = Instant::now();
+        let mut unlimited = ArrivalStats::new(t0);
+        let mut limited = ArrivalStats::new(t0);
+        for ms in [0, 1, 2] {
+            unlimited.arrive(t0 + Duration::from_millis(ms), W, 0);
+        }
+        for ms in [0, 1] {
+            limited.arrive(t0 + Duration::from_millis(ms), W, 2);
+        }
+        assert_eq!(
+            (unlimited.tightest_span, limited.tightest_span),
+            (None, None)
+        );
     }
 }

@@ -87,6 +87,10 @@ impl SimState {
         let inner = self.lock();
         let mut ledger = inner.ledger.clone();
         ledger.max_requests_in_window = inner.arrivals.max_in_window;
+        ledger.tightest_span_ms = inner
+            .arrivals
+            .tightest_span
+            .map(|d| d.as_secs_f64() * 1000.0);
         ledger.arrivals_per_second = inner.arrivals.per_second.clone();
         ledger
     }
@@ -109,10 +113,10 @@ impl SimState {
         if method == Method::POST && path == "/v1/grade-batches" {
             inner.ledger.batch_posts += 1;
         }
-        inner.arrivals.arrive(now, window);
+        let limit = inner.faults.rate_limit;
+        inner.arrivals.arrive(now, window, limit);
         tracing::trace!(%method, path, "gov-sim arrival");
         let roll = Roll::draw(&mut inner.rng);
-        let limit = inner.faults.rate_limit;
         let quota = match inner.limiter.admit(now, limit, window) {
             Ok(quota) => quota,
             Err(quota) => return Admission::Refused(problem::too_many_requests(quota)),
