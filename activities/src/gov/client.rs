@@ -12,7 +12,7 @@ use gradesync_govapi::contract::{
     BatchReceipt, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Problem, QuarterSummary, RecordHash,
     RecordsPage, TokenResponse,
 };
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{RequestBuilder, Url};
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
@@ -386,9 +386,8 @@ impl GovClient {
         let start = self.inner.gate.acquire().await;
         let (request, left) = match body {
             Some(bytes) => {
-                let len = bytes.len();
                 let (body, left) = departure::stamped(bytes);
-                (request.header(CONTENT_LENGTH, len).body(body), Some(left))
+                (request.body(body), Some(left))
             }
             None => (request, None),
         };

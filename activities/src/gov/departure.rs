@@ -56,7 +56,7 @@ impl http_body::Body for StampedBody {
         self.data.is_none()
     }
 
-    // Exact, so the request keeps its Content-Length instead of going chunked.
+    // Exact, so hyper writes a Content-Length instead of going chunked.
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
     }
