@@ -18,17 +18,15 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::alert::Webhook;
 use crate::gov::{GovClient, RetryReason, SendOutcome};
-use crate::model::SplitBatches;
 use crate::model::{
     BatchEvent, BatchRef, DeadlineAlert, PendingOverview, PrepRequest, PreparedBatches, QuarterRef,
-    ReconcileRequest, ReconcileSummary, RejectionCounts, SchoolPending, SendRequest, SendResult,
+    ReconcileAheadRequest, ReconcileAheadSummary, ReconcileRequest, ReconcileSummary,
+    RejectionCounts, SchoolPending, SendRequest, SendResult,
 };
+use crate::model::{RECORDS_PAGE, SplitBatches};
+use crate::read_ahead::{self, ReadAhead};
 use crate::report::{self, Discrepancy, DiscrepancyKind, Report};
 use crate::store::{BatchLimits, Store};
-
-/// Page size for `GET /v1/quarters/{q}/records`: the contract's maximum, to spend as few
-/// requests of the rate budget as possible on reconciliation.
-const RECORDS_PAGE: usize = 10_000;
 
 fn quarter(text: &str) -> Result<Quarter, ActivityError> {
     text.parse::<Quarter>().map_err(|e| {
@@ -39,6 +37,11 @@ fn quarter(text: &str) -> Result<Quarter, ActivityError> {
                 .build(),
         )
     })
+}
+
+/// A request's listing page size; 0 (inputs from before it was a setting) is the maximum.
+fn page_size(asked: usize) -> usize {
+    if asked == 0 { RECORDS_PAGE } else { asked }
 }
 
 /// Store, alert and report work of a quarterly sync.
@@ -241,6 +244,30 @@ impl SyncActivities {
         Ok(())
     }
 
+    /// Runs beside the sending: reads the API's listing page by page as the sending settles
+    /// each page's records, and keeps the clean pages for Reconcile (see [`read_ahead`]).
+    #[activity(name = "ReconcileAhead")]
+    pub async fn reconcile_ahead(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: ReconcileAheadRequest,
+    ) -> Result<ReconcileAheadSummary, ActivityError> {
+        let q = quarter(&req.quarter)?;
+        let summary = ReadAhead {
+            store: &self.store,
+            gov: &self.gov,
+            quarter: &q,
+            pass: &req.pass,
+            page_size: page_size(req.page_size),
+            poll: std::time::Duration::from_millis(req.poll_ms.max(10)),
+        }
+        .run(&ctx)
+        .await?;
+        tracing::info!(quarter = %q, pages_read = summary.pages_read,
+            pages_checked = summary.pages_checked, "ReconcileAhead");
+        Ok(summary)
+    }
+
     /// Compares the store's synced records with the API's receipts, writes the report and
     /// sends it to compliance; the quarter is complete only when nothing differs.
     #[activity(name = "Reconcile")]
@@ -259,15 +286,43 @@ impl SyncActivities {
         }
         // The API's listing of the whole quarter, page by page (ceil(N / 10,000) requests
         // of the rate budget), each page compared with the store's synced records of the
-        // same record-id range: memory stays at one page whatever the quarter's size.
-        let mut after: Option<String> = None;
-        let mut page_token: Option<String> = None;
-        for page_no in 0u64.. {
+        // same record-id range: memory stays at one page whatever the quarter's size. The
+        // pages ReconcileAhead found clean while sending went on, and that still hold, are
+        // taken as read.
+        let resumed = read_ahead::resume(&self.store, &q, &req.pass).await?;
+        if resumed.page_no > 0 {
+            tracing::info!(quarter = %q, pages = resumed.page_no, records = resumed.records,
+                "Reconcile: pages checked while sending still hold");
+        }
+        summary.synced_in_store = resumed.records;
+        summary.received_by_api = resumed.records;
+        summary.pages_checked_ahead = resumed.page_no;
+        let mut from_stored_token = resumed.token.is_some();
+        let mut after = resumed.after;
+        let mut page_token = resumed.token;
+        let mut page_no = resumed.page_no;
+        loop {
             ctx.record_heartbeat(page_no).await?;
-            let page = self
+            let page = match self
                 .gov
-                .records_page(&q, None, RECORDS_PAGE, page_token.as_deref())
-                .await?;
+                .records_page(&q, None, page_size(req.page_size), page_token.as_deref())
+                .await
+            {
+                Ok(page) => page,
+                // A real API's page tokens may expire: read the listing from its start.
+                Err(e) if from_stored_token => {
+                    tracing::warn!(error = %e, "Reconcile: a page token kept from earlier was refused; reading the listing from its start");
+                    from_stored_token = false;
+                    (after, page_token, page_no) = (None, None, 0);
+                    summary.synced_in_store = 0;
+                    summary.received_by_api = 0;
+                    summary.pages_checked_ahead = 0;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            from_stored_token = false;
+            page_no += 1;
             let next = page.next_page_token.filter(|t| !t.is_empty());
             if page.records.is_empty()
                 && let Some(token) = next

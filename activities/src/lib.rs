@@ -18,5 +18,6 @@ pub mod gov;
 pub mod http;
 pub mod model;
 pub mod rate;
+pub mod read_ahead;
 pub mod report;
 pub mod store;

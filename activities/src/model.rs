@@ -59,6 +59,9 @@ pub struct RateSample {
     pub done: u64,
 }
 
+/// Records per page of `GET /v1/quarters/{q}/records`: the contract's maximum.
+pub const RECORDS_PAGE: usize = 10_000;
+
 /// How a run behaves. Defaults are the seed's design values.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -111,6 +114,12 @@ pub struct Policy {
     /// The rate is measured over this recent window (or the whole run while shorter), so
     /// an outage pulls it down quickly instead of being averaged away.
     pub eta_window_ms: u64,
+    /// How often ReconcileAhead looks whether the API's next listing page has settled, so
+    /// it can be compared while sending goes on; 0 leaves every page to the final Reconcile.
+    pub reconcile_ahead_poll_ms: u64,
+    /// Records per page of the API's listing that Reconcile reads: the contract's maximum,
+    /// to spend as few requests of the rate budget as possible.
+    pub reconcile_page_size: usize,
 }
 
 impl Default for Policy {
@@ -137,6 +146,8 @@ impl Default for Policy {
             eta_check_interval_ms: 5 * 60_000,
             eta_min_measure_ms: 15 * 60_000,
             eta_window_ms: 60 * 60_000,
+            reconcile_ahead_poll_ms: 250,
+            reconcile_page_size: RECORDS_PAGE,
         }
     }
 }
@@ -353,6 +364,33 @@ pub struct ReconcileRequest {
     pub repaired_before: u64,
     #[serde(default)]
     pub earlier_reports: Vec<String>,
+    /// The sync whose pages `ReconcileAhead` found clean while sending went on (see
+    /// [`ReconcileAheadRequest::pass`]); empty reads the whole listing.
+    #[serde(default)]
+    pub pass: String,
+    /// Records per listing page; 0 (inputs from before it existed) means [`RECORDS_PAGE`].
+    #[serde(default)]
+    pub page_size: usize,
+}
+
+/// Input of `ReconcileAhead`, run beside the sending of a quarter.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReconcileAheadRequest {
+    pub quarter: String,
+    /// One sync of the quarter (workflow id and first start): pages checked by another are
+    /// forgotten, as the API may have changed since.
+    pub pass: String,
+    /// How often it looks whether the next page's records have all settled.
+    pub poll_ms: u64,
+    /// Records per listing page, as the final Reconcile reads them.
+    pub page_size: usize,
+}
+
+/// Output of `ReconcileAhead`: pages read and pages found clean (kept for Reconcile).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReconcileAheadSummary {
+    pub pages_read: u64,
+    pub pages_checked: u64,
 }
 
 /// Output of `Reconcile`: counts and where the report is, never the records.
@@ -371,6 +409,10 @@ pub struct ReconcileSummary {
     /// Records repaired over the whole run (sent again after the API lost them).
     #[serde(default)]
     pub repaired: u64,
+    /// Listing pages this round took as read: ReconcileAhead found them clean while
+    /// sending went on, and the store's side of their range has not changed since.
+    #[serde(default)]
+    pub pages_checked_ahead: u64,
     pub clean: bool,
     pub report_json: String,
     pub report_csv: String,

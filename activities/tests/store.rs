@@ -1180,3 +1180,121 @@ async fn upgrading_a_store_keeps_every_record_body() {
         "the upgraded batch lost the record body"
     );
 }
+
+/// Batches of `size` records cut from what `SCHOOL` has pending, at most `max` of them.
+async fn cut(store: &Store, max: usize, size: usize) -> Vec<Uuid> {
+    let limits = BatchLimits {
+        max_records: size,
+        ..BatchLimits::default()
+    };
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, max, limits)
+        .await
+        .unwrap();
+    chunk.batches.iter().map(|b| b.batch_id).collect()
+}
+
+#[tokio::test]
+async fn the_settled_line_follows_the_lowest_record_not_yet_answered() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 7).await;
+    assert_eq!(
+        store.first_unsettled(&q()).await.unwrap().as_deref(),
+        Some("r0000")
+    );
+    let batches = cut(&store, 2, 3).await; // r0000-r0002, r0003-r0005; r0006 stays pending
+    // The second batch answered first: the first still holds the line.
+    store.mark_synced(batches[1], "rcpt-2").await.unwrap();
+    assert_eq!(
+        store.first_unsettled(&q()).await.unwrap().as_deref(),
+        Some("r0000")
+    );
+    store.mark_synced(batches[0], "rcpt-1").await.unwrap();
+    assert_eq!(
+        store.first_unsettled(&q()).await.unwrap().as_deref(),
+        Some("r0006")
+    );
+    let nth = |after: Option<&'static str>, n: u64| {
+        let store = store.clone();
+        async move { store.nth_synced_after(&q(), after, n).await.unwrap() }
+    };
+    assert_eq!(nth(None, 3).await.as_deref(), Some("r0002"));
+    assert_eq!(nth(Some("r0002"), 3).await.as_deref(), Some("r0005"));
+    assert_eq!(nth(Some("r0002"), 4).await, None, "r0006 is not synced");
+    let last = cut(&store, 1, 3).await;
+    store.mark_synced(last[0], "rcpt-3").await.unwrap();
+    assert_eq!(store.first_unsettled(&q()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_checked_page_holds_until_the_store_side_of_its_range_changes() {
+    use gradesync_activities::read_ahead::{Cursor, digest, resume};
+    use gradesync_activities::store::CheckedPage;
+
+    let (_dir, store) = temp_store().await;
+    seed(&store, 6).await;
+    for b in cut(&store, 10, 100).await {
+        store.mark_synced(b, "rcpt").await.unwrap();
+    }
+    let page = |no: u64, after: Option<&'static str>, upto: &'static str| {
+        let store = store.clone();
+        async move {
+            let ours = store
+                .synced_hashes_between(&q(), after, Some(upto))
+                .await
+                .unwrap();
+            CheckedPage {
+                page_no: no,
+                after_id: after.unwrap_or("").to_string(),
+                upto_id: upto.to_string(),
+                next_token: format!("token-after-{upto}"),
+                records: ours.len() as u64,
+                digest: digest(&ours),
+            }
+        }
+    };
+    store
+        .save_checked_page(&q(), "pass-a", &page(0, None, "r0002").await)
+        .await
+        .unwrap();
+    store
+        .save_checked_page(&q(), "pass-a", &page(1, Some("r0002"), "r0004").await)
+        .await
+        .unwrap();
+    let held = resume(&store, &q(), "pass-a").await.unwrap();
+    assert_eq!(
+        held,
+        Cursor {
+            after: Some("r0004".into()),
+            token: Some("token-after-r0004".into()),
+            page_no: 2,
+            records: 5,
+        }
+    );
+    assert_eq!(
+        resume(&store, &q(), "pass-b").await.unwrap(),
+        Cursor::default(),
+        "another sync's pages are not this one's"
+    );
+    assert_eq!(
+        resume(&store, &q(), "").await.unwrap(),
+        Cursor::default(),
+        "no pass, no pages"
+    );
+
+    // A record of the second page sent again: that page and the ones after it are read anew.
+    store
+        .requeue_records(&q(), &["r0003".to_string()])
+        .await
+        .unwrap();
+    let after_requeue = resume(&store, &q(), "pass-a").await.unwrap();
+    assert_eq!(after_requeue.page_no, 1);
+    assert_eq!(after_requeue.after.as_deref(), Some("r0002"));
+
+    // A later sync of the quarter forgets the pages of the earlier one.
+    assert_eq!(store.forget_checked_pages(&q(), "pass-b").await.unwrap(), 2);
+    assert_eq!(
+        resume(&store, &q(), "pass-a").await.unwrap(),
+        Cursor::default()
+    );
+}

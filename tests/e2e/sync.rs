@@ -43,6 +43,36 @@ async fn clean_run_applies_every_record_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_pages_are_checked_while_sending_and_not_read_again() {
+    let app = TestApp::spawn("readahead", Faults::default()).await;
+    let n = app.seed_grades(4, 150).await;
+    // Pages of 100 records over 600, one school at a time so the settled line moves up
+    // the record ids (rec-<school>-<n>) while the run goes on.
+    let policy = Policy {
+        parallel_schools: 1,
+        reconcile_page_size: 100,
+        reconcile_ahead_poll_ms: 20,
+        ..fast_policy()
+    };
+    let summary = app.sync_and_wait(policy).await;
+
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.reconcile.synced_in_store, n);
+    assert_eq!(summary.reconcile.received_by_api, n);
+    // Reads queue at the rate gate behind the batches already waiting there, so how many
+    // pages get checked before the end depends on timing; at least the first does.
+    assert!(
+        summary.reconcile.pages_checked_ahead >= 1,
+        "pages were checked before the last answer: {summary:?}"
+    );
+    let ledger = app.ledger().await;
+    assert_ledger_clean(&ledger);
+    let reads = ledger.requests_total - ledger.batch_posts - ledger.tokens_issued;
+    assert_eq!(reads, n.div_ceil(100), "each listing page was read once");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_api_is_retried_on_named_timers() {
     // Down until the first 503 is seen, then healthy: the ladder's first timer covers it.
     let faults = outage();

@@ -67,3 +67,19 @@ pub(crate) fn send_batch(policy: &Policy, queue: &str, summary: String) -> Activ
     .summary(summary)
     .build()
 }
+
+/// ReconcileAhead: lives as long as the sending (up to the run's deadline), heartbeats each
+/// poll; a few attempts, as the final Reconcile reads whatever it leaves.
+pub(crate) fn reconcile_ahead(policy: &Policy) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(ms(policy.deadline_ms))
+        .heartbeat_timeout(ms(policy.heartbeat_timeout_ms))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .backoff_coefficient(2.0)
+                .maximum_attempts(3)
+                .build(),
+        )
+        .summary("ReconcileAhead".to_string())
+        .build()
+}

@@ -21,15 +21,15 @@ use futures::FutureExt;
 use gradesync_activities::acts::SyncActivities;
 use gradesync_activities::model::{
     Carried, Counts, DeadlineAlert, Eta, PendingOverview, Policy, Progress, QuarterRef,
-    ReconcileRequest, SchoolPending, SchoolProgress, SyncInput, SyncSummary,
+    ReconcileAheadRequest, ReconcileRequest, SchoolPending, SchoolProgress, SyncInput, SyncSummary,
 };
 use gradesync_govapi::Quarter;
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
-    ChildWorkflowOptions, ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext,
-    WorkflowContextView, WorkflowResult, WorkflowTermination,
+    CancellableFuture, ChildWorkflowOptions, ContinueAsNewOptions, SyncWorkflowContext,
+    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 use crate::eta::{Judging, Meter, Sample};
@@ -40,6 +40,8 @@ use crate::timers::wait_named;
 /// Marks histories made with the ETA watcher. Histories recorded before it carry no such
 /// marker and replay without its timers and alert.
 const ETA_WATCH_PATCH: &str = "eta-watch";
+/// Runs ReconcileAhead beside the first round's sending.
+const RECONCILE_AHEAD_PATCH: &str = "reconcile-ahead";
 
 #[workflow]
 #[derive(Default)]
@@ -277,7 +279,14 @@ async fn sync_quarter(
         earlier_reports: s.carried.earlier_reports.clone(),
     });
     loop {
-        let left = send_pending(ctx, quarter, policy, at.round).await?;
+        let ahead = at.round == 0
+            && policy.reconcile_ahead_poll_ms > 0
+            && ctx.patched(RECONCILE_AHEAD_PATCH);
+        let left = if ahead {
+            send_reconciling_ahead(ctx, quarter, policy).await?
+        } else {
+            send_pending(ctx, quarter, policy, at.round).await?
+        };
         if left.schools > 0 {
             return continue_as_new(ctx, quarter, policy, &at, left.pending).await;
         }
@@ -290,6 +299,8 @@ async fn sync_quarter(
             repair: at.round < policy.repair_rounds,
             repaired_before: at.repaired,
             earlier_reports: at.earlier_reports.clone(),
+            pass: pass_of(ctx),
+            page_size: policy.reconcile_page_size,
         };
         let reconcile = ctx
             .execute_activity(
@@ -355,6 +366,53 @@ async fn continue_as_new(
         carried: Some(carried),
     };
     match ctx.continue_as_new(next, ContinueAsNewOptions::default())? {}
+}
+
+/// One sync of the quarter: the workflow id and its first start, both kept across
+/// continue-as-new, so pages checked by an earlier sync under the same id are not trusted.
+fn pass_of(ctx: &WorkflowContext<QuarterlySync>) -> String {
+    let started = ctx.state(|s| s.progress.started_ms);
+    format!("{}@{started}", ctx.workflow_id())
+}
+
+/// The first round's sending with ReconcileAhead beside it, comparing the API's listing
+/// page by page as the sending settles each page's records, so that the final Reconcile
+/// reads little more than the last page instead of every page after the last answer.
+async fn send_reconciling_ahead(
+    ctx: &WorkflowContext<QuarterlySync>,
+    quarter: Quarter,
+    policy: &Policy,
+) -> WorkflowResult<Left> {
+    let request = ReconcileAheadRequest {
+        quarter: quarter.to_string(),
+        pass: pass_of(ctx),
+        poll_ms: policy.reconcile_ahead_poll_ms,
+        page_size: policy.reconcile_page_size,
+    };
+    let mut ahead = pin!(ctx.execute_activity(
+        SyncActivities::reconcile_ahead,
+        request,
+        options::reconcile_ahead(policy),
+    ));
+    let mut sending = pin!(send_pending(ctx, quarter, policy, 0).fuse());
+    // Whatever ReconcileAhead leaves undone (it failed, or this run continues as new) the
+    // final Reconcile reads; its result only says how much it saved.
+    let mut ahead_done = false;
+    let left = select! {
+        left = sending => left?,
+        _ = ahead => {
+            ahead_done = true;
+            sending.await?
+        }
+    };
+    if !ahead_done {
+        // With schools left for the next run, records stay unsettled and it would wait on.
+        if left.schools > 0 {
+            ahead.cancel();
+        }
+        let _ = ahead.await;
+    }
+    Ok(left)
 }
 
 /// QueryPending, then one SchoolSync per school with anything left. Round 0 is the

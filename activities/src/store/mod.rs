@@ -6,6 +6,7 @@
 //! PostgreSQL shares wherever that costs nothing.
 
 mod batches;
+mod checked_pages;
 mod connect;
 mod error;
 mod import;
@@ -21,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+pub use checked_pages::CheckedPage;
 pub use error::StoreError;
 pub use model::{
     BadLine, BatchBody, BatchLimits, DeadLetter, ImportReport, MAX_REPORTED_BAD_LINES,

@@ -1,0 +1,200 @@
+//! Reconciling while sending goes on. The API's listing pages are chained by opaque tokens,
+//! so Reconcile read them one after another at the end, one round trip each: ten seconds
+//! at 100k records and 1 s latency, a minute at 1M. A page can be compared as soon as no
+//! record in its range can change any more, so `ReconcileAhead` reads each page once the
+//! sending has settled everything up to where it will end, and keeps the clean ones; the
+//! final Reconcile takes them as read while the store's side of their range is unchanged,
+//! and reads little more than the last page.
+//!
+//! Pages fill early only when record ids group by school (ours do: `rec-<school>-<n>`) and
+//! schools go in id order; with ids in no such order it reads nothing early and costs only
+//! a store query per poll.
+
+use std::time::Duration;
+
+use gradesync_govapi::Quarter;
+use sha2::{Digest, Sha256};
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::gov::GovClient;
+use crate::model::ReconcileAheadSummary;
+use crate::report;
+use crate::store::{CheckedPage, Store, StoreError};
+
+/// Where a walk through the API's listing stands: the range read so far ends at `after`,
+/// and `token` asks for the next page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub after: Option<String>,
+    pub token: Option<String>,
+    pub page_no: u64,
+    /// Records of the pages behind the cursor (the same on both sides: they were clean).
+    pub records: u64,
+}
+
+/// Hash of the store's synced `(school_id, record_id, sha256)` rows of one range: a page
+/// checked early still holds while this is unchanged.
+pub fn digest(rows: &[(String, String, String)]) -> String {
+    let mut h = Sha256::new();
+    for (_, id, sha) in rows {
+        h.update(id.as_bytes());
+        h.update([0]);
+        h.update(sha.as_bytes());
+        h.update([b'\n']);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The cursor after the pages checked in `pass` that still hold: each must follow the one
+/// before, and the store's synced records of its range must hash as when it was read (a
+/// record requeued, repaired or replayed since changes that).
+pub async fn resume(store: &Store, quarter: &Quarter, pass: &str) -> Result<Cursor, StoreError> {
+    let mut cursor = Cursor::default();
+    if pass.is_empty() {
+        return Ok(cursor);
+    }
+    for page in store.checked_pages(quarter, pass).await? {
+        if page.page_no != cursor.page_no
+            || page.after_id != cursor.after.clone().unwrap_or_default()
+        {
+            break;
+        }
+        let ours = store
+            .synced_hashes_between(quarter, cursor.after.as_deref(), Some(&page.upto_id))
+            .await?;
+        if ours.len() as u64 != page.records || digest(&ours) != page.digest {
+            break;
+        }
+        cursor = Cursor {
+            after: Some(page.upto_id),
+            token: Some(page.next_token),
+            page_no: cursor.page_no + 1,
+            records: cursor.records + page.records,
+        };
+    }
+    Ok(cursor)
+}
+
+/// What `ReconcileAhead` works with.
+pub struct ReadAhead<'a> {
+    pub store: &'a Store,
+    pub gov: &'a GovClient,
+    pub quarter: &'a Quarter,
+    pub pass: &'a str,
+    pub page_size: usize,
+    pub poll: Duration,
+}
+
+impl ReadAhead<'_> {
+    /// Reads and checks pages as the sending settles them, until every record of the quarter
+    /// has settled (the last page, open above, is the final Reconcile's), the activity is
+    /// cancelled, or a page differs or cannot be read (the final Reconcile reads it again,
+    /// and repairs).
+    pub async fn run(&self, ctx: &ActivityContext) -> Result<ReconcileAheadSummary, ActivityError> {
+        self.store
+            .forget_checked_pages(self.quarter, self.pass)
+            .await?;
+        let mut cursor = resume(self.store, self.quarter, self.pass).await?;
+        let mut summary = ReconcileAheadSummary {
+            pages_checked: cursor.page_no,
+            ..ReconcileAheadSummary::default()
+        };
+        // A page read too early (the API held fewer records than the store, so it reached
+        // into unsettled ones) is read again only once the store has settled past its end.
+        let mut wait_past: Option<String> = None;
+        loop {
+            ctx.record_heartbeat(cursor.page_no).await?;
+            if ctx.is_cancelled() {
+                break;
+            }
+            let Some(settled_below) = self.store.first_unsettled(self.quarter).await? else {
+                break;
+            };
+            // The page ends at the page_size-th synced record after the cursor; it is read
+            // once that one is below the line and a synced (so API-confirmed) record
+            // follows it, so the API hands a token for the next page.
+            let n = self.page_size as u64;
+            let after = cursor.after.as_deref();
+            let end = self.store.nth_synced_after(self.quarter, after, n).await?;
+            let ready = end.as_ref().is_some_and(|end| *end < settled_below)
+                && wait_past.as_ref().is_none_or(|w| *w < settled_below)
+                && self
+                    .store
+                    .nth_synced_after(self.quarter, after, n + 1)
+                    .await?
+                    .is_some();
+            tracing::trace!(?end, %settled_below, ready, "ReconcileAhead: next page");
+            if !ready {
+                tokio::select! {
+                    () = tokio::time::sleep(self.poll) => continue,
+                    () = ctx.cancelled() => break,
+                }
+            }
+            let page = match self
+                .gov
+                .records_page(self.quarter, None, self.page_size, cursor.token.as_deref())
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, page = cursor.page_no, "ReconcileAhead: cannot read a page; Reconcile will");
+                    break;
+                }
+            };
+            summary.pages_read += 1;
+            let next = page.next_page_token.filter(|t| !t.is_empty());
+            let (Some(next), Some(last)) = (next, page.records.last()) else {
+                // The listing ends here while records are still unsettled: the API holds
+                // fewer than the store says synced, which the final Reconcile reports.
+                break;
+            };
+            let upto = last.record_id.clone();
+            let settled_below = self.store.first_unsettled(self.quarter).await?;
+            if settled_below.as_ref().is_some_and(|s| upto >= *s) {
+                wait_past = Some(upto);
+                continue;
+            }
+            let ours = self
+                .store
+                .synced_hashes_between(self.quarter, cursor.after.as_deref(), Some(&upto))
+                .await?;
+            let theirs: Vec<(String, String)> = page
+                .records
+                .into_iter()
+                .map(|r| (r.record_id, r.sha256))
+                .collect();
+            if !report::compare_range(&ours, &theirs).is_empty() {
+                tracing::warn!(
+                    page = cursor.page_no,
+                    "ReconcileAhead: a page differs from the store; Reconcile will read it again"
+                );
+                break;
+            }
+            let checked = CheckedPage {
+                page_no: cursor.page_no,
+                after_id: cursor.after.clone().unwrap_or_default(),
+                upto_id: upto.clone(),
+                next_token: next.clone(),
+                records: ours.len() as u64,
+                digest: digest(&ours),
+            };
+            self.store
+                .save_checked_page(self.quarter, self.pass, &checked)
+                .await?;
+            cursor = Cursor {
+                after: Some(upto),
+                token: Some(next),
+                page_no: cursor.page_no + 1,
+                records: cursor.records + checked.records,
+            };
+            summary.pages_checked += 1;
+            wait_past = None;
+            tracing::debug!(
+                page = checked.page_no,
+                records = checked.records,
+                "ReconcileAhead: a page checked"
+            );
+        }
+        Ok(summary)
+    }
+}

@@ -1,0 +1,133 @@
+//! What reconciling while sending needs from the store: how far the quarter's records are
+//! settled, where the API's next page should end, and the pages already found clean.
+
+use gradesync_govapi::Quarter;
+
+use super::{Store, StoreError, count, now_ms};
+
+/// A page of the API's listing found clean while sending went on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedPage {
+    pub page_no: u64,
+    /// The page holds record ids in `(after_id, upto_id]`; "" is below every id.
+    pub after_id: String,
+    pub upto_id: String,
+    /// The API's token for the page after this one.
+    pub next_token: String,
+    pub records: u64,
+    /// Hash of the store's synced (record_id, sha256) pairs of the range when it was read.
+    pub digest: String,
+}
+
+type PageRow = (i64, String, String, String, i64, String);
+
+impl Store {
+    /// The lowest record id of the quarter that may still change: pending, or in a batch
+    /// the API has not answered. `None` once every record is settled.
+    pub async fn first_unsettled(&self, quarter: &Quarter) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(record_id) FROM grades \
+             WHERE quarter = ? AND status IN ('pending', 'batched')",
+        )
+        .bind(quarter.to_string())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The id of the `n`-th synced record after `after` (1-based, in record_id order), or
+    /// `None` when fewer follow: where a page of `n` the API lists should end.
+    pub async fn nth_synced_after(
+        &self,
+        quarter: &Quarter,
+        after: Option<&str>,
+        n: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let offset = i64::try_from(n.max(1) - 1).unwrap_or(i64::MAX);
+        Ok(sqlx::query_scalar(
+            "SELECT record_id FROM grades \
+             WHERE quarter = ? AND status = 'synced' AND record_id > ? \
+             ORDER BY record_id LIMIT 1 OFFSET ?",
+        )
+        .bind(quarter.to_string())
+        .bind(after.unwrap_or(""))
+        .bind(offset)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Records (or replaces) a page found clean in `pass` (one sync of the quarter).
+    pub async fn save_checked_page(
+        &self,
+        quarter: &Quarter,
+        pass: &str,
+        page: &CheckedPage,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO reconcile_pages \
+               (quarter, pass, page_no, after_id, upto_id, next_token, records, digest, \
+                read_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (quarter, pass, page_no) DO UPDATE SET \
+               after_id = excluded.after_id, upto_id = excluded.upto_id, \
+               next_token = excluded.next_token, records = excluded.records, \
+               digest = excluded.digest, read_at = excluded.read_at",
+        )
+        .bind(quarter.to_string())
+        .bind(pass)
+        .bind(i64::try_from(page.page_no).unwrap_or(i64::MAX))
+        .bind(&page.after_id)
+        .bind(&page.upto_id)
+        .bind(&page.next_token)
+        .bind(i64::try_from(page.records).unwrap_or(i64::MAX))
+        .bind(&page.digest)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The pages found clean in `pass`, in page order.
+    pub async fn checked_pages(
+        &self,
+        quarter: &Quarter,
+        pass: &str,
+    ) -> Result<Vec<CheckedPage>, StoreError> {
+        let rows: Vec<PageRow> = sqlx::query_as(
+            "SELECT page_no, after_id, upto_id, next_token, records, digest \
+             FROM reconcile_pages WHERE quarter = ? AND pass = ? ORDER BY page_no",
+        )
+        .bind(quarter.to_string())
+        .bind(pass)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(page_no, after_id, upto_id, next_token, records, digest)| CheckedPage {
+                    page_no: count(page_no),
+                    after_id,
+                    upto_id,
+                    next_token,
+                    records: count(records),
+                    digest,
+                },
+            )
+            .collect())
+    }
+
+    /// Forgets the pages other syncs of the quarter checked: the API may have changed since.
+    pub async fn forget_checked_pages(
+        &self,
+        quarter: &Quarter,
+        keep_pass: &str,
+    ) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM reconcile_pages WHERE quarter = ? AND pass <> ?")
+                .bind(quarter.to_string())
+                .bind(keep_pass)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+}
