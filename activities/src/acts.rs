@@ -289,7 +289,22 @@ impl SyncActivities {
         // same record-id range: memory stays at one page whatever the quarter's size. The
         // pages ReconcileAhead found clean while sending went on, and that still hold, are
         // taken as read.
-        let resumed = read_ahead::resume(&self.store, &q, &req.pass).await?;
+        let size = page_size(req.page_size);
+        let (pages, chained) = read_ahead::stored(&self.store, &q, &req.pass).await?;
+        // Hashing the store's side of those pages takes a moment (a second per 200k
+        // records): the next page is asked for meanwhile, and dropped if one no longer held.
+        let (resumed, mut prefetched) = if chained.page_no > 0 {
+            let (held, next) = futures::join!(
+                read_ahead::holding(&self.store, &q, &pages),
+                self.gov
+                    .records_page(&q, None, size, chained.token.as_deref())
+            );
+            let held = held?;
+            let next = (held == chained).then_some(next);
+            (held, next)
+        } else {
+            (chained, None)
+        };
         if resumed.page_no > 0 {
             tracing::info!(quarter = %q, pages = resumed.page_no, records = resumed.records,
                 "Reconcile: pages checked while sending still hold");
@@ -303,11 +318,15 @@ impl SyncActivities {
         let mut page_no = resumed.page_no;
         loop {
             ctx.record_heartbeat(page_no).await?;
-            let page = match self
-                .gov
-                .records_page(&q, None, page_size(req.page_size), page_token.as_deref())
-                .await
-            {
+            let answer = match prefetched.take() {
+                Some(answer) => answer,
+                None => {
+                    self.gov
+                        .records_page(&q, None, size, page_token.as_deref())
+                        .await
+                }
+            };
+            let page = match answer {
                 Ok(page) => page,
                 // A real API's page tokens may expire: read the listing from its start.
                 Err(e) if from_stored_token => {

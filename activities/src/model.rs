@@ -146,7 +146,7 @@ impl Default for Policy {
             eta_check_interval_ms: 5 * 60_000,
             eta_min_measure_ms: 15 * 60_000,
             eta_window_ms: 60 * 60_000,
-            reconcile_ahead_poll_ms: 250,
+            reconcile_ahead_poll_ms: 100,
             reconcile_page_size: RECORDS_PAGE,
         }
     }

@@ -169,6 +169,7 @@ impl RateGate for StoreRateGate {
     fn departed(&self, start: i64, left_at_ms: i64) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let late_ms = left_at_ms - start;
+            tracing::trace!(late_ms, "a request left");
             if late_ms <= self.tolerance_ms {
                 return;
             }

@@ -45,18 +45,44 @@ pub fn digest(rows: &[(String, String, String)]) -> String {
     hex::encode(h.finalize())
 }
 
+/// The pages checked in `pass`, and the cursor after those that chain (each follows the
+/// one before) without looking whether they still hold: where the listing would go on.
+pub async fn stored(
+    store: &Store,
+    quarter: &Quarter,
+    pass: &str,
+) -> Result<(Vec<CheckedPage>, Cursor), StoreError> {
+    if pass.is_empty() {
+        return Ok((Vec::new(), Cursor::default()));
+    }
+    let pages = store.checked_pages(quarter, pass).await?;
+    let mut cursor = Cursor::default();
+    for page in &pages {
+        if !follows(&cursor, page) {
+            break;
+        }
+        cursor = cursor.past(page);
+    }
+    Ok((pages, cursor))
+}
+
 /// The cursor after the pages checked in `pass` that still hold: each must follow the one
 /// before, and the store's synced records of its range must hash as when it was read (a
 /// record requeued, repaired or replayed since changes that).
 pub async fn resume(store: &Store, quarter: &Quarter, pass: &str) -> Result<Cursor, StoreError> {
+    let (pages, _) = stored(store, quarter, pass).await?;
+    holding(store, quarter, &pages).await
+}
+
+/// The cursor after those of `pages` that still hold (see [`resume`]).
+pub async fn holding(
+    store: &Store,
+    quarter: &Quarter,
+    pages: &[CheckedPage],
+) -> Result<Cursor, StoreError> {
     let mut cursor = Cursor::default();
-    if pass.is_empty() {
-        return Ok(cursor);
-    }
-    for page in store.checked_pages(quarter, pass).await? {
-        if page.page_no != cursor.page_no
-            || page.after_id != cursor.after.clone().unwrap_or_default()
-        {
+    for page in pages {
+        if !follows(&cursor, page) {
             break;
         }
         let ours = store
@@ -65,14 +91,24 @@ pub async fn resume(store: &Store, quarter: &Quarter, pass: &str) -> Result<Curs
         if ours.len() as u64 != page.records || digest(&ours) != page.digest {
             break;
         }
-        cursor = Cursor {
-            after: Some(page.upto_id),
-            token: Some(page.next_token),
-            page_no: cursor.page_no + 1,
-            records: cursor.records + page.records,
-        };
+        cursor = cursor.past(page);
     }
     Ok(cursor)
+}
+
+fn follows(cursor: &Cursor, page: &CheckedPage) -> bool {
+    page.page_no == cursor.page_no && page.after_id == cursor.after.as_deref().unwrap_or("")
+}
+
+impl Cursor {
+    fn past(&self, page: &CheckedPage) -> Cursor {
+        Cursor {
+            after: Some(page.upto_id.clone()),
+            token: Some(page.next_token.clone()),
+            page_no: self.page_no + 1,
+            records: self.records + page.records,
+        }
+    }
 }
 
 /// What `ReconcileAhead` works with.
@@ -102,6 +138,9 @@ impl ReadAhead<'_> {
         // A page read too early (the API held fewer records than the store, so it reached
         // into unsettled ones) is read again only once the store has settled past its end.
         let mut wait_past: Option<String> = None;
+        // The line at which the next page's end was last found above it: records below the
+        // line no longer change, so while the line stays there, neither does that answer.
+        let mut short_at: Option<String> = None;
         loop {
             ctx.record_heartbeat(cursor.page_no).await?;
             if ctx.is_cancelled() {
@@ -115,15 +154,24 @@ impl ReadAhead<'_> {
             // follows it, so the API hands a token for the next page.
             let n = self.page_size as u64;
             let after = cursor.after.as_deref();
-            let end = self.store.nth_synced_after(self.quarter, after, n).await?;
-            let ready = end.as_ref().is_some_and(|end| *end < settled_below)
-                && wait_past.as_ref().is_none_or(|w| *w < settled_below)
-                && self
-                    .store
-                    .nth_synced_after(self.quarter, after, n + 1)
-                    .await?
-                    .is_some();
-            tracing::trace!(?end, %settled_below, ready, "ReconcileAhead: next page");
+            let ready = if short_at.as_ref() == Some(&settled_below)
+                || wait_past.as_ref().is_some_and(|w| *w >= settled_below)
+            {
+                false
+            } else {
+                let end = self.store.nth_synced_after(self.quarter, after, n).await?;
+                if end.as_ref().is_some_and(|end| *end < settled_below) {
+                    short_at = None;
+                    self.store
+                        .nth_synced_after(self.quarter, after, n + 1)
+                        .await?
+                        .is_some()
+                } else {
+                    short_at = Some(settled_below.clone());
+                    false
+                }
+            };
+            tracing::trace!(%settled_below, ready, "ReconcileAhead: next page");
             if !ready {
                 tokio::select! {
                     () = tokio::time::sleep(self.poll) => continue,
@@ -189,6 +237,7 @@ impl ReadAhead<'_> {
             };
             summary.pages_checked += 1;
             wait_past = None;
+            short_at = None;
             tracing::debug!(
                 page = checked.page_no,
                 records = checked.records,
