@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::gov::GovClient;
+use crate::gov::departure::now_ms;
 use crate::model::ReconcileAheadSummary;
 use crate::report;
 use crate::store::{CheckedPage, Store, StoreError};
@@ -137,6 +138,7 @@ impl ReadAhead<'_> {
         };
         // A page read too early (the API held fewer records than the store, so it reached
         // into unsettled ones) is read again only once the store has settled past its end.
+        let started_ms = now_ms();
         let mut wait_past: Option<String> = None;
         // The line at which the next page's end was last found above it: records below the
         // line no longer change, so while the line stays there, neither does that answer.
@@ -173,6 +175,17 @@ impl ReadAhead<'_> {
             };
             tracing::trace!(%settled_below, ready, "ReconcileAhead: next page");
             if !ready {
+                // Cancellation reaches an activity with its next heartbeat's answer, up to a
+                // minute later; a run that gave up waiting for it has finished the quarter
+                // since, which the store says at once.
+                let finished = self
+                    .store
+                    .run(self.quarter)
+                    .await?
+                    .and_then(|r| r.finished_at);
+                if finished.is_some_and(|at| at >= started_ms) {
+                    break;
+                }
                 tokio::select! {
                     () = tokio::time::sleep(self.poll) => continue,
                     () = ctx.cancelled() => break,

@@ -73,6 +73,50 @@ async fn listing_pages_are_checked_while_sending_and_not_read_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grades_imported_during_a_sync_do_not_hold_its_reconcile_up() {
+    let app = TestApp::spawn("lateimport", Faults::default()).await;
+    let n = app.seed_grades(2, 150).await;
+    let id = app.start_sync(fast_policy()).await;
+    app.wait_for_batches(1).await;
+    // A third school's grades arrive while the first two are sent. This run's QueryPending
+    // did not count them, so they stay pending, and ReconcileAhead never sees every
+    // record settled: the run gives it a grace period, then goes on without it.
+    let spec = gradesync::datagen::DataSpec {
+        quarter: QUARTER.to_string(),
+        schools: 3,
+        records_per_school: 150,
+        seed: 1,
+        ..Default::default()
+    };
+    let mut all = Vec::new();
+    gradesync::datagen::write_jsonl(&spec, &mut all).unwrap();
+    let late: Vec<u8> = String::from_utf8(all)
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("\"school-003\""))
+        .flat_map(|line| format!("{line}\n").into_bytes())
+        .collect();
+    assert_eq!(app.import_bytes(&late).await, 150);
+    let summary = app.result(&id).await;
+
+    assert_eq!(summary.reconcile.synced_in_store, n, "{summary:?}");
+    assert_eq!(summary.reconcile.missing_at_api, 0);
+    let timers = history::timer_summaries(&history::events(&app, &id));
+    assert!(
+        timers.iter().any(|t| t == "ReconcileAheadGrace"),
+        "{timers:?}"
+    );
+    let counts = app
+        .store
+        .status_counts(&crate::helpers::quarter())
+        .await
+        .unwrap();
+    let late_school = counts.iter().find(|c| c.school_id == "school-003").unwrap();
+    assert_eq!(late_school.pending, 150, "left for the next sync");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_api_is_retried_on_named_timers() {
     // Down until the first 503 is seen, then healthy: the ladder's first timer covers it.
     let faults = outage();

@@ -42,6 +42,8 @@ use crate::timers::wait_named;
 const ETA_WATCH_PATCH: &str = "eta-watch";
 /// Runs ReconcileAhead beside the first round's sending.
 const RECONCILE_AHEAD_PATCH: &str = "reconcile-ahead";
+/// How long ReconcileAhead may go on once the sending is over: a page read in flight.
+const AHEAD_GRACE: Duration = Duration::from_secs(10);
 
 #[workflow]
 #[derive(Default)]
@@ -407,10 +409,19 @@ async fn send_reconciling_ahead(
     };
     if !ahead_done {
         // With schools left for the next run, records stay unsettled and it would wait on.
-        if left.schools > 0 {
-            ahead.cancel();
+        // Otherwise it ends once it sees every record settled, or finishes the page it is
+        // reading; a record left unsettled by a fault must not hold the quarter up, though.
+        if left.schools == 0 {
+            let mut grace = pin!(wait_named(ctx, AHEAD_GRACE, "ReconcileAheadGrace").fuse());
+            select! {
+                _ = ahead => ahead_done = true,
+                () = grace => {}
+            };
         }
-        let _ = ahead.await;
+        if !ahead_done {
+            ahead.cancel();
+            let _ = ahead.await;
+        }
     }
     Ok(left)
 }
