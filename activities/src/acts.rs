@@ -354,18 +354,17 @@ impl SyncActivities {
                 Some(_) => page.records.last().map(|r| r.record_id.clone()),
                 None => None,
             };
-            let ours = self
-                .store
-                .synced_hashes_between(&q, after.as_deref(), upto.as_deref())
-                .await?;
-            let theirs: Vec<(String, String)> = page
-                .records
-                .into_iter()
-                .map(|r| (r.record_id, r.sha256))
-                .collect();
+            summary.received_by_api += page.records.len() as u64;
+            let (ours, differences) = read_ahead::compare_page(
+                &self.store,
+                &q,
+                after.as_deref(),
+                upto.as_deref(),
+                page.records,
+            )
+            .await?;
             summary.synced_in_store += ours.len() as u64;
-            summary.received_by_api += theirs.len() as u64;
-            discrepancies.extend(report::compare_range(&ours, &theirs));
+            discrepancies.extend(differences);
             match next {
                 Some(token) => {
                     after = upto;

@@ -13,13 +13,14 @@
 use std::time::Duration;
 
 use gradesync_govapi::Quarter;
+use gradesync_govapi::contract::RecordHash;
 use sha2::{Digest, Sha256};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::gov::GovClient;
 use crate::gov::departure::now_ms;
 use crate::model::ReconcileAheadSummary;
-use crate::report;
+use crate::report::{self, Discrepancy};
 use crate::store::{CheckedPage, Store, StoreError};
 
 /// Where a walk through the API's listing stands: the range read so far ends at `after`,
@@ -110,6 +111,24 @@ impl Cursor {
             records: self.records + page.records,
         }
     }
+}
+
+/// The store's synced rows of the record-id range `(after, upto]` (open above without
+/// `upto`), and how the API's page of that range differs from them.
+pub async fn compare_page(
+    store: &Store,
+    quarter: &Quarter,
+    after: Option<&str>,
+    upto: Option<&str>,
+    records: Vec<RecordHash>,
+) -> Result<(Vec<(String, String, String)>, Vec<Discrepancy>), StoreError> {
+    let ours = store.synced_hashes_between(quarter, after, upto).await?;
+    let theirs: Vec<(String, String)> = records
+        .into_iter()
+        .map(|r| (r.record_id, r.sha256))
+        .collect();
+    let differences = report::compare_range(&ours, &theirs);
+    Ok((ours, differences))
 }
 
 /// What `ReconcileAhead` works with.
@@ -215,16 +234,15 @@ impl ReadAhead<'_> {
                 wait_past = Some(upto);
                 continue;
             }
-            let ours = self
-                .store
-                .synced_hashes_between(self.quarter, cursor.after.as_deref(), Some(&upto))
-                .await?;
-            let theirs: Vec<(String, String)> = page
-                .records
-                .into_iter()
-                .map(|r| (r.record_id, r.sha256))
-                .collect();
-            if !report::compare_range(&ours, &theirs).is_empty() {
+            let (ours, differences) = compare_page(
+                self.store,
+                self.quarter,
+                cursor.after.as_deref(),
+                Some(&upto),
+                page.records,
+            )
+            .await?;
+            if !differences.is_empty() {
                 tracing::warn!(
                     page = cursor.page_no,
                     "ReconcileAhead: a page differs from the store; Reconcile will read it again"
