@@ -277,102 +277,9 @@ impl SyncActivities {
         req: ReconcileRequest,
     ) -> Result<ReconcileSummary, ActivityError> {
         let q = quarter(&req.quarter)?;
-        let statuses = self.store.status_counts(&q).await?;
         let mut summary = ReconcileSummary::default();
-        let mut discrepancies: Vec<Discrepancy> = Vec::new();
-        for s in &statuses {
-            summary.rejected += s.rejected;
-            summary.dead_lettered += s.dead;
-        }
-        // The API's listing of the whole quarter, page by page (ceil(N / 10,000) requests
-        // of the rate budget), each page compared with the store's synced records of the
-        // same record-id range: memory stays at one page whatever the quarter's size. The
-        // pages ReconcileAhead found clean while sending went on, and that still hold, are
-        // taken as read.
-        let size = page_size(req.page_size);
-        let (pages, chained) = read_ahead::stored(&self.store, &q, &req.pass).await?;
-        // Hashing the store's side of those pages takes a moment (a second per 200k
-        // records): the next page is asked for meanwhile, and dropped if one no longer held.
-        let (resumed, mut prefetched) = if chained.page_no > 0 {
-            let (held, next) = futures::join!(
-                read_ahead::holding(&self.store, &q, &pages),
-                self.gov
-                    .records_page(&q, None, size, chained.token.as_deref())
-            );
-            let held = held?;
-            let next = (held == chained).then_some(next);
-            (held, next)
-        } else {
-            (chained, None)
-        };
-        if resumed.page_no > 0 {
-            tracing::info!(quarter = %q, pages = resumed.page_no, records = resumed.records,
-                "Reconcile: pages checked while sending still hold");
-        }
-        summary.synced_in_store = resumed.records;
-        summary.received_by_api = resumed.records;
-        summary.pages_checked_ahead = resumed.page_no;
-        let mut from_stored_token = resumed.token.is_some();
-        let mut after = resumed.after;
-        let mut page_token = resumed.token;
-        let mut page_no = resumed.page_no;
-        loop {
-            ctx.record_heartbeat(page_no).await?;
-            let answer = match prefetched.take() {
-                Some(answer) => answer,
-                None => {
-                    self.gov
-                        .records_page(&q, None, size, page_token.as_deref())
-                        .await
-                }
-            };
-            let page = match answer {
-                Ok(page) => page,
-                // A real API's page tokens may expire: read the listing from its start.
-                Err(e) if from_stored_token => {
-                    tracing::warn!(error = %e, "Reconcile: a page token kept from earlier was refused; reading the listing from its start");
-                    from_stored_token = false;
-                    (after, page_token, page_no) = (None, None, 0);
-                    summary.synced_in_store = 0;
-                    summary.received_by_api = 0;
-                    summary.pages_checked_ahead = 0;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            from_stored_token = false;
-            page_no += 1;
-            let next = page.next_page_token.filter(|t| !t.is_empty());
-            if page.records.is_empty()
-                && let Some(token) = next
-            {
-                page_token = Some(token);
-                continue;
-            }
-            // The last page's range is open above, to catch what the store has beyond it.
-            let upto = match &next {
-                Some(_) => page.records.last().map(|r| r.record_id.clone()),
-                None => None,
-            };
-            summary.received_by_api += page.records.len() as u64;
-            let (ours, differences) = read_ahead::compare_page(
-                &self.store,
-                &q,
-                after.as_deref(),
-                upto.as_deref(),
-                page.records,
-            )
-            .await?;
-            summary.synced_in_store += ours.len() as u64;
-            discrepancies.extend(differences);
-            match next {
-                Some(token) => {
-                    after = upto;
-                    page_token = Some(token);
-                }
-                None => break,
-            }
-        }
+        (summary.rejected, summary.dead_lettered) = self.store.unsent_counts(&q).await?;
+        let mut discrepancies = self.compare_listing(&ctx, &q, &req, &mut summary).await?;
         for d in discrepancies.iter_mut().filter(|d| d.school_id.is_empty()) {
             d.school_id = self
                 .store
@@ -464,6 +371,87 @@ fn deadline_text(alert: &DeadlineAlert) -> String {
 }
 
 impl SyncActivities {
+    /// The API's listing of the whole quarter, page by page (ceil(N / 10,000) requests of
+    /// the rate budget), each page compared with the store's synced records of the same
+    /// record-id range: memory stays at one page whatever the quarter's size. The pages
+    /// ReconcileAhead found clean while sending went on, and that still hold, are taken as
+    /// read.
+    async fn compare_listing(
+        &self,
+        ctx: &ActivityContext,
+        q: &Quarter,
+        req: &ReconcileRequest,
+        summary: &mut ReconcileSummary,
+    ) -> Result<Vec<Discrepancy>, ActivityError> {
+        let size = page_size(req.page_size);
+        let resumed = read_ahead::resume(&self.store, q, &req.pass).await?;
+        if resumed.page_no > 0 {
+            tracing::info!(quarter = %q, pages = resumed.page_no, records = resumed.records,
+                "Reconcile: pages checked while sending still hold");
+        }
+        summary.synced_in_store = resumed.records;
+        summary.received_by_api = resumed.records;
+        summary.pages_checked_ahead = resumed.page_no;
+        let mut discrepancies = Vec::new();
+        let mut from_stored_token = resumed.token.is_some();
+        let mut after = resumed.after;
+        let mut page_token = resumed.token;
+        let mut page_no = resumed.page_no;
+        loop {
+            ctx.record_heartbeat(page_no).await?;
+            let page = match self
+                .gov
+                .records_page(q, None, size, page_token.as_deref())
+                .await
+            {
+                Ok(page) => page,
+                // A real API's page tokens may expire: read the listing from its start.
+                Err(e) if from_stored_token => {
+                    tracing::warn!(error = %e, "Reconcile: a page token kept from earlier was refused; reading the listing from its start");
+                    from_stored_token = false;
+                    (after, page_token, page_no) = (None, None, 0);
+                    summary.synced_in_store = 0;
+                    summary.received_by_api = 0;
+                    summary.pages_checked_ahead = 0;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            from_stored_token = false;
+            page_no += 1;
+            let next = page.next_page_token.filter(|t| !t.is_empty());
+            if page.records.is_empty()
+                && let Some(token) = next
+            {
+                page_token = Some(token);
+                continue;
+            }
+            // The last page's range is open above, to catch what the store has beyond it.
+            let upto = match &next {
+                Some(_) => page.records.last().map(|r| r.record_id.clone()),
+                None => None,
+            };
+            summary.received_by_api += page.records.len() as u64;
+            let (ours, differences) = read_ahead::compare_page(
+                &self.store,
+                q,
+                after.as_deref(),
+                upto.as_deref(),
+                page.records,
+            )
+            .await?;
+            summary.synced_in_store += ours.len() as u64;
+            discrepancies.extend(differences);
+            match next {
+                Some(token) => {
+                    after = upto;
+                    page_token = Some(token);
+                }
+                None => return Ok(discrepancies),
+            }
+        }
+    }
+
     /// Writes this round's report files and records their paths in `summary`.
     fn write_report(
         &self,
@@ -527,6 +515,8 @@ impl SyncActivities {
         self.store
             .finish_run(q, status, Some(&summary.report_json), &counts)
             .await?;
+        // A later sync reads the listing anew; kept pages would only slow its imports.
+        self.store.forget_checked_pages(q, None).await?;
         tracing::info!(quarter = %q, status, report = %summary.report_json, "Reconcile");
         Ok(())
     }

@@ -3,8 +3,9 @@
 //! at 100k records and 1 s latency, a minute at 1M. A page can be compared as soon as no
 //! record in its range can change any more, so `ReconcileAhead` reads each page once the
 //! sending has settled everything up to where it will end, and keeps the clean ones; the
-//! final Reconcile takes them as read while the store's side of their range is unchanged,
-//! and reads little more than the last page.
+//! final Reconcile takes them as read while the store's side of their range is unchanged
+//! (the store's triggers mark a page stale when it changes, so nothing is hashed again at
+//! the end), and reads little more than the last page.
 //!
 //! Pages fill early only when record ids group by school (ours do: `rec-<school>-<n>`) and
 //! schools go in id order; with ids in no such order it reads nothing early and costs only
@@ -34,8 +35,8 @@ pub struct Cursor {
     pub records: u64,
 }
 
-/// Hash of the store's synced `(school_id, record_id, sha256)` rows of one range: a page
-/// checked early still holds while this is unchanged.
+/// Hash of the store's synced `(school_id, record_id, sha256)` rows of one range, kept with
+/// a page found clean: what it was compared against.
 pub fn digest(rows: &[(String, String, String)]) -> String {
     let mut h = Sha256::new();
     for (_, id, sha) in rows {
@@ -47,50 +48,17 @@ pub fn digest(rows: &[(String, String, String)]) -> String {
     hex::encode(h.finalize())
 }
 
-/// The pages checked in `pass`, and the cursor after those that chain (each follows the
-/// one before) without looking whether they still hold: where the listing would go on.
-pub async fn stored(
-    store: &Store,
-    quarter: &Quarter,
-    pass: &str,
-) -> Result<(Vec<CheckedPage>, Cursor), StoreError> {
+/// The cursor after the pages checked in `pass` that still hold: each must follow the one
+/// before and still be clean (the store marks a page stale when a record of its range is
+/// requeued, repaired, replayed, re-imported or removed).
+pub async fn resume(store: &Store, quarter: &Quarter, pass: &str) -> Result<Cursor, StoreError> {
     if pass.is_empty() {
-        return Ok((Vec::new(), Cursor::default()));
+        return Ok(Cursor::default());
     }
     let pages = store.checked_pages(quarter, pass).await?;
     let mut cursor = Cursor::default();
     for page in &pages {
         if !follows(&cursor, page) {
-            break;
-        }
-        cursor = cursor.past(page);
-    }
-    Ok((pages, cursor))
-}
-
-/// The cursor after the pages checked in `pass` that still hold: each must follow the one
-/// before, and the store's synced records of its range must hash as when it was read (a
-/// record requeued, repaired or replayed since changes that).
-pub async fn resume(store: &Store, quarter: &Quarter, pass: &str) -> Result<Cursor, StoreError> {
-    let (pages, _) = stored(store, quarter, pass).await?;
-    holding(store, quarter, &pages).await
-}
-
-/// The cursor after those of `pages` that still hold (see [`resume`]).
-pub async fn holding(
-    store: &Store,
-    quarter: &Quarter,
-    pages: &[CheckedPage],
-) -> Result<Cursor, StoreError> {
-    let mut cursor = Cursor::default();
-    for page in pages {
-        if !follows(&cursor, page) {
-            break;
-        }
-        let ours = store
-            .synced_hashes_between(quarter, cursor.after.as_deref(), Some(&page.upto_id))
-            .await?;
-        if ours.len() as u64 != page.records || digest(&ours) != page.digest {
             break;
         }
         cursor = cursor.past(page);
@@ -148,7 +116,7 @@ impl ReadAhead<'_> {
     /// and repairs).
     pub async fn run(&self, ctx: &ActivityContext) -> Result<ReconcileAheadSummary, ActivityError> {
         self.store
-            .forget_checked_pages(self.quarter, self.pass)
+            .forget_checked_pages(self.quarter, Some(self.pass))
             .await?;
         let mut cursor = resume(self.store, self.quarter, self.pass).await?;
         let mut summary = ReconcileAheadSummary {
@@ -229,6 +197,19 @@ impl ReadAhead<'_> {
                 break;
             };
             let upto = last.record_id.clone();
+            let mut checked = CheckedPage {
+                page_no: cursor.page_no,
+                after_id: cursor.after.clone().unwrap_or_default(),
+                upto_id: upto.clone(),
+                next_token: next.clone(),
+                records: 0,
+                digest: String::new(),
+            };
+            // Watched before the store's side is looked at: a change from here on marks the
+            // page stale, so none falls between the comparison and the page kept clean.
+            self.store
+                .watch_page(self.quarter, self.pass, &checked)
+                .await?;
             let settled_below = self.store.first_unsettled(self.quarter).await?;
             if settled_below.as_ref().is_some_and(|s| upto >= *s) {
                 wait_past = Some(upto);
@@ -249,17 +230,18 @@ impl ReadAhead<'_> {
                 );
                 break;
             }
-            let checked = CheckedPage {
-                page_no: cursor.page_no,
-                after_id: cursor.after.clone().unwrap_or_default(),
-                upto_id: upto.clone(),
-                next_token: next.clone(),
-                records: ours.len() as u64,
-                digest: digest(&ours),
-            };
-            self.store
-                .save_checked_page(self.quarter, self.pass, &checked)
-                .await?;
+            checked.records = ours.len() as u64;
+            checked.digest = digest(&ours);
+            if !self
+                .store
+                .mark_page_clean(self.quarter, self.pass, &checked)
+                .await?
+            {
+                // A record of the range changed while it was compared: read it again once
+                // the sending has settled it.
+                wait_past = Some(upto);
+                continue;
+            }
             cursor = Cursor {
                 after: Some(upto),
                 token: Some(next),

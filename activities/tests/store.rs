@@ -1226,41 +1226,50 @@ async fn the_settled_line_follows_the_lowest_record_not_yet_answered() {
     assert_eq!(store.first_unsettled(&q()).await.unwrap(), None);
 }
 
+/// Watches the range `(after, upto]` as page `no` of `pass` and marks it clean with the
+/// store's side, as ReconcileAhead does once the API's page matched; `false` when the range
+/// changed in between.
+async fn check_page(
+    store: &Store,
+    pass: &str,
+    no: u64,
+    after: Option<&str>,
+    upto: &str,
+    between: impl AsyncFnOnce(),
+) -> bool {
+    use gradesync_activities::read_ahead::digest;
+    use gradesync_activities::store::CheckedPage;
+
+    let mut page = CheckedPage {
+        page_no: no,
+        after_id: after.unwrap_or("").to_string(),
+        upto_id: upto.to_string(),
+        next_token: format!("token-after-{upto}"),
+        records: 0,
+        digest: String::new(),
+    };
+    store.watch_page(&q(), pass, &page).await.unwrap();
+    between().await;
+    let ours = store
+        .synced_hashes_between(&q(), after, Some(upto))
+        .await
+        .unwrap();
+    page.records = ours.len() as u64;
+    page.digest = digest(&ours);
+    store.mark_page_clean(&q(), pass, &page).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_checked_page_holds_until_the_store_side_of_its_range_changes() {
-    use gradesync_activities::read_ahead::{Cursor, digest, resume};
-    use gradesync_activities::store::CheckedPage;
+    use gradesync_activities::read_ahead::{Cursor, resume};
 
     let (_dir, store) = temp_store().await;
     seed(&store, 6).await;
     for b in cut(&store, 10, 100).await {
         store.mark_synced(b, "rcpt").await.unwrap();
     }
-    let page = |no: u64, after: Option<&'static str>, upto: &'static str| {
-        let store = store.clone();
-        async move {
-            let ours = store
-                .synced_hashes_between(&q(), after, Some(upto))
-                .await
-                .unwrap();
-            CheckedPage {
-                page_no: no,
-                after_id: after.unwrap_or("").to_string(),
-                upto_id: upto.to_string(),
-                next_token: format!("token-after-{upto}"),
-                records: ours.len() as u64,
-                digest: digest(&ours),
-            }
-        }
-    };
-    store
-        .save_checked_page(&q(), "pass-a", &page(0, None, "r0002").await)
-        .await
-        .unwrap();
-    store
-        .save_checked_page(&q(), "pass-a", &page(1, Some("r0002"), "r0004").await)
-        .await
-        .unwrap();
+    assert!(check_page(&store, "pass-a", 0, None, "r0002", async || {}).await);
+    assert!(check_page(&store, "pass-a", 1, Some("r0002"), "r0004", async || {}).await);
     let held = resume(&store, &q(), "pass-a").await.unwrap();
     assert_eq!(
         held,
@@ -1292,9 +1301,93 @@ async fn a_checked_page_holds_until_the_store_side_of_its_range_changes() {
     assert_eq!(after_requeue.after.as_deref(), Some("r0002"));
 
     // A later sync of the quarter forgets the pages of the earlier one.
-    assert_eq!(store.forget_checked_pages(&q(), "pass-b").await.unwrap(), 2);
+    assert_eq!(
+        store
+            .forget_checked_pages(&q(), Some("pass-b"))
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(
         resume(&store, &q(), "pass-a").await.unwrap(),
         Cursor::default()
     );
+}
+
+#[tokio::test]
+async fn the_store_marks_a_checked_page_stale_when_a_record_of_its_range_changes() {
+    use gradesync_activities::read_ahead::resume;
+
+    let (_dir, store) = temp_store().await;
+    let mut records = seed(&store, 8).await;
+    for b in cut(&store, 10, 3).await {
+        store.mark_synced(b, "rcpt").await.unwrap();
+    }
+    let pages = async |store: &Store| resume(store, &q(), "p").await.unwrap().page_no;
+    assert!(check_page(&store, "p", 0, None, "r0002", async || {}).await);
+    assert!(check_page(&store, "p", 1, Some("r0002"), "r0005", async || {}).await);
+    assert_eq!(pages(&store).await, 2);
+
+    // The same content imported again changes nothing; a record past the pages neither.
+    import(&store, &lines(&records)).await;
+    import(&store, &lines(&[record("r0009", SCHOOL, "A")])).await;
+    assert_eq!(
+        pages(&store).await,
+        2,
+        "nothing in the pages' ranges changed"
+    );
+
+    // A new record inside the second page's range: that page no longer holds.
+    import(&store, &lines(&[record("r0003b", SCHOOL, "A")])).await;
+    assert_eq!(pages(&store).await, 1);
+
+    // New content for a synced record of the first page.
+    records[1] = record("r0001", SCHOOL, "B");
+    import(&store, &lines(&records[..2])).await;
+    assert_eq!(pages(&store).await, 0);
+
+    // A change while the range is being compared: the page is not kept clean.
+    assert!(
+        !check_page(&store, "p2", 0, Some("r0005"), "r0007", async || {
+            store
+                .requeue_records(&q(), &["r0006".to_string()])
+                .await
+                .unwrap();
+        })
+        .await
+    );
+    assert_eq!(resume(&store, &q(), "p2").await.unwrap().page_no, 0);
+
+    // The quarter done, its pages go.
+    assert!(check_page(&store, "p3", 0, None, "r0002", async || {}).await);
+    assert_eq!(
+        store.forget_checked_pages(&q(), None).await.unwrap(),
+        4,
+        "p: 2, p2: 1, p3: 1"
+    );
+    assert_eq!(resume(&store, &q(), "p3").await.unwrap().page_no, 0);
+}
+
+#[tokio::test]
+async fn unsent_counts_are_the_rejected_and_dead_records_of_the_quarter() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 7).await;
+    let mut other_quarter = record("z1", SCHOOL, "A");
+    other_quarter["quarter"] = json!("2026-Q4");
+    import(&store, &lines(&[other_quarter])).await;
+    let batches = cut(&store, 3, 2).await; // r0000-1, r0002-3, r0004-5; r0006 pending
+    store.mark_synced(batches[0], "rcpt").await.unwrap();
+    store
+        .reject_batch(
+            batches[1],
+            422,
+            "invalid",
+            &[("r0002".to_string(), "bad grade".to_string())],
+        )
+        .await
+        .unwrap();
+    assert!(store.dead_letter(batches[2], "gave up").await.unwrap());
+    assert_eq!(store.unsent_counts(&q()).await.unwrap(), (1, 2));
+    let [_, _, _, rejected, dead] = counts(&store, SCHOOL).await;
+    assert_eq!((rejected, dead), (1, 2), "the per-school counts agree");
 }

@@ -1,5 +1,6 @@
 //! What reconciling while sending needs from the store: how far the quarter's records are
-//! settled, where the API's next page should end, and the pages already found clean.
+//! settled, where the API's next page should end, and the pages already found clean (which
+//! the store marks stale itself when their range changes).
 
 use gradesync_govapi::Quarter;
 
@@ -15,7 +16,8 @@ pub struct CheckedPage {
     /// The API's token for the page after this one.
     pub next_token: String,
     pub records: u64,
-    /// Hash of the store's synced (record_id, sha256) pairs of the range when it was read.
+    /// Hash of the store's synced (record_id, sha256) pairs of the range when it was found
+    /// clean (kept for an audit; the store's triggers say whether the range changed since).
     pub digest: String,
 }
 
@@ -55,8 +57,11 @@ impl Store {
         .await?)
     }
 
-    /// Records (or replaces) a page found clean in `pass` (one sync of the quarter).
-    pub async fn save_checked_page(
+    /// Starts watching a page's range in `pass` (one sync of the quarter), before its
+    /// records are compared: from here on a change to the range marks the page stale (the
+    /// triggers of migration 0006), so nothing slips in between the comparison and
+    /// [`Store::mark_page_clean`]. Replaces an earlier read of the same page.
+    pub async fn watch_page(
         &self,
         quarter: &Quarter,
         pass: &str,
@@ -65,12 +70,12 @@ impl Store {
         sqlx::query(
             "INSERT INTO reconcile_pages \
                (quarter, pass, page_no, after_id, upto_id, next_token, records, digest, \
-                read_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                state, read_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'watching', ?) \
              ON CONFLICT (quarter, pass, page_no) DO UPDATE SET \
                after_id = excluded.after_id, upto_id = excluded.upto_id, \
                next_token = excluded.next_token, records = excluded.records, \
-               digest = excluded.digest, read_at = excluded.read_at",
+               digest = excluded.digest, state = 'watching', read_at = excluded.read_at",
         )
         .bind(quarter.to_string())
         .bind(pass)
@@ -86,7 +91,29 @@ impl Store {
         Ok(())
     }
 
-    /// The pages found clean in `pass`, in page order.
+    /// Marks a watched page clean with what it was compared against; `false` when its range
+    /// changed since [`Store::watch_page`] (the page is stale, and must be read again).
+    pub async fn mark_page_clean(
+        &self,
+        quarter: &Quarter,
+        pass: &str,
+        page: &CheckedPage,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE reconcile_pages SET state = 'clean', records = ?, digest = ? \
+             WHERE quarter = ? AND pass = ? AND page_no = ? AND state = 'watching'",
+        )
+        .bind(i64::try_from(page.records).unwrap_or(i64::MAX))
+        .bind(&page.digest)
+        .bind(quarter.to_string())
+        .bind(pass)
+        .bind(i64::try_from(page.page_no).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The pages found clean in `pass` and unchanged since, in page order.
     pub async fn checked_pages(
         &self,
         quarter: &Quarter,
@@ -94,7 +121,8 @@ impl Store {
     ) -> Result<Vec<CheckedPage>, StoreError> {
         let rows: Vec<PageRow> = sqlx::query_as(
             "SELECT page_no, after_id, upto_id, next_token, records, digest \
-             FROM reconcile_pages WHERE quarter = ? AND pass = ? ORDER BY page_no",
+             FROM reconcile_pages WHERE quarter = ? AND pass = ? AND state = 'clean' \
+             ORDER BY page_no",
         )
         .bind(quarter.to_string())
         .bind(pass)
@@ -115,14 +143,16 @@ impl Store {
             .collect())
     }
 
-    /// Forgets the pages other syncs of the quarter checked: the API may have changed since.
+    /// Forgets the pages of the quarter checked by syncs other than `keep_pass` (all of them
+    /// without one): the API may have changed since, and a kept page costs every record
+    /// imported into the quarter a look at its range.
     pub async fn forget_checked_pages(
         &self,
         quarter: &Quarter,
-        keep_pass: &str,
+        keep_pass: Option<&str>,
     ) -> Result<u64, StoreError> {
         Ok(
-            sqlx::query("DELETE FROM reconcile_pages WHERE quarter = ? AND pass <> ?")
+            sqlx::query("DELETE FROM reconcile_pages WHERE quarter = ? AND pass IS NOT ?")
                 .bind(quarter.to_string())
                 .bind(keep_pass)
                 .execute(&self.pool)

@@ -40,6 +40,19 @@ impl Store {
             .collect())
     }
 
+    /// How many of the quarter's records were rejected, and how many dead-lettered: from the
+    /// small partial index `grades_unsent`, without reading the quarter.
+    pub async fn unsent_counts(&self, quarter: &Quarter) -> Result<(u64, u64), StoreError> {
+        let (rejected, dead): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(status = 'rejected'), 0), COALESCE(SUM(status = 'dead'), 0) \
+             FROM grades WHERE quarter = ? AND status IN ('rejected', 'dead')",
+        )
+        .bind(quarter.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((count(rejected), count(dead)))
+    }
+
     /// Schools with records still to send: pending ones and those in prepared batches.
     pub async fn pending_counts(&self, quarter: &Quarter) -> Result<Vec<SchoolCounts>, StoreError> {
         Ok(self
