@@ -242,12 +242,7 @@ impl ReadAhead<'_> {
                 wait_past = Some(upto);
                 continue;
             }
-            cursor = Cursor {
-                after: Some(upto),
-                token: Some(next),
-                page_no: cursor.page_no + 1,
-                records: cursor.records + checked.records,
-            };
+            cursor = cursor.past(&checked);
             summary.pages_checked += 1;
             wait_past = None;
             short_at = None;
