@@ -201,7 +201,7 @@ impl ReadAhead<'_> {
                 page_no: cursor.page_no,
                 after_id: cursor.after.clone().unwrap_or_default(),
                 upto_id: upto.clone(),
-                next_token: next.clone(),
+                next_token: next,
                 records: 0,
                 digest: String::new(),
             };
