@@ -27,7 +27,7 @@ use gradesync_activities::gov::{
 use gradesync_activities::model::Policy;
 use gradesync_activities::store::{BatchLimits, Store};
 use gradesync_govapi::Quarter;
-use gradesync_govapi::sim::{self, Faults, Ledger, SimConfig, SimHandle};
+use gradesync_govapi::sim::{self, ArrivalKind, Faults, Ledger, SimConfig, SimHandle, TightSpan};
 use gradesync_workflows::QuarterlySync;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -63,6 +63,34 @@ struct Args {
     prep_only: Option<String>,
 }
 
+/// A tight span of arrivals, placed on the wall clock so it can be found in the worker log.
+#[derive(Debug, Serialize)]
+struct SpanAt {
+    utc: String,
+    span_ms: f64,
+    first: ArrivalKind,
+    last: ArrivalKind,
+}
+
+impl SpanAt {
+    fn new(ledger: &Ledger, span: &TightSpan) -> Self {
+        let at = ledger.started_unix_ms + span.at_ms as u64;
+        let ms_of_day = at % 86_400_000;
+        Self {
+            utc: format!(
+                "{:02}:{:02}:{:02}.{:03}",
+                ms_of_day / 3_600_000,
+                ms_of_day / 60_000 % 60,
+                ms_of_day / 1_000 % 60,
+                ms_of_day % 1_000
+            ),
+            span_ms: span.span_ms,
+            first: span.first,
+            last: span.last,
+        }
+    }
+}
+
 /// One scenario's figures (a row of the table).
 #[derive(Debug, Default, Serialize)]
 struct Row {
@@ -79,6 +107,9 @@ struct Row {
     /// Shortest span (ms) of rate + 1 consecutive arrivals at the simulator: the margin
     /// kept against the 1 s window (below 1000, a request was refused).
     tightest_span_ms: Option<f64>,
+    /// The few tightest of those spans: when (UTC), how long, and which kinds of request
+    /// opened and closed them, to find where the margin went.
+    tightest_spans: Vec<SpanAt>,
     http_429: u64,
     http_503: u64,
     amplification: f64,
@@ -306,6 +337,12 @@ async fn run_temporal(s: &Scenario, temporal: &Temporal, out: &Path) -> Result<R
         .filter_map(|a| stats.activity_secs.get(*a))
         .sum();
     let mut row = row_from(s, &ledger, elapsed, prep);
+    for span in &row.tightest_spans {
+        println!(
+            "  tight span {:.1} ms at {} UTC: {:?} .. {:?}",
+            span.span_ms, span.utc, span.first, span.last
+        );
+    }
     row.worker_peak_rss_mb = peak_rss;
     row.worker_cpu_s = cpu.map(|d| d.as_secs_f64());
     row.history_events_per_batch = Some(stats.events as f64 / row.batches.max(1) as f64);
@@ -378,6 +415,11 @@ fn row_from(s: &Scenario, ledger: &Ledger, elapsed: Duration, prep_s: f64) -> Ro
         budget_use: ledger.requests_total as f64 / (f64::from(s.rate) * elapsed_s),
         max_in_1s_window: ledger.max_requests_in_window,
         tightest_span_ms: ledger.tightest_span_ms,
+        tightest_spans: ledger
+            .tightest_spans
+            .iter()
+            .map(|span| SpanAt::new(ledger, span))
+            .collect(),
         http_429: ledger.status_counts.get(&429).copied().unwrap_or(0),
         http_503: ledger.status_counts.get(&503).copied().unwrap_or(0),
         amplification: ledger.batch_posts as f64 / ideal as f64,

@@ -8,6 +8,7 @@ use std::ops::Bound;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::rate::TightSpan;
 use crate::contract::{RecordHash, SchoolCount};
 
 /// The simulator's account of everything that reached it.
@@ -27,6 +28,13 @@ pub struct Ledger {
     /// without a limit or before that many requests.
     #[serde(default)]
     pub tightest_span_ms: Option<f64>,
+    /// The few tightest of those spans, with the kinds of request that opened and closed
+    /// them: where a client's margin went.
+    #[serde(default)]
+    pub tightest_spans: Vec<TightSpan>,
+    /// The wall clock (ms since the Unix epoch) that the spans' `at_ms` count from.
+    #[serde(default)]
+    pub started_unix_ms: u64,
     /// API answers by status; connections closed without an answer are not here.
     pub status_counts: BTreeMap<u16, u64>,
     pub requests_total: u64,
@@ -67,7 +75,10 @@ struct Stored {
 /// The registry's current content: one row per record id, upserted.
 #[derive(Debug, Default)]
 pub(crate) struct RecordStore {
-    rows: HashMap<String, Stored>,
+    /// A B-tree, not a hash map: a hash map grows by rehashing all its rows at once, and at
+    /// ~917k rows that held the simulator's lock for some 300 ms, so arrivals waited and
+    /// were stamped together: a burst the client never sent (8 429s in a 1M run at 20/s).
+    rows: BTreeMap<String, Stored>,
     by_quarter: HashMap<String, BTreeSet<String>>,
 }
 

@@ -34,6 +34,7 @@ pub use error::SimError;
 pub use faults::{Faults, RejectRule};
 pub use ledger::{Ledger, RecordLedger};
 pub use queries::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use rate::{ArrivalKind, TightSpan};
 
 use state::SimState;
 

@@ -4,7 +4,31 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+
+/// What an arrival asked for, so a tight span can say which requests made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArrivalKind {
+    Token,
+    Send,
+    Read,
+}
+
+/// One of the tightest spans of `limit + 1` arrivals: when it ended, and the kinds of its
+/// first and last request (a read or token request leaving late shows up as `first`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TightSpan {
+    pub span_ms: f64,
+    /// When the span's last request arrived, in ms since the simulator started.
+    pub at_ms: f64,
+    pub first: ArrivalKind,
+    pub last: ArrivalKind,
+}
+
+/// How many of the tightest spans are kept.
+const TIGHT_KEPT: usize = 5;
 
 /// Admits a request when fewer than `limit` admitted requests arrived in the half-open
 /// window `(t - window, t]`.
@@ -65,9 +89,11 @@ pub(crate) struct ArrivalStats {
     started: Instant,
     recent: VecDeque<Instant>,
     /// The last `limit` arrivals, whatever their age.
-    last: VecDeque<Instant>,
+    last: VecDeque<(Instant, ArrivalKind)>,
     pub max_in_window: u32,
     pub tightest_span: Option<Duration>,
+    /// The few tightest spans, tightest first.
+    pub tightest: Vec<TightSpan>,
     pub per_second: Vec<u32>,
 }
 
@@ -79,12 +105,13 @@ impl ArrivalStats {
             last: VecDeque::new(),
             max_in_window: 0,
             tightest_span: None,
+            tightest: Vec::new(),
             per_second: Vec::new(),
         }
     }
 
     /// Counts an arrival; `limit` is the rate limit (0 = unlimited, no span kept).
-    pub fn arrive(&mut self, now: Instant, window: Duration, limit: u32) {
+    pub fn arrive(&mut self, now: Instant, kind: ArrivalKind, window: Duration, limit: u32) {
         expire(&mut self.recent, now, window);
         self.recent.push_back(now);
         self.max_in_window = self.max_in_window.max(self.recent.len() as u32);
@@ -95,18 +122,33 @@ impl ArrivalStats {
                 self.last.pop_front();
             }
             if self.last.len() == limit as usize
-                && let Some(oldest) = self.last.pop_front()
+                && let Some((oldest, first)) = self.last.pop_front()
             {
                 let span = now.duration_since(oldest);
                 self.tightest_span = Some(self.tightest_span.map_or(span, |t| t.min(span)));
+                self.keep_if_tight(TightSpan {
+                    span_ms: span.as_secs_f64() * 1000.0,
+                    at_ms: now.duration_since(self.started).as_secs_f64() * 1000.0,
+                    first,
+                    last: kind,
+                });
             }
-            self.last.push_back(now);
+            self.last.push_back((now, kind));
         }
         let second = now.duration_since(self.started).as_secs() as usize;
         if self.per_second.len() <= second {
             self.per_second.resize(second + 1, 0);
         }
         self.per_second[second] += 1;
+    }
+}
+
+impl ArrivalStats {
+    fn keep_if_tight(&mut self, span: TightSpan) {
+        self.tightest.push(span);
+        self.tightest
+            .sort_by(|a, b| a.span_ms.total_cmp(&b.span_ms));
+        self.tightest.truncate(TIGHT_KEPT);
     }
 }
 
@@ -155,7 +197,7 @@ mod tests {
         let t0 = Instant::now();
         let mut stats = ArrivalStats::new(t0);
         for ms in [0, 10, 20, 1500, 2600] {
-            stats.arrive(t0 + Duration::from_millis(ms), W, 2);
+            stats.arrive(t0 + Duration::from_millis(ms), ArrivalKind::Send, W, 2);
         }
         assert_eq!(stats.max_in_window, 3);
         assert_eq!(stats.per_second, vec![3, 1, 1]);
@@ -169,11 +211,48 @@ mod tests {
         let mut stats = ArrivalStats::new(t0);
         // Two per 1015 ms, half a window apart, one start 4 ms late.
         for ms in [0, 508, 1015, 1527, 2030, 2537] {
-            stats.arrive(t0 + Duration::from_millis(ms), W, 2);
+            stats.arrive(t0 + Duration::from_millis(ms), ArrivalKind::Send, W, 2);
         }
         assert_eq!(stats.max_in_window, 2);
         // 1527 - 508 = 1019, 2030 - 1015 = 1015, 2537 - 1527 = 1010.
         assert_eq!(stats.tightest_span, Some(Duration::from_millis(1010)));
+    }
+
+    #[test]
+    fn the_tightest_spans_name_the_requests_that_made_them() {
+        let t0 = Instant::now();
+        let mut stats = ArrivalStats::new(t0);
+        let arrivals = [
+            (0, ArrivalKind::Token),
+            (508, ArrivalKind::Send),
+            (1006, ArrivalKind::Read),
+            (1523, ArrivalKind::Send),
+            (2030, ArrivalKind::Send),
+        ];
+        for (ms, kind) in arrivals {
+            stats.arrive(t0 + Duration::from_millis(ms), kind, W, 2);
+        }
+        // Spans: token..read 1006, send..send 1015, read..send 1024.
+        let kept: Vec<_> = stats
+            .tightest
+            .iter()
+            .map(|s| {
+                (
+                    s.span_ms.round() as u64,
+                    s.first,
+                    s.last,
+                    s.at_ms.round() as u64,
+                )
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                (1006, ArrivalKind::Token, ArrivalKind::Read, 1006),
+                (1015, ArrivalKind::Send, ArrivalKind::Send, 1523),
+                (1024, ArrivalKind::Read, ArrivalKind::Send, 2030),
+            ]
+        );
     }
 
     #[test]
@@ -182,10 +261,10 @@ mod tests {
         let mut unlimited = ArrivalStats::new(t0);
         let mut limited = ArrivalStats::new(t0);
         for ms in [0, 1, 2] {
-            unlimited.arrive(t0 + Duration::from_millis(ms), W, 0);
+            unlimited.arrive(t0 + Duration::from_millis(ms), ArrivalKind::Send, W, 0);
         }
         for ms in [0, 1] {
-            limited.arrive(t0 + Duration::from_millis(ms), W, 2);
+            limited.arrive(t0 + Duration::from_millis(ms), ArrivalKind::Send, W, 2);
         }
         assert_eq!(
             (unlimited.tightest_span, limited.tightest_span),

@@ -15,7 +15,7 @@ use super::auth::TokenStore;
 use super::faults::{Faults, Roll};
 use super::ledger::{KeyTable, Ledger, RecordStore};
 use super::problem::{self, Refusal};
-use super::rate::{ArrivalStats, Quota, RateLimiter};
+use super::rate::{ArrivalKind, ArrivalStats, Quota, RateLimiter};
 
 pub(crate) struct SimState {
     pub client_id: String,
@@ -30,6 +30,8 @@ pub(crate) struct Inner {
     rng: StdRng,
     limiter: RateLimiter,
     arrivals: ArrivalStats,
+    /// The wall clock when `arrivals` started, so its instants can be set beside a log.
+    started_unix_ms: u64,
     pub tokens: TokenStore,
     pub keys: KeyTable,
     pub store: RecordStore,
@@ -51,6 +53,9 @@ impl SimState {
             faults_set_at: now,
             limiter: RateLimiter::default(),
             arrivals: ArrivalStats::new(now),
+            started_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             tokens: TokenStore::default(),
             keys: KeyTable::default(),
             store: RecordStore::default(),
@@ -91,6 +96,8 @@ impl SimState {
             .arrivals
             .tightest_span
             .map(|d| d.as_secs_f64() * 1000.0);
+        ledger.tightest_spans = inner.arrivals.tightest.clone();
+        ledger.started_unix_ms = inner.started_unix_ms;
         ledger.arrivals_per_second = inner.arrivals.per_second.clone();
         ledger
     }
@@ -110,11 +117,16 @@ impl SimState {
         let mut inner = self.lock();
         let window = Duration::from_millis(inner.faults.rate_window_ms.max(1));
         inner.ledger.requests_total += 1;
-        if method == Method::POST && path == "/v1/grade-batches" {
+        let kind = if path == "/oauth/token" {
+            ArrivalKind::Token
+        } else if method == Method::POST && path == "/v1/grade-batches" {
             inner.ledger.batch_posts += 1;
-        }
+            ArrivalKind::Send
+        } else {
+            ArrivalKind::Read
+        };
         let limit = inner.faults.rate_limit;
-        inner.arrivals.arrive(now, window, limit);
+        inner.arrivals.arrive(now, kind, window, limit);
         tracing::trace!(%method, path, "gov-sim arrival");
         let roll = Roll::draw(&mut inner.rng);
         let quota = match inner.limiter.admit(now, limit, window) {
