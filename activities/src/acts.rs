@@ -392,6 +392,9 @@ impl SyncActivities {
         summary.synced_in_store = resumed.records;
         summary.received_by_api = resumed.records;
         summary.pages_checked_ahead = resumed.page_no;
+        if resumed.at_end() {
+            return Ok(Vec::new());
+        }
         let mut discrepancies = Vec::new();
         let mut from_stored_token = resumed.token.is_some();
         let mut after = resumed.after;
@@ -546,6 +549,7 @@ impl SendActivities {
         req: SendRequest,
     ) -> Result<SendResult, ActivityError> {
         let batch = self.store.batch_body(req.batch_id).await?;
+        self.store.mark_in_flight(req.batch_id).await?;
         let outcome = self.gov.send_batch(req.batch_id, batch.body.into()).await;
         let (note, result) = decide(outcome);
         self.store.record_attempt(req.batch_id, &note).await?;

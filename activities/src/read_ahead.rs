@@ -7,6 +7,13 @@
 //! (the store's triggers mark a page stale when it changes, so nothing is hashed again at
 //! the end), and reads little more than the last page.
 //!
+//! The listing's last page is open above and can only be read after the last sends; it
+//! is read as soon as nothing is left to send (every unsettled record is in a POST on its
+//! way), a rate slot after the last POST, so its round trip overlaps the last answers'
+//! instead of following them (a second at 1 s latency). It is compared once everything
+//! has settled; if it was read before the API committed the last batches it differs, is
+//! not kept, and the final Reconcile reads it again.
+//!
 //! Pages fill early only when record ids group by school (ours do: `rec-<school>-<n>`) and
 //! schools go in id order; with ids in no such order it reads nothing early and costs only
 //! a store query per poll.
@@ -22,7 +29,7 @@ use crate::gov::GovClient;
 use crate::gov::departure::now_ms;
 use crate::model::ReconcileAheadSummary;
 use crate::report::{self, Discrepancy};
-use crate::store::{CheckedPage, Store, StoreError};
+use crate::store::{CheckedPage, OPEN_END, Store, StoreError};
 
 /// Where a walk through the API's listing stands: the range read so far ends at `after`,
 /// and `token` asks for the next page.
@@ -71,6 +78,11 @@ fn follows(cursor: &Cursor, page: &CheckedPage) -> bool {
 }
 
 impl Cursor {
+    /// Past the listing's last page: the whole listing was found clean.
+    pub fn at_end(&self) -> bool {
+        self.token.as_deref() == Some("")
+    }
+
     fn past(&self, page: &CheckedPage) -> Cursor {
         Cursor {
             after: Some(page.upto_id.clone()),
@@ -99,6 +111,18 @@ pub async fn compare_page(
     Ok((ours, differences))
 }
 
+/// What became of a read of the listing's last page.
+enum LastPage {
+    /// Found clean and kept.
+    Kept,
+    /// Not kept: it differs (read before the API committed the last batches, or the API
+    /// lost some), it was not the last, it could not be read, or the activity was cancelled.
+    Dropped,
+    /// Read before a batch went back to wait for a resend, or its range changed while it
+    /// was compared: read it again once everything is on its way.
+    Early,
+}
+
 /// What `ReconcileAhead` works with.
 pub struct ReadAhead<'a> {
     pub store: &'a Store,
@@ -110,8 +134,9 @@ pub struct ReadAhead<'a> {
 }
 
 impl ReadAhead<'_> {
-    /// Reads and checks pages as the sending settles them, until every record of the quarter
-    /// has settled (the last page, open above, is the final Reconcile's), the activity is
+    /// Reads and checks pages as the sending settles them, and the last one (open above) as
+    /// soon as nothing is left to send, until that one is done, every record has settled
+    /// with more than a page left (the final Reconcile reads on), the activity is
     /// cancelled, or a page differs or cannot be read (the final Reconcile reads it again,
     /// and repairs).
     pub async fn run(&self, ctx: &ActivityContext) -> Result<ReconcileAheadSummary, ActivityError> {
@@ -132,17 +157,40 @@ impl ReadAhead<'_> {
         let mut short_at: Option<String> = None;
         loop {
             ctx.record_heartbeat(cursor.page_no).await?;
-            if ctx.is_cancelled() {
+            if ctx.is_cancelled() || cursor.at_end() {
                 break;
             }
-            let Some(settled_below) = self.store.first_unsettled(self.quarter).await? else {
+            let n = self.page_size as u64;
+            let after = cursor.after.as_deref();
+            let unsettled = self.store.first_unsettled(self.quarter).await?;
+            if (unsettled.is_none() || self.store.all_in_flight(self.quarter).await?)
+                && self.store.listed_after(self.quarter, after, n + 1).await? <= n
+            {
+                summary.pages_read += 1;
+                match self.last_page(ctx, &cursor).await? {
+                    LastPage::Kept => {
+                        summary.pages_checked += 1;
+                        tracing::debug!(
+                            page = cursor.page_no,
+                            "ReconcileAhead: the last page checked"
+                        );
+                        break;
+                    }
+                    LastPage::Dropped => break,
+                    LastPage::Early => {
+                        tokio::select! {
+                            () = tokio::time::sleep(self.poll) => continue,
+                            () = ctx.cancelled() => break,
+                        }
+                    }
+                }
+            }
+            let Some(settled_below) = unsettled else {
                 break;
             };
             // The page ends at the page_size-th synced record after the cursor; it is read
             // once that one is below the line and a synced (so API-confirmed) record
             // follows it, so the API hands a token for the next page.
-            let n = self.page_size as u64;
-            let after = cursor.after.as_deref();
             let ready = if short_at.as_ref() == Some(&settled_below)
                 || wait_past.as_ref().is_some_and(|w| *w >= settled_below)
             {
@@ -253,5 +301,81 @@ impl ReadAhead<'_> {
             );
         }
         Ok(summary)
+    }
+
+    /// Reads the listing's last page (the one after `cursor`, open above), compares it once
+    /// every record has settled, and keeps it if clean.
+    async fn last_page(
+        &self,
+        ctx: &ActivityContext,
+        cursor: &Cursor,
+    ) -> Result<LastPage, ActivityError> {
+        let page = match self
+            .gov
+            .records_page(self.quarter, None, self.page_size, cursor.token.as_deref())
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, page = cursor.page_no, "ReconcileAhead: cannot read the last page; Reconcile will");
+                return Ok(LastPage::Dropped);
+            }
+        };
+        if page.next_page_token.is_some_and(|t| !t.is_empty()) {
+            // The API lists more than the store holds: the final Reconcile reads on.
+            return Ok(LastPage::Dropped);
+        }
+        // An answer still to come changes what the store expects the page to hold.
+        while self.store.first_unsettled(self.quarter).await?.is_some() {
+            if !self.store.all_in_flight(self.quarter).await? {
+                return Ok(LastPage::Early);
+            }
+            ctx.record_heartbeat(cursor.page_no).await?;
+            tokio::select! {
+                () = tokio::time::sleep(self.poll) => {}
+                () = ctx.cancelled() => return Ok(LastPage::Dropped),
+            }
+        }
+        let mut checked = CheckedPage {
+            page_no: cursor.page_no,
+            after_id: cursor.after.clone().unwrap_or_default(),
+            upto_id: OPEN_END.to_string(),
+            next_token: String::new(),
+            records: 0,
+            digest: String::new(),
+        };
+        self.store
+            .watch_page(self.quarter, self.pass, &checked)
+            .await?;
+        if self.store.first_unsettled(self.quarter).await?.is_some() {
+            return Ok(LastPage::Early);
+        }
+        let (ours, differences) = compare_page(
+            self.store,
+            self.quarter,
+            cursor.after.as_deref(),
+            None,
+            page.records,
+        )
+        .await?;
+        if !differences.is_empty() {
+            tracing::debug!(
+                page = cursor.page_no,
+                differences = differences.len(),
+                "ReconcileAhead: the last page differs (read before the last commits?); Reconcile will read it again"
+            );
+            return Ok(LastPage::Dropped);
+        }
+        checked.records = ours.len() as u64;
+        checked.digest = digest(&ours);
+        let kept = self
+            .store
+            .mark_page_clean(self.quarter, self.pass, &checked)
+            .await?;
+        Ok(if kept {
+            LastPage::Kept
+        } else {
+            LastPage::Early
+        })
     }
 }

@@ -1391,3 +1391,81 @@ async fn unsent_counts_are_the_rejected_and_dead_records_of_the_quarter() {
     let [_, _, _, rejected, dead] = counts(&store, SCHOOL).await;
     assert_eq!((rejected, dead), (1, 2), "the per-school counts agree");
 }
+
+#[tokio::test]
+async fn nothing_is_left_to_send_once_every_unanswered_batch_is_in_flight() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 5).await;
+    let mut other_quarter = record("z1", SCHOOL, "A");
+    other_quarter["quarter"] = json!("2026-Q4");
+    import(&store, &lines(&[other_quarter])).await;
+    let left = async |store: &Store| !store.all_in_flight(&q()).await.unwrap();
+
+    let first = cut(&store, 2, 2).await; // r0000-1, r0002-3; r0004 pending
+    for b in &first {
+        store.mark_in_flight(*b).await.unwrap();
+    }
+    assert!(left(&store).await, "a record is still pending");
+    // The prepared batches come back first, then r0004's is cut.
+    let all = cut(&store, 3, 2).await;
+    let last = all.iter().find(|b| !first.contains(b)).unwrap();
+    assert!(left(&store).await, "a batch is cut but not sent");
+    store.mark_in_flight(*last).await.unwrap();
+    assert!(!left(&store).await, "every batch is on its way");
+
+    // An answer that sends the batch back to wait (503, 429) takes it out of flight.
+    store.record_attempt(first[1], "503").await.unwrap();
+    assert!(left(&store).await, "a batch waits for its retry");
+    store.mark_in_flight(first[1]).await.unwrap();
+    store.mark_synced(first[0], "rcpt").await.unwrap();
+    store.record_attempt(first[0], "sent rcpt").await.unwrap();
+    assert!(!left(&store).await, "answered batches are not waited for");
+
+    // What the API should list past a record id once everything in flight lands.
+    assert_eq!(store.listed_after(&q(), None, 10).await.unwrap(), 5);
+    assert_eq!(
+        store.listed_after(&q(), Some("r0002"), 10).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store.listed_after(&q(), None, 3).await.unwrap(),
+        3,
+        "counts no further"
+    );
+}
+
+#[tokio::test]
+async fn the_listings_last_page_is_kept_open_above() {
+    use gradesync_activities::read_ahead::{digest, resume};
+    use gradesync_activities::store::{CheckedPage, OPEN_END};
+
+    let (_dir, store) = temp_store().await;
+    seed(&store, 4).await;
+    for b in cut(&store, 10, 100).await {
+        store.mark_synced(b, "rcpt").await.unwrap();
+    }
+    assert!(check_page(&store, "p", 0, None, "r0001", async || {}).await);
+    let ours = store
+        .synced_hashes_between(&q(), Some("r0001"), None)
+        .await
+        .unwrap();
+    let last = CheckedPage {
+        page_no: 1,
+        after_id: "r0001".into(),
+        upto_id: OPEN_END.into(),
+        next_token: String::new(),
+        records: ours.len() as u64,
+        digest: digest(&ours),
+    };
+    store.watch_page(&q(), "p", &last).await.unwrap();
+    assert!(store.mark_page_clean(&q(), "p", &last).await.unwrap());
+    let cursor = resume(&store, &q(), "p").await.unwrap();
+    assert!(cursor.at_end(), "{cursor:?}");
+    assert_eq!((cursor.page_no, cursor.records), (2, 4));
+
+    // A record past every id the listing had: the last page no longer holds.
+    import(&store, &lines(&[record("r9999", SCHOOL, "A")])).await;
+    let cursor = resume(&store, &q(), "p").await.unwrap();
+    assert!(!cursor.at_end());
+    assert_eq!(cursor.page_no, 1);
+}

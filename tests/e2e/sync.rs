@@ -73,6 +73,30 @@ async fn listing_pages_are_checked_while_sending_and_not_read_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_listing_page_is_read_while_the_last_answers_are_awaited() {
+    // Answers take 600 ms. Once both batches are on their way, ReconcileAhead reads the
+    // listing's one page a rate slot after the last POST; the API lists it after that
+    // POST's commit, so the page is kept and the final Reconcile reads nothing.
+    let faults = Faults {
+        latency_ms: 600,
+        ..Faults::default()
+    };
+    let app = TestApp::spawn("lastpage", faults).await;
+    let n = app.seed_grades(2, 100).await;
+    let summary = app.sync_and_wait(fast_policy()).await;
+
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.reconcile.pages_checked_ahead, 1, "{summary:?}");
+    assert_eq!(summary.reconcile.synced_in_store, n);
+    assert_eq!(summary.reconcile.received_by_api, n);
+    let ledger = app.ledger().await;
+    assert_ledger_clean(&ledger);
+    let reads = ledger.requests_total - ledger.batch_posts - ledger.tokens_issued;
+    assert_eq!(reads, 1, "the page was read once, by ReconcileAhead");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grades_imported_during_a_sync_do_not_hold_its_reconcile_up() {
     let app = TestApp::spawn("lateimport", Faults::default()).await;
     let n = app.seed_grades(2, 150).await;

@@ -6,6 +6,11 @@ use gradesync_govapi::Quarter;
 
 use super::{Store, StoreError, count, now_ms};
 
+/// The `upto_id` of a listing's last page, whose range is open above: above every record
+/// id (ids are text, compared byte by byte, and no UTF-8 text sorts after this char), so
+/// a record added past the end of the listing marks that page stale too.
+pub const OPEN_END: &str = "\u{10FFFF}";
+
 /// A page of the API's listing found clean while sending went on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedPage {
@@ -34,6 +39,42 @@ impl Store {
         .bind(quarter.to_string())
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    /// Whether nothing is left to send in the quarter: no record pending, and every batch
+    /// the API has not answered is being POSTed (see [`Store::mark_in_flight`]).
+    pub async fn all_in_flight(&self, quarter: &Quarter) -> Result<bool, StoreError> {
+        // CASE, not AND, so the batches are looked at only once nothing is pending: polled
+        // all through a run, the pending check (one index probe) is what it costs.
+        let all: bool = sqlx::query_scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM grades WHERE quarter = ?1 AND status = 'pending') \
+                THEN 0 ELSE NOT EXISTS (SELECT 1 FROM batches WHERE quarter = ?1 \
+                                        AND status = 'prepared' AND in_flight_since IS NULL) END",
+        )
+        .bind(quarter.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(all)
+    }
+
+    /// How many records after `after` the API should list once everything in flight is
+    /// answered (the synced ones and those in a batch), counting no further than `limit`.
+    pub async fn listed_after(
+        &self,
+        quarter: &Quarter,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM grades \
+             WHERE quarter = ? AND record_id > ? AND status IN ('batched', 'synced') LIMIT ?)",
+        )
+        .bind(quarter.to_string())
+        .bind(after.unwrap_or(""))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count(n))
     }
 
     /// The id of the `n`-th synced record after `after` (1-based, in record_id order), or

@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-pub use checked_pages::CheckedPage;
+pub use checked_pages::{CheckedPage, OPEN_END};
 pub use error::StoreError;
 pub use model::{
     BadLine, BatchBody, BatchLimits, DeadLetter, ImportReport, MAX_REPORTED_BAD_LINES,

@@ -22,8 +22,8 @@ impl Store {
     /// Counts one send attempt and what came of it (status line, never record content).
     pub async fn record_attempt(&self, batch_id: Uuid, outcome: &str) -> Result<(), StoreError> {
         let changed = sqlx::query(
-            "UPDATE batches SET attempts = attempts + 1, last_outcome = ?, updated_at = ? \
-             WHERE batch_id = ?",
+            "UPDATE batches SET attempts = attempts + 1, last_outcome = ?, updated_at = ?, \
+             in_flight_since = NULL WHERE batch_id = ?",
         )
         .bind(truncate(outcome, MAX_OUTCOME))
         .bind(now_ms())
@@ -31,6 +31,21 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::BatchNotFound(batch_id));
+        }
+        Ok(())
+    }
+
+    /// The batch is about to be POSTed: it is in flight until [`Store::record_attempt`]
+    /// records the answer (see [`Store::all_in_flight`]).
+    pub async fn mark_in_flight(&self, batch_id: Uuid) -> Result<(), StoreError> {
+        let changed = sqlx::query("UPDATE batches SET in_flight_since = ? WHERE batch_id = ?")
+            .bind(now_ms())
+            .bind(batch_id.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         if changed == 0 {
             return Err(StoreError::BatchNotFound(batch_id));
         }
