@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use gradesync_govapi::Quarter;
-use gradesync_govapi::contract::RecordHash;
+use gradesync_govapi::contract::{RecordHash, RecordsPage};
 use sha2::{Digest, Sha256};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -226,16 +226,8 @@ impl ReadAhead<'_> {
                     () = ctx.cancelled() => break,
                 }
             }
-            let page = match self
-                .gov
-                .records_page(self.quarter, None, self.page_size, cursor.token.as_deref())
-                .await
-            {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::warn!(error = %e, page = cursor.page_no, "ReconcileAhead: cannot read a page; Reconcile will");
-                    break;
-                }
+            let Some(page) = self.read_page(&cursor).await else {
+                break;
             };
             summary.pages_read += 1;
             let next = page.next_page_token.filter(|t| !t.is_empty());
@@ -303,6 +295,18 @@ impl ReadAhead<'_> {
         Ok(summary)
     }
 
+    /// The API's page after `cursor`; `None` when it cannot be read (the final Reconcile
+    /// reads it, and reports what went wrong).
+    async fn read_page(&self, cursor: &Cursor) -> Option<RecordsPage> {
+        self.gov
+            .records_page(self.quarter, None, self.page_size, cursor.token.as_deref())
+            .await
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, page = cursor.page_no, "ReconcileAhead: cannot read a page; Reconcile will");
+            })
+            .ok()
+    }
+
     /// Reads the listing's last page (the one after `cursor`, open above), compares it once
     /// every record has settled, and keeps it if clean.
     async fn last_page(
@@ -310,16 +314,8 @@ impl ReadAhead<'_> {
         ctx: &ActivityContext,
         cursor: &Cursor,
     ) -> Result<LastPage, ActivityError> {
-        let page = match self
-            .gov
-            .records_page(self.quarter, None, self.page_size, cursor.token.as_deref())
-            .await
-        {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(error = %e, page = cursor.page_no, "ReconcileAhead: cannot read the last page; Reconcile will");
-                return Ok(LastPage::Dropped);
-            }
+        let Some(page) = self.read_page(cursor).await else {
+            return Ok(LastPage::Dropped);
         };
         if page.next_page_token.is_some_and(|t| !t.is_empty()) {
             // The API lists more than the store holds: the final Reconcile reads on.
