@@ -27,6 +27,15 @@ pub struct TightSpan {
     pub last: ArrivalKind,
 }
 
+/// A tight span as kept: `at` is when it ended, since the statistics started.
+#[derive(Debug, Clone, Copy)]
+struct Tight {
+    span: Duration,
+    at: Duration,
+    first: ArrivalKind,
+    last: ArrivalKind,
+}
+
 /// How many of the tightest spans are kept.
 const TIGHT_KEPT: usize = 5;
 
@@ -91,9 +100,8 @@ pub(crate) struct ArrivalStats {
     /// The last `limit` arrivals, whatever their age.
     last: VecDeque<(Instant, ArrivalKind)>,
     pub max_in_window: u32,
-    pub tightest_span: Option<Duration>,
     /// The few tightest spans, tightest first.
-    pub tightest: Vec<TightSpan>,
+    tightest: Vec<Tight>,
     pub per_second: Vec<u32>,
 }
 
@@ -104,7 +112,6 @@ impl ArrivalStats {
             recent: VecDeque::new(),
             last: VecDeque::new(),
             max_in_window: 0,
-            tightest_span: None,
             tightest: Vec::new(),
             per_second: Vec::new(),
         }
@@ -124,11 +131,9 @@ impl ArrivalStats {
             if self.last.len() == limit as usize
                 && let Some((oldest, first)) = self.last.pop_front()
             {
-                let span = now.duration_since(oldest);
-                self.tightest_span = Some(self.tightest_span.map_or(span, |t| t.min(span)));
-                self.keep_if_tight(TightSpan {
-                    span_ms: span.as_secs_f64() * 1000.0,
-                    at_ms: now.duration_since(self.started).as_secs_f64() * 1000.0,
+                self.keep_if_tight(Tight {
+                    span: now.duration_since(oldest),
+                    at: now.duration_since(self.started),
                     first,
                     last: kind,
                 });
@@ -144,10 +149,27 @@ impl ArrivalStats {
 }
 
 impl ArrivalStats {
-    fn keep_if_tight(&mut self, span: TightSpan) {
-        self.tightest.push(span);
+    /// The shortest time in which `limit + 1` requests arrived, if that many did.
+    pub fn tightest_span(&self) -> Option<Duration> {
+        self.tightest.first().map(|t| t.span)
+    }
+
+    pub fn tightest_spans(&self) -> Vec<TightSpan> {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         self.tightest
-            .sort_by(|a, b| a.span_ms.total_cmp(&b.span_ms));
+            .iter()
+            .map(|t| TightSpan {
+                span_ms: ms(t.span),
+                at_ms: ms(t.at),
+                first: t.first,
+                last: t.last,
+            })
+            .collect()
+    }
+
+    fn keep_if_tight(&mut self, span: Tight) {
+        self.tightest.push(span);
+        self.tightest.sort_by_key(|t| t.span);
         self.tightest.truncate(TIGHT_KEPT);
     }
 }
@@ -202,7 +224,7 @@ mod tests {
         assert_eq!(stats.max_in_window, 3);
         assert_eq!(stats.per_second, vec![3, 1, 1]);
         // 0, 10, 20: three arrivals in 20 ms.
-        assert_eq!(stats.tightest_span, Some(Duration::from_millis(20)));
+        assert_eq!(stats.tightest_span(), Some(Duration::from_millis(20)));
     }
 
     #[test]
@@ -215,7 +237,7 @@ mod tests {
         }
         assert_eq!(stats.max_in_window, 2);
         // 1527 - 508 = 1019, 2030 - 1015 = 1015, 2537 - 1527 = 1010.
-        assert_eq!(stats.tightest_span, Some(Duration::from_millis(1010)));
+        assert_eq!(stats.tightest_span(), Some(Duration::from_millis(1010)));
     }
 
     #[test]
@@ -234,7 +256,7 @@ mod tests {
         }
         // Spans: token..read 1006, send..send 1015, read..send 1024.
         let kept: Vec<_> = stats
-            .tightest
+            .tightest_spans()
             .iter()
             .map(|s| {
                 (
@@ -267,7 +289,7 @@ mod tests {
             limited.arrive(t0 + Duration::from_millis(ms), ArrivalKind::Send, W, 2);
         }
         assert_eq!(
-            (unlimited.tightest_span, limited.tightest_span),
+            (unlimited.tightest_span(), limited.tightest_span()),
             (None, None)
         );
     }

@@ -94,9 +94,9 @@ impl SimState {
         ledger.max_requests_in_window = inner.arrivals.max_in_window;
         ledger.tightest_span_ms = inner
             .arrivals
-            .tightest_span
+            .tightest_span()
             .map(|d| d.as_secs_f64() * 1000.0);
-        ledger.tightest_spans = inner.arrivals.tightest.clone();
+        ledger.tightest_spans = inner.arrivals.tightest_spans();
         ledger.started_unix_ms = inner.started_unix_ms;
         ledger.arrivals_per_second = inner.arrivals.per_second.clone();
         ledger
