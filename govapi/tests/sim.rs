@@ -515,6 +515,85 @@ async fn hang_outlasts_the_client_but_the_batch_is_committed() {
 }
 
 #[tokio::test]
+async fn a_gateway_403_is_html_and_commits_nothing() {
+    let (sim, client, token) = ready(Faults {
+        p_403_html: 1.0,
+        ..Faults::none()
+    })
+    .await;
+    let id = Uuid::new_v4();
+    let batch = body(id, "s1", &[record("r1", "s1")]);
+    let resp = post(&client, &sim, &token, id, batch.clone()).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(resp.headers()["content-type"], "text/html");
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("<title>403 Forbidden</title>"), "{page}");
+    let ledger = sim.ledger().await;
+    assert!(ledger.records.is_empty());
+    assert_eq!(ledger.batches_committed, 0);
+    assert_eq!((ledger.posts_forbidden, ledger.status_counts[&403]), (1, 1));
+    // Not remembered for the key: once the gateway lets it through, the batch commits.
+    sim.set_faults(Faults::none()).await;
+    let resp = post(&client, &sim, &token, id, batch).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert!(resp.headers().get(IDEMPOTENT_REPLAYED).is_none());
+    assert_eq!(applied(&sim.ledger().await, "r1"), 1);
+}
+
+#[tokio::test]
+async fn an_unnamed_400_names_a_record_outside_the_batch() {
+    let (sim, client, token) = ready(Faults {
+        p_400_unnamed: 1.0,
+        ..Faults::none()
+    })
+    .await;
+    let id = Uuid::new_v4();
+    let batch = body(id, "s1", &[record("r1", "s1"), record("r2", "s1")]);
+    let resp = post(&client, &sim, &token, id, batch.clone()).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let p = problem(resp).await;
+    assert_eq!(p.status, 400);
+    let named: Vec<&str> = p.errors.iter().map(|e| e.record_id.as_str()).collect();
+    assert_eq!(named, [sim::UNNAMED_RECORD_ID]);
+    assert!(!named.contains(&"r1") && !named.contains(&"r2"));
+    let ledger = sim.ledger().await;
+    assert!(ledger.records.is_empty());
+    assert_eq!(ledger.batches_committed, 0);
+    assert_eq!(ledger.posts_unnamed_400, 1);
+    sim.set_faults(Faults::none()).await;
+    let resp = post(&client, &sim, &token, id, batch).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(applied(&sim.ledger().await, "r2"), 1);
+}
+
+#[tokio::test]
+async fn posts_with_a_stale_token_are_counted() {
+    let (sim, client, token) = ready(Faults::none()).await;
+    sim.revoke_tokens().await;
+    let id = Uuid::new_v4();
+    let resp = post(
+        &client,
+        &sim,
+        &token,
+        id,
+        body(id, "s1", &[record("r1", "s1")]),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let path = format!("/v1/quarters/{QUARTER}/summary");
+    assert_eq!(
+        get(&client, &sim, &token, &path).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Only the batch POST counts, not the read.
+    let ledger = sim.ledger().await;
+    assert_eq!(
+        (ledger.posts_unauthorized, ledger.status_counts[&401]),
+        (1, 2)
+    );
+}
+
+#[tokio::test]
 async fn silent_loss_shows_only_in_the_summary() {
     let (sim, client, token) = ready(Faults {
         p_silent_loss: 0.3,
@@ -637,11 +716,14 @@ async fn the_same_seed_meets_the_same_faults() {
         seed: 99,
         p_503: 0.3,
         p_5xx: 0.2,
+        p_403_html: 0.2,
+        p_400_unnamed: 0.2,
         ..Faults::none()
     };
     let first = fault_sequence(faults.clone()).await;
     assert_eq!(fault_sequence(faults.clone()).await, first);
     assert!(first.contains(&201) && first.contains(&503));
+    assert!(first.contains(&403) && first.contains(&400));
     assert!(first.iter().any(|s| [500, 502, 504].contains(s)));
     let other = fault_sequence(Faults {
         seed: 100,

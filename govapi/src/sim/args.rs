@@ -71,6 +71,16 @@ pub struct SimArgs {
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
     pub p_5xx: f64,
 
+    /// Probability (0..1) that a batch POST is answered 403 Forbidden with an HTML page
+    /// (text/html), as an API gateway does; nothing is committed.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub p_403_html: f64,
+
+    /// Probability (0..1) that a batch POST is answered 400 with a problem whose errors[]
+    /// names a record id that is not in the batch; nothing is committed.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub p_400_unnamed: f64,
+
     /// Send `Retry-After: N` (seconds) with every 503; without it 503s carry none.
     #[arg(long, value_name = "SECS")]
     pub retry_after_secs: Option<u64>,
@@ -131,6 +141,8 @@ impl SimArgs {
             latency_jitter_ms: self.latency_jitter_ms,
             p_503: self.p_503,
             p_5xx: self.p_5xx,
+            p_403_html: self.p_403_html,
+            p_400_unnamed: self.p_400_unnamed,
             retry_after_secs: self.retry_after_secs,
             outage_ms: self.outage_ms,
             p_hang: self.p_hang,
@@ -201,6 +213,10 @@ mod tests {
             "x",
             "--p-503",
             "0.25",
+            "--p-403-html",
+            "0.1",
+            "--p-400-unnamed",
+            "0.2",
             "--reject",
             "grade=F",
             "--reject",
@@ -209,6 +225,7 @@ mod tests {
         .unwrap();
         let faults = cli.sim.faults();
         assert_eq!(faults.p_503, 0.25);
+        assert_eq!((faults.p_403_html, faults.p_400_unnamed), (0.1, 0.2));
         assert_eq!(faults.rate_limit, 2);
         assert_eq!(faults.reject_rules.len(), 2);
         assert_eq!(faults.reject_rules[0].field, "grade");
@@ -221,6 +238,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("between 0 and 1"), "{err}");
+        assert!(Cli::try_parse_from(["x", "--p-403-html", "1.5"]).is_err());
         assert!(Cli::try_parse_from(["x", "--reject", "nonsense"]).is_err());
     }
 }

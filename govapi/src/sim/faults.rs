@@ -28,6 +28,12 @@ pub struct Faults {
     pub p_503: f64,
     /// Probability that a batch POST is answered 500, 502 or 504.
     pub p_5xx: f64,
+    /// Probability that a batch POST is answered `403 Forbidden` with an HTML page, as a
+    /// gateway in front of the API does: nothing looked at, nothing committed.
+    pub p_403_html: f64,
+    /// Probability that a batch POST is answered 400 with a problem whose `errors[]` names
+    /// a record id that is not in the batch: nothing committed.
+    pub p_400_unnamed: f64,
     /// `Retry-After` seconds sent with 503s, when set.
     pub retry_after_secs: Option<u64>,
     /// When > 0, every `/v1` request is answered 503 for this long after the faults are set.
@@ -53,6 +59,8 @@ impl Default for Faults {
             latency_jitter_ms: 0,
             p_503: 0.0,
             p_5xx: 0.0,
+            p_403_html: 0.0,
+            p_400_unnamed: 0.0,
             retry_after_secs: None,
             outage_ms: 0,
             p_hang: 0.0,
@@ -121,6 +129,8 @@ impl Faults {
         let probabilities = [
             ("p_503", self.p_503),
             ("p_5xx", self.p_5xx),
+            ("p_403_html", self.p_403_html),
+            ("p_400_unnamed", self.p_400_unnamed),
             ("p_hang", self.p_hang),
             ("p_commit_drop", self.p_commit_drop),
             ("p_silent_loss", self.p_silent_loss),
@@ -161,6 +171,8 @@ pub(crate) struct Roll {
     pub drop: f64,
     /// Seeds the per-record silent-loss draws of the batch.
     pub loss_seed: u64,
+    pub p403: f64,
+    pub p400: f64,
 }
 
 impl Roll {
@@ -173,6 +185,8 @@ impl Roll {
             hang: rng.random(),
             drop: rng.random(),
             loss_seed: rng.random(),
+            p403: rng.random(),
+            p400: rng.random(),
         }
     }
 

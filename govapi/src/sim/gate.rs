@@ -10,7 +10,7 @@ use axum::response::Response;
 use tokio::time::Instant;
 
 use super::problem::{self, DropConnection};
-use super::state::{Admission, SimState};
+use super::state::{Admission, SimState, is_batch_post};
 
 /// Whether the path belongs to the API proper (rate-limited and counted).
 fn is_api(path: &str) -> bool {
@@ -39,7 +39,7 @@ pub(crate) async fn gate(
     };
     let dropped = resp.extensions().get::<DropConnection>().is_some();
     let status = (!dropped).then(|| resp.status().as_u16());
-    sim.answered(status);
+    sim.answered(status, is_batch_post(&method, &path));
     tracing::debug!(
         %method,
         path,

@@ -43,6 +43,16 @@ pub struct Ledger {
     #[serde(default)]
     pub batch_posts: u64,
     pub batches_committed: u64,
+    /// Batch POSTs answered 401 (token missing, unknown, expired or revoked): each one a
+    /// request of the budget spent on a stale token.
+    #[serde(default)]
+    pub posts_unauthorized: u64,
+    /// Batch POSTs answered with the gateway's 403 HTML page (`p_403_html`).
+    #[serde(default)]
+    pub posts_forbidden: u64,
+    /// Batch POSTs answered 400 naming a record not in the batch (`p_400_unnamed`).
+    #[serde(default)]
+    pub posts_unnamed_400: u64,
     pub tokens_issued: u64,
     /// API arrivals per whole second since the simulator started.
     pub arrivals_per_second: Vec<u32>,

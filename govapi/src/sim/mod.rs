@@ -1,9 +1,9 @@
 //! A real HTTP server that implements the government grades API (`docs/gov-api.md`) and
 //! injects the faults of the real one on demand: rate limiting, latency, outages, 5xx,
-//! answers lost after a commit, silent data loss and rejected records. Tests run it
-//! in-process with [`spawn`]; `gradesync gov-sim` runs it standalone ([`args`]). Its
-//! [`Ledger`] tells what really reached the registry, so a test can prove exactly-once
-//! delivery and rate discipline.
+//! a gateway's HTML 403s, answers lost after a commit, silent data loss and rejected
+//! records. Tests run it in-process with [`spawn`]; `gradesync gov-sim` runs it standalone
+//! ([`args`]). Its [`Ledger`] tells what really reached the registry, so a test can prove
+//! exactly-once delivery and rate discipline.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,6 +33,7 @@ mod token;
 pub use error::SimError;
 pub use faults::{Faults, RejectRule};
 pub use ledger::{Ledger, RecordLedger};
+pub use problem::UNNAMED_RECORD_ID;
 pub use queries::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use rate::{ArrivalKind, TightSpan};
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::auth::AuthFailure;
 use super::rate::Quota;
-use crate::contract::{PROBLEM_JSON, Problem};
+use crate::contract::{PROBLEM_JSON, Problem, RecordFieldError};
 
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -123,6 +123,34 @@ pub(crate) fn unavailable(status: u16, retry_after: Option<u64>) -> Response {
         set_retry_after(&mut resp, secs);
     }
     resp
+}
+
+/// What a gateway in front of the API answers when it will not pass a request on: HTML,
+/// not a problem.
+pub(crate) fn forbidden_html() -> Response {
+    let page = "<html><head><title>403 Forbidden</title></head>\
+                <body><h1>Forbidden</h1>gateway</body></html>";
+    bytes(403, "text/html", page.as_bytes().to_vec())
+}
+
+/// The record id a `p_400_unnamed` answer names; no batch holds it.
+pub const UNNAMED_RECORD_ID: &str = "not-in-this-batch";
+
+/// A contract 400 that names a record the batch does not hold.
+pub(crate) fn unnamed_record() -> Response {
+    let p = Problem {
+        errors: vec![RecordFieldError {
+            record_id: UNNAMED_RECORD_ID.to_string(),
+            field: "record_id".to_string(),
+            message: "rejected by the registry".to_string(),
+        }],
+        ..Problem::new(
+            400,
+            "Invalid Records",
+            "some records are invalid; nothing of the batch was applied",
+        )
+    };
+    from_problem(&p)
 }
 
 fn set_retry_after(resp: &mut Response, secs: u64) {

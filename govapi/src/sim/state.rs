@@ -1,5 +1,5 @@
 //! The simulator's shared state behind one lock, and the decisions taken at a request's
-//! arrival (rate limit, outage, random 5xx) before any handler runs. One lock keeps every
+//! arrival (rate limit, outage, random 5xx, 403 and 400) before any handler runs. One lock keeps every
 //! batch atomic and every ledger count exact; nothing awaits while holding it.
 
 use std::sync::{Mutex, MutexGuard};
@@ -119,7 +119,7 @@ impl SimState {
         inner.ledger.requests_total += 1;
         let kind = if path == "/oauth/token" {
             ArrivalKind::Token
-        } else if method == Method::POST && path == "/v1/grade-batches" {
+        } else if is_batch_post(method, path) {
             inner.ledger.batch_posts += 1;
             ArrivalKind::Send
         } else {
@@ -133,9 +133,21 @@ impl SimState {
             Ok(quota) => quota,
             Err(quota) => return Admission::Refused(problem::too_many_requests(quota)),
         };
-        if let Some(status) = inner.injected_failure(now, method, path, &roll) {
-            let retry_after = inner.faults.retry_after_secs.filter(|_| status == 503);
-            let mut resp = problem::unavailable(status, retry_after);
+        if let Some(injected) = inner.injected_failure(now, method, path, &roll) {
+            let mut resp = match injected {
+                Injected::Status(status) => {
+                    let retry_after = inner.faults.retry_after_secs.filter(|_| status == 503);
+                    problem::unavailable(status, retry_after)
+                }
+                Injected::ForbiddenHtml => {
+                    inner.ledger.posts_forbidden += 1;
+                    problem::forbidden_html()
+                }
+                Injected::UnnamedRecord => {
+                    inner.ledger.posts_unnamed_400 += 1;
+                    problem::unnamed_record()
+                }
+            };
             quota.inspect(|q| problem::set_quota(&mut resp, *q));
             return Admission::Refused(resp);
         }
@@ -143,36 +155,62 @@ impl SimState {
     }
 
     /// Counts an answer that reached the client, or a connection closed on purpose.
-    pub fn answered(&self, status: Option<u16>) {
+    pub fn answered(&self, status: Option<u16>, batch_post: bool) {
         let mut inner = self.lock();
         match status {
-            Some(status) => *inner.ledger.status_counts.entry(status).or_default() += 1,
+            Some(status) => {
+                *inner.ledger.status_counts.entry(status).or_default() += 1;
+                if batch_post && status == 401 {
+                    inner.ledger.posts_unauthorized += 1;
+                }
+            }
             None => inner.ledger.connections_dropped += 1,
         }
     }
 }
 
+/// Whether a request is a batch send, `POST /v1/grade-batches`.
+pub(crate) fn is_batch_post(method: &Method, path: &str) -> bool {
+    method == Method::POST && path == "/v1/grade-batches"
+}
+
+/// A failure decided at arrival, before any handler runs.
+enum Injected {
+    /// The outage's 503, or a random 503, 500, 502 or 504.
+    Status(u16),
+    /// A gateway's `403 Forbidden` HTML page.
+    ForbiddenHtml,
+    /// A 400 whose `errors[]` names a record the batch does not hold.
+    UnnamedRecord,
+}
+
 impl Inner {
-    /// The outage, then the random 503 and 5xx of batch POSTs. These are not remembered
-    /// for the idempotency key: the batch was never looked at.
+    /// The outage, then the random 503, 5xx, 403 and 400 of batch POSTs. These are not
+    /// remembered for the idempotency key: the batch was never looked at.
     fn injected_failure(
         &self,
         now: Instant,
         method: &Method,
         path: &str,
         roll: &Roll,
-    ) -> Option<u16> {
+    ) -> Option<Injected> {
         let f = &self.faults;
         let outage = Duration::from_millis(f.outage_ms);
         if path.starts_with("/v1/") && f.outage_ms > 0 && now < self.faults_set_at + outage {
-            return Some(503);
+            return Some(Injected::Status(503));
         }
-        if method != Method::POST || path != "/v1/grade-batches" {
+        if !is_batch_post(method, path) {
             return None;
         }
         if roll.p503 < f.p_503 {
-            return Some(503);
+            return Some(Injected::Status(503));
         }
-        (roll.p5xx < f.p_5xx).then(|| roll.server_error())
+        if roll.p5xx < f.p_5xx {
+            return Some(Injected::Status(roll.server_error()));
+        }
+        if roll.p403 < f.p_403_html {
+            return Some(Injected::ForbiddenHtml);
+        }
+        (roll.p400 < f.p_400_unnamed).then_some(Injected::UnnamedRecord)
     }
 }
