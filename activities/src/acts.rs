@@ -582,7 +582,7 @@ fn decide(outcome: SendOutcome) -> (String, SendResult) {
                 replayed,
             },
         ),
-        SendOutcome::Retry { reason, after } => {
+        SendOutcome::Retry { reason, after, .. } => {
             let retry_after_ms = after.map(|d| d.as_millis() as u64);
             let text = reason.to_string();
             let result = match reason {

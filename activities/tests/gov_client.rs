@@ -116,7 +116,7 @@ fn sent(outcome: SendOutcome) -> (BatchReceipt, bool, bool) {
 
 fn retry(outcome: &SendOutcome) -> (RetryReason, Option<Duration>) {
     match outcome {
-        SendOutcome::Retry { reason, after } => (*reason, *after),
+        SendOutcome::Retry { reason, after, .. } => (*reason, *after),
         other => panic!("expected Retry, got {other:?}"),
     }
 }

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::credentials::{Credentials, Secret};
 use super::departure;
 use super::error::GovError;
+use super::excerpt::excerpt;
 use super::outcome::{
     Answer, RetryReason, SendOutcome, Verdict, judge_post, parse_retry_after, problem_of,
     retry_reason,
@@ -94,6 +95,7 @@ enum Failure {
     Decode {
         status: u16,
         source: serde_json::Error,
+        excerpt: Option<String>,
     },
 }
 
@@ -245,12 +247,14 @@ impl GovClient {
             let answer = match self.exchange(request, Some(body.clone())).await {
                 Ok(answer) => answer,
                 // Nothing reached the server: no commit to look for.
-                Err(e) if e.is_connect() => return retry(RetryReason::ConnectionLost, None),
-                Err(e) => return self.look_up(batch_id, transport_reason(&e)).await,
+                Err(e) if e.is_connect() => return retry(RetryReason::ConnectionLost, None, None),
+                Err(e) => return self.look_up(batch_id, transport_reason(&e), None).await,
             };
             match judge_post(&answer) {
                 Verdict::Done(outcome) => return outcome,
-                Verdict::Lookup(reason) => return self.look_up(batch_id, reason).await,
+                Verdict::Lookup(reason) => {
+                    return self.look_up(batch_id, reason, excerpt(&answer.body)).await;
+                }
                 Verdict::RefreshToken(_) if !refreshed => {
                     tracing::debug!(%batch_id, "token refused; fetching a new one");
                     self.invalidate(&token).await;
@@ -263,7 +267,12 @@ impl GovClient {
 
     /// The answer to our POST was lost; the API may have committed the batch all the
     /// same, and then a receipt settles it without another POST.
-    async fn look_up(&self, batch_id: Uuid, reason: RetryReason) -> SendOutcome {
+    async fn look_up(
+        &self,
+        batch_id: Uuid,
+        reason: RetryReason,
+        excerpt: Option<String>,
+    ) -> SendOutcome {
         tracing::debug!(%batch_id, %reason, "answer lost; looking the batch up");
         match self
             .get_json(self.batch_url(batch_id), "a batch lookup", 0)
@@ -274,7 +283,7 @@ impl GovClient {
                 replayed: true,
                 resolved: true,
             },
-            Err(e) => retry(reason, e.retry_after()),
+            Err(e) => retry(reason, e.retry_after(), excerpt),
         }
     }
 
@@ -359,6 +368,7 @@ impl GovClient {
             serde_json::from_slice(&answer.body).map_err(|source| Failure::Decode {
                 status: answer.status,
                 source,
+                excerpt: excerpt(&answer.body),
             })?;
         let ttl = Duration::from_secs(issued.expires_in);
         tracing::debug!(expires_in = issued.expires_in, "access token issued");
@@ -484,10 +494,12 @@ fn status_error(answer: Answer, what: &'static str) -> GovError {
 /// The token request failed, so the batch never left: nothing to look up.
 fn token_failure_outcome(failure: Failure) -> SendOutcome {
     match failure {
-        Failure::Transport(e) => retry(transport_reason(&e), None),
-        Failure::Decode { status, .. } => retry(RetryReason::BadAnswer(status), None),
+        Failure::Transport(e) => retry(transport_reason(&e), None, None),
+        Failure::Decode {
+            status, excerpt, ..
+        } => retry(RetryReason::BadAnswer(status), None, excerpt),
         Failure::Status(answer) => match retry_reason(answer.status) {
-            Some(reason) => retry(reason, answer.retry_after),
+            Some(reason) => retry(reason, answer.retry_after, excerpt(&answer.body)),
             // 400/401/403 from the token endpoint: credentials or setup, not load.
             None => SendOutcome::AuthFailed {
                 problem: problem_of(answer.status, &answer.body),
@@ -504,8 +516,12 @@ fn transport_reason(e: &reqwest::Error) -> RetryReason {
     }
 }
 
-fn retry(reason: RetryReason, after: Option<Duration>) -> SendOutcome {
-    SendOutcome::Retry { reason, after }
+fn retry(reason: RetryReason, after: Option<Duration>, excerpt: Option<String>) -> SendOutcome {
+    SendOutcome::Retry {
+        reason,
+        after,
+        excerpt,
+    }
 }
 
 fn worth_waiting(retry_after: Option<Duration>) -> bool {
@@ -561,8 +577,13 @@ fn log_outcome(batch_id: Uuid, bytes: usize, outcome: &SendOutcome) {
             %batch_id, receipt_id = %receipt.receipt_id, accepted = receipt.accepted,
             replayed, resolved, "batch accepted by the government API"
         ),
-        SendOutcome::Retry { reason, after } => tracing::warn!(
+        SendOutcome::Retry {
+            reason,
+            after,
+            excerpt,
+        } => tracing::warn!(
             %batch_id, %reason, retry_after_ms = after.map(|d| d.as_millis() as u64),
+            answer = excerpt.as_deref().unwrap_or(""),
             "batch not accepted yet; it will be retried"
         ),
         SendOutcome::Rejected {

@@ -7,6 +7,7 @@ mod client;
 mod credentials;
 pub(crate) mod departure;
 mod error;
+mod excerpt;
 mod outcome;
 mod rate_gate;
 

@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use gradesync_govapi::contract::{BatchReceipt, Problem};
 
+use super::excerpt::excerpt;
+
 /// The decision about one batch after one send (with at most one token refresh and at
 /// most one receipt lookup folded in).
 #[derive(Debug, Clone, PartialEq)]
@@ -20,10 +22,12 @@ pub enum SendOutcome {
         resolved: bool,
     },
     /// Not applied (or not known to be); send the same bytes with the same key again,
-    /// no sooner than `after` when the API said so.
+    /// no sooner than `after` when the API said so. `excerpt`: what the answer's body
+    /// said, short and free of personal data (see `excerpt`), when there was a body.
     Retry {
         reason: RetryReason,
         after: Option<Duration>,
+        excerpt: Option<String>,
     },
     /// The API refused the batch as it is (nothing applied); resending will not help.
     /// `record_ids`: the records the problem names, deduplicated, in order.
@@ -113,6 +117,7 @@ pub(crate) fn judge_post(answer: &Answer) -> Verdict {
         return Verdict::Done(SendOutcome::Retry {
             reason,
             after: answer.retry_after,
+            excerpt: excerpt(&answer.body),
         });
     }
     let record_ids = record_ids(&problem);
@@ -249,7 +254,8 @@ mod tests {
             outcome(&a),
             SendOutcome::Retry {
                 reason: RetryReason::ServerError(502),
-                after: None
+                after: None,
+                excerpt: Some("bad gateway".to_string()),
             }
         );
         let p = problem_of(502, b"<html>");
