@@ -603,6 +603,16 @@ fn decide(outcome: SendOutcome) -> (String, SendResult) {
             record_ids,
         } => rejected(status, problem, record_ids.len()),
         SendOutcome::TooLarge { problem } => rejected(413, problem, 0),
+        SendOutcome::TokenRefused { status, .. } => (
+            "credentials refused".to_string(),
+            SendResult::Failed {
+                reason: format!(
+                    "the token endpoint refused our credentials ({status}); check \
+                     GRADESYNC_GOV_CLIENT_ID / GRADESYNC_GOV_CLIENT_SECRET"
+                ),
+                retry_after_ms: None,
+            },
+        ),
         SendOutcome::AuthFailed { problem } => (
             "credentials refused".to_string(),
             SendResult::Failed {

@@ -121,6 +121,14 @@ fn retry(outcome: &SendOutcome) -> (RetryReason, Option<Duration>) {
     }
 }
 
+/// The excerpt of a `Retry`, or a panic naming the outcome.
+fn excerpt(outcome: &SendOutcome) -> Option<&str> {
+    match outcome {
+        SendOutcome::Retry { excerpt, .. } => excerpt.as_deref(),
+        other => panic!("expected Retry, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_new_batch_is_sent_and_applied_once() {
     let t = TestSim::start(Faults::none()).await;
@@ -200,17 +208,54 @@ async fn resending_the_same_batch_is_a_replay_not_a_second_apply() {
 }
 
 #[tokio::test]
-async fn the_same_key_with_other_bytes_is_rejected_422() {
+async fn the_same_key_with_other_bytes_fails_the_batch_422() {
     let t = TestSim::start(Faults::none()).await;
     let b = batch(&["r1"]);
     sent(t.send(&b).await);
     let other = batch_with_id(b.id, "s1", vec![record("r1", "s1", "B")]);
     let outcome = t.send(&other).await;
-    assert!(
-        matches!(outcome, SendOutcome::Rejected { status: 422, ref record_ids, .. } if record_ids.is_empty()),
-        "{outcome:?}"
-    );
+    assert_eq!(retry(&outcome).0, RetryReason::Refused(422));
+    let said = excerpt(&outcome).unwrap();
+    assert!(said.starts_with("Unprocessable Content: "), "{said}");
     assert_eq!(t.applied("r1").await, 1);
+}
+
+#[tokio::test]
+async fn a_gateway_403_fails_the_batch_with_the_pages_title() {
+    let t = TestSim::start(Faults {
+        p_403_html: 1.0,
+        ..Faults::none()
+    })
+    .await;
+    let outcome = t.send(&batch(&["r1"])).await;
+    assert_eq!(retry(&outcome), (RetryReason::Forbidden, None));
+    assert_eq!(excerpt(&outcome), Some("403 Forbidden"));
+    let ledger = t.ledger().await;
+    assert_eq!((ledger.posts_forbidden, ledger.batches_committed), (1, 0));
+    // A 403 is not a stale token: no second token request, no second POST.
+    assert_eq!((ledger.tokens_issued, ledger.batch_posts), (1, 1));
+    assert!(ledger.records.is_empty());
+}
+
+#[tokio::test]
+async fn a_400_naming_a_stranger_still_rejects_by_the_ids_it_names() {
+    let t = TestSim::start(Faults {
+        p_400_unnamed: 1.0,
+        ..Faults::none()
+    })
+    .await;
+    match t.send(&batch(&["r1", "r2"])).await {
+        SendOutcome::Rejected {
+            status, record_ids, ..
+        } => {
+            assert_eq!(status, 400);
+            // Not in the batch: the store, not the client, tells that apart.
+            assert_eq!(record_ids, [sim::UNNAMED_RECORD_ID]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let ledger = t.ledger().await;
+    assert_eq!((ledger.posts_unnamed_400, ledger.batches_committed), (1, 0));
 }
 
 #[tokio::test]
@@ -321,7 +366,15 @@ async fn wrong_credentials_fail_auth_without_retrying() {
     let t = TestSim::custom(config, wrong, Arc::new(NoGate)).await;
     let outcome = t.send(&batch(&["r1"])).await;
     match outcome {
-        SendOutcome::AuthFailed { problem } => assert_eq!(problem.status, 401),
+        SendOutcome::TokenRefused { status, excerpt } => {
+            assert_eq!(status, 401);
+            let said = excerpt.unwrap();
+            assert!(
+                said.starts_with("Unauthorized: unknown client_id"),
+                "{said}"
+            );
+            assert!(!said.contains("nope"), "{said}");
+        }
         other => panic!("{other:?}"),
     }
     let err = t.client.summary(&quarter()).await.unwrap_err();

@@ -498,13 +498,14 @@ fn token_failure_outcome(failure: Failure) -> SendOutcome {
         Failure::Decode {
             status, excerpt, ..
         } => retry(RetryReason::BadAnswer(status), None, excerpt),
-        Failure::Status(answer) => match retry_reason(answer.status) {
-            Some(reason) => retry(reason, answer.retry_after, excerpt(&answer.body)),
-            // 400/401/403 from the token endpoint: credentials or setup, not load.
-            None => SendOutcome::AuthFailed {
-                problem: problem_of(answer.status, &answer.body),
-            },
-        },
+        Failure::Status(answer) => {
+            let excerpt = excerpt(&answer.body);
+            match answer.status {
+                // Our client credentials, not load: no retry can help.
+                status @ (400 | 401 | 403) => SendOutcome::TokenRefused { status, excerpt },
+                status => retry(retry_reason(status), answer.retry_after, excerpt),
+            }
+        }
     }
 }
 
@@ -596,8 +597,12 @@ fn log_outcome(batch_id: Uuid, bytes: usize, outcome: &SendOutcome) {
             tracing::warn!(%batch_id, bytes, "batch too large for the government API")
         }
         SendOutcome::AuthFailed { problem } => tracing::error!(
-            %batch_id, status = problem.status,
+            %batch_id, status = problem.status, title = %problem.title,
             "government API refused our credentials: check GRADESYNC_GOV_CLIENT_ID and GRADESYNC_GOV_CLIENT_SECRET"
+        ),
+        SendOutcome::TokenRefused { status, excerpt } => tracing::error!(
+            %batch_id, status, answer = excerpt.as_deref().unwrap_or(""),
+            "the token endpoint refused our client credentials: check GRADESYNC_GOV_CLIENT_ID and GRADESYNC_GOV_CLIENT_SECRET"
         ),
     }
 }
@@ -605,6 +610,49 @@ fn log_outcome(batch_id: Uuid, bytes: usize, outcome: &SendOutcome) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn token_answer(status: u16, body: &'static [u8]) -> Failure {
+        Failure::Status(Answer {
+            status,
+            retry_after: None,
+            replayed: false,
+            body: Bytes::from_static(body),
+        })
+    }
+
+    #[test]
+    fn the_token_endpoint_refusing_our_credentials_is_final_and_load_is_not() {
+        let invalid_client = br#"{"title":"Unauthorized","status":401,"error":"invalid_client",
+            "detail":"unknown client_id or wrong client_secret"}"#;
+        for status in [400, 401, 403] {
+            match token_failure_outcome(token_answer(status, invalid_client)) {
+                SendOutcome::TokenRefused { status: s, excerpt } => {
+                    assert_eq!(s, status);
+                    assert_eq!(
+                        excerpt.as_deref(),
+                        Some("Unauthorized: unknown client_id or wrong client_secret")
+                    );
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        for (status, reason) in [
+            (429, RetryReason::RateLimited),
+            (503, RetryReason::Unavailable),
+            (502, RetryReason::ServerError(502)),
+            (404, RetryReason::Refused(404)),
+        ] {
+            match token_failure_outcome(token_answer(status, b"<title>down</title>")) {
+                SendOutcome::Retry {
+                    reason: r, excerpt, ..
+                } => {
+                    assert_eq!(r, reason);
+                    assert_eq!(excerpt.as_deref(), Some("down"));
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn base_url_must_be_plain_http() {
