@@ -356,6 +356,37 @@ async fn an_expired_token_is_renewed() {
     assert_eq!(t.ledger().await.tokens_issued, 2);
 }
 
+/// Several concurrent sends through the real 2/s gate, over more than two lifetimes of a
+/// 3 s token: each POST takes its token at its slot, so none meets a 401.
+#[tokio::test]
+async fn no_post_leaves_with_a_token_that_expires_on_the_way() {
+    let config = SimConfig {
+        token_ttl: Duration::from_secs(3),
+        faults: Faults::default(),
+        ..SimConfig::default()
+    };
+    let gate = Arc::new(SpacingGate::new(2.0, Duration::from_millis(50)));
+    let t = TestSim::custom(config, |_| {}, gate).await;
+    let batches: Vec<Batch> = (0..12).map(|i| batch(&[&format!("r{i}")])).collect();
+    let started = std::time::Instant::now();
+    let outcomes = futures::future::join_all(batches.iter().map(|b| t.send(b))).await;
+    assert!(
+        started.elapsed() > Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    let ledger = t.ledger().await;
+    assert_eq!(ledger.posts_unauthorized, 0, "{:?}", ledger.status_counts);
+    assert_eq!(ledger.status_counts.get(&401), None);
+    for o in outcomes {
+        sent(o);
+    }
+    assert_eq!((ledger.batches_committed, ledger.batch_posts), (12, 12));
+    assert!(ledger.tokens_issued >= 3, "{}", ledger.tokens_issued);
+    assert_eq!(ledger.status_counts.get(&429), None);
+    assert!(ledger.max_requests_in_window <= 2);
+}
+
 #[tokio::test]
 async fn wrong_credentials_fail_auth_without_retrying() {
     let config = SimConfig {

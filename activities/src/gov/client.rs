@@ -1,6 +1,8 @@
 //! `GovClient`: tokens, pacing and the HTTP exchanges with the government API. Every
-//! request waits for the `RateGate` first, because the API counts all of them; the token
-//! is cached and shared by all callers so concurrent sends cost one token request.
+//! request waits for the `RateGate` first, because the API counts all of them, and takes
+//! its token only once it holds its slot: a token checked before a wait of seconds at the
+//! gate can expire on the way, and its 401 spends a slot for nothing. The token is cached
+//! and shared by all callers, so concurrent sends cost one token request.
 
 use std::fmt;
 use std::sync::Arc;
@@ -38,8 +40,16 @@ const DEFAULT_BUSY_WAIT: Duration = Duration::from_secs(1);
 /// A read call waits out at most this long in one go; a longer `Retry-After` is handed
 /// to the caller, whose retry policy (Temporal's) is better placed to sleep that long.
 const MAX_HONOURED_WAIT: Duration = Duration::from_secs(60);
-/// Refresh a token this long before it expires, at most (less for short-lived tokens).
-const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+/// A request leaves with a token only if the token outlives its departure by this much
+/// (a quarter of the lifetime for shorter-lived tokens): the time to reach the API and be
+/// authorized there.
+const TOKEN_MARGIN: Duration = Duration::from_secs(2);
+/// A slot held longer than this while another caller fetched the token is given up for a
+/// fresh one: leaving that late could crowd the gate's next start.
+const STALE_SLOT: Duration = Duration::from_millis(50);
+/// Token requests one departure may make before it leaves with what it got; bounds the
+/// loop should the API issue tokens that expire at once.
+const TOKEN_FETCHES: u32 = 2;
 
 /// Where the API is and who we are to it.
 #[derive(Debug, Clone)]
@@ -81,7 +91,17 @@ struct Inner {
 #[derive(Debug, Clone)]
 struct Token {
     access: Secret,
-    refresh_at: Instant,
+    /// Past this, a request leaving now might arrive with an expired token.
+    good_until: Instant,
+}
+
+/// What a held gate slot turned out to be good for.
+enum Slot {
+    /// Leave on it with this token.
+    Go(Secret),
+    /// It carried the token request, or went stale while another caller fetched the
+    /// token: take another.
+    Spent,
 }
 
 /// An exchange that did not yield the answer the caller wanted.
@@ -162,6 +182,7 @@ impl GovClient {
     /// Asks for a fresh token and sends nothing else: proves the API answers and accepts
     /// our credentials (for `gradesync check` and the worker's start-up probe).
     pub async fn check(&self) -> Result<(), GovError> {
+        self.inner.gate.acquire().await;
         self.fetch_token()
             .await
             .map(|_| ())
@@ -172,8 +193,19 @@ impl GovClient {
     /// wait a token round trip at the API's latency. A failure is left for the sends to
     /// meet, retry and report.
     pub async fn warm_up(&self) {
-        if let Err(e) = self.token().await {
-            tracing::debug!(error = %self.gov_error(e, "a token request"), "token warm-up failed");
+        if self.cached_token(Instant::now()).await.is_some() {
+            return;
+        }
+        self.inner.gate.acquire().await;
+        let mut cache = self.inner.token.lock().await;
+        if usable(cache.as_ref(), Instant::now()).is_some() {
+            return;
+        }
+        match self.fetch_token().await {
+            Ok(token) => *cache = Some(token),
+            Err(e) => {
+                tracing::debug!(error = %self.gov_error(e, "a token request"), "token warm-up failed");
+            }
         }
     }
 
@@ -233,8 +265,8 @@ impl GovClient {
     async fn try_send(&self, batch_id: Uuid, body: &Bytes) -> SendOutcome {
         let mut refreshed = false;
         loop {
-            let token = match self.token().await {
-                Ok(token) => token,
+            let (start, token) = match self.depart().await {
+                Ok(departure) => departure,
                 Err(failure) => return token_failure_outcome(failure),
             };
             let request = self
@@ -244,7 +276,7 @@ impl GovClient {
                 .bearer_auth(token.expose())
                 .header(IDEMPOTENCY_KEY, batch_id.to_string())
                 .header(CONTENT_TYPE, "application/json");
-            let answer = match self.exchange(request, Some(body.clone())).await {
+            let answer = match self.exchange(start, request, Some(body.clone())).await {
                 Ok(answer) => answer,
                 // Nothing reached the server: no commit to look for.
                 Err(e) if e.is_connect() => return retry(RetryReason::ConnectionLost, None, None),
@@ -298,13 +330,13 @@ impl GovClient {
         let mut refreshed = false;
         let mut waits = 0;
         loop {
-            let token = self
-                .token()
+            let (start, token) = self
+                .depart()
                 .await
                 .map_err(|f| self.gov_error(f, "a token request"))?;
             let request = self.inner.http.get(url.clone()).bearer_auth(token.expose());
             let answer = self
-                .exchange(request, None)
+                .exchange(start, request, None)
                 .await
                 .map_err(|e| self.gov_error(Failure::Transport(e), what))?;
             match answer.status {
@@ -333,21 +365,49 @@ impl GovClient {
         }
     }
 
-    /// A valid token, from the cache or freshly issued. The lock is held while fetching
-    /// so that concurrent callers wait for one token instead of each asking for their own.
-    async fn token(&self) -> Result<Secret, Failure> {
-        let mut slot = self.inner.token.lock().await;
-        if let Some(token) = slot.as_ref()
-            && Instant::now() < token.refresh_at
-        {
-            return Ok(token.access.clone());
+    /// A gate slot and a token that outlives leaving on it. The token is taken once the
+    /// slot is held, never before the wait; a cached token too close to its expiry makes
+    /// this slot carry the token request, and the request itself waits for the next one.
+    async fn depart(&self) -> Result<(Option<i64>, Secret), Failure> {
+        let mut fetches = 0;
+        loop {
+            let start = self.inner.gate.acquire().await;
+            match self.use_slot(fetches >= TOKEN_FETCHES).await? {
+                (Slot::Go(token), _) => return Ok((start, token)),
+                (Slot::Spent, fetched) => fetches += u32::from(fetched),
+            }
         }
-        let token = self.fetch_token().await?;
-        let access = token.access.clone();
-        *slot = Some(token);
-        Ok(access)
     }
 
+    /// With a slot held: the cached token when it is good to leave on now, else a token
+    /// request on this slot. The lock is held while fetching, so that concurrent callers
+    /// wait for one token instead of each asking for their own. `any`: leave with any
+    /// cached token (the fetch budget is spent). Also says whether it fetched.
+    async fn use_slot(&self, any: bool) -> Result<(Slot, bool), Failure> {
+        let held = Instant::now();
+        let mut cache = self.inner.token.lock().await;
+        let now = Instant::now();
+        let cached = if any {
+            cache.as_ref().map(|t| t.access.clone())
+        } else {
+            usable(cache.as_ref(), now)
+        };
+        if let Some(token) = cached {
+            if now - held > STALE_SLOT {
+                return Ok((Slot::Spent, false));
+            }
+            return Ok((Slot::Go(token), false));
+        }
+        *cache = Some(self.fetch_token().await?);
+        Ok((Slot::Spent, true))
+    }
+
+    /// The cached token, if a request could leave on it at `now`.
+    async fn cached_token(&self, now: Instant) -> Option<Secret> {
+        usable(self.inner.token.lock().await.as_ref(), now)
+    }
+
+    /// One token request, on a gate slot the caller holds.
     async fn fetch_token(&self) -> Result<Token, Failure> {
         let asked_at = Instant::now();
         let creds = &self.inner.credentials;
@@ -358,7 +418,7 @@ impl GovClient {
         ];
         let request = self.inner.http.post(self.token_url()).form(&form);
         let answer = self
-            .exchange(request, None)
+            .exchange(None, request, None)
             .await
             .map_err(Failure::Transport)?;
         if !(200..300).contains(&answer.status) {
@@ -374,7 +434,8 @@ impl GovClient {
         tracing::debug!(expires_in = issued.expires_in, "access token issued");
         Ok(Token {
             access: Secret::new(issued.access_token),
-            refresh_at: asked_at + ttl - (ttl / 10).min(TOKEN_MARGIN),
+            // From when it was asked for: the API's clock for it started later.
+            good_until: asked_at + ttl - (ttl / 4).min(TOKEN_MARGIN),
         })
     }
 
@@ -386,14 +447,15 @@ impl GovClient {
         }
     }
 
-    /// One paced request, with its whole answer read. A `body` is sent stamped, and the
-    /// gate hears when the request really left (token requests and reads go without).
+    /// One request on the gate slot the caller holds (`start` as the gate handed it out),
+    /// with its whole answer read. A `body` is sent stamped, and the gate hears when the
+    /// request really left (token requests and reads go without).
     async fn exchange(
         &self,
+        start: Option<i64>,
         request: RequestBuilder,
         body: Option<Bytes>,
     ) -> Result<Answer, reqwest::Error> {
-        let start = self.inner.gate.acquire().await;
         let (request, left) = match body {
             Some(bytes) => {
                 let (body, left) = departure::stamped(bytes);
@@ -507,6 +569,13 @@ fn token_failure_outcome(failure: Failure) -> SendOutcome {
             }
         }
     }
+}
+
+/// The token's secret, when a request leaving at `now` can still use it.
+fn usable(token: Option<&Token>, now: Instant) -> Option<Secret> {
+    token
+        .filter(|t| now < t.good_until)
+        .map(|t| t.access.clone())
 }
 
 fn transport_reason(e: &reqwest::Error) -> RetryReason {
