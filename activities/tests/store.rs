@@ -11,6 +11,8 @@ use tempfile::TempDir;
 use uuid::Uuid;
 
 const SCHOOL: &str = "s1";
+/// High enough that no test reaches it unless it means to.
+const MAX_CUTS: u32 = 10;
 
 fn q() -> Quarter {
     "2026-Q3".parse().unwrap()
@@ -510,14 +512,26 @@ async fn reject_batch_named_records_only_and_then_all() {
         .unwrap();
     let named = vec![("r0001".to_string(), "grade: not a grade".to_string())];
     let r = store
-        .reject_batch(first.batches[0].batch_id, 400, "Bad Request", &named)
+        .reject_batch(
+            first.batches[0].batch_id,
+            400,
+            "Bad Request",
+            &named,
+            MAX_CUTS,
+        )
         .await
         .unwrap();
     assert_eq!((r.rejected, r.requeued), (1, 3));
     assert_eq!(counts(&store, SCHOOL).await, [3, 0, 0, 1, 0]);
     // A retried call changes nothing.
     let r = store
-        .reject_batch(first.batches[0].batch_id, 400, "Bad Request", &named)
+        .reject_batch(
+            first.batches[0].batch_id,
+            400,
+            "Bad Request",
+            &named,
+            MAX_CUTS,
+        )
         .await
         .unwrap();
     assert_eq!((r.rejected, r.requeued), (0, 0));
@@ -528,7 +542,13 @@ async fn reject_batch_named_records_only_and_then_all() {
         .unwrap();
     assert_eq!(second.batches[0].records, 3);
     let r = store
-        .reject_batch(second.batches[0].batch_id, 422, "unprocessable", &[])
+        .reject_batch(
+            second.batches[0].batch_id,
+            422,
+            "unprocessable",
+            &[],
+            MAX_CUTS,
+        )
         .await
         .unwrap();
     assert_eq!((r.rejected, r.requeued), (3, 0));
@@ -1088,7 +1108,7 @@ async fn records_in_batch_still_counts_what_a_retried_outcome_changed_first() {
 
     let named = vec![("r0002".to_string(), "grade: not a grade".to_string())];
     store
-        .reject_batch(b, 400, "Bad Request", &named)
+        .reject_batch(b, 400, "Bad Request", &named, MAX_CUTS)
         .await
         .unwrap();
     // r0003 went back to pending: it left the batch.
@@ -1383,6 +1403,7 @@ async fn unsent_counts_are_the_rejected_and_dead_records_of_the_quarter() {
             422,
             "invalid",
             &[("r0002".to_string(), "bad grade".to_string())],
+            MAX_CUTS,
         )
         .await
         .unwrap();
@@ -1468,4 +1489,165 @@ async fn the_listings_last_page_is_kept_open_above() {
     let cursor = resume(&store, &q(), "p").await.unwrap();
     assert!(!cursor.at_end());
     assert_eq!(cursor.page_no, 1);
+}
+
+/// A second connection to a file store, for what the store does not expose (the `cuts`
+/// column, page layout).
+async fn raw(dir: &TempDir) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&url(dir)).await.unwrap()
+}
+
+async fn cuts_of(pool: &sqlx::SqlitePool, record_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT cuts FROM grades WHERE record_id = ?")
+        .bind(record_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn named(record_id: &str) -> Vec<(String, String)> {
+    vec![(record_id.to_string(), "grade: not a grade".to_string())]
+}
+
+#[tokio::test]
+async fn every_cut_into_a_batch_counts() {
+    let (dir, store) = temp_store().await;
+    let pool = raw(&dir).await;
+    seed(&store, 4).await;
+    assert_eq!(cuts_of(&pool, "r0000").await, 0);
+    let whole = cut(&store, 1, 10).await[0];
+    for id in ["r0000", "r0001", "r0002", "r0003"] {
+        assert_eq!(cuts_of(&pool, id).await, 1, "{id} prepared");
+    }
+    let halves = store.split_batch(whole, "too large").await.unwrap().halves;
+    for id in ["r0000", "r0001", "r0002", "r0003"] {
+        assert_eq!(cuts_of(&pool, id).await, 2, "{id} split");
+    }
+    // Resuming hands out the prepared halves again without cutting them.
+    assert_eq!(cut(&store, 10, 10).await.len(), 2);
+    assert_eq!(cuts_of(&pool, "r0000").await, 2);
+    let r = store
+        .reject_batch(
+            halves[0].batch_id,
+            400,
+            "Bad Request",
+            &named("r0000"),
+            MAX_CUTS,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.rejected, r.requeued, r.dead), (1, 1, 0));
+    assert_eq!(cut(&store, 10, 10).await.len(), 2);
+    assert_eq!(cuts_of(&pool, "r0001").await, 3, "re-batched");
+    assert_eq!(cuts_of(&pool, "r0002").await, 2, "untouched");
+}
+
+#[tokio::test]
+async fn a_refusal_naming_no_record_of_the_batch_dead_letters_it_whole() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 4).await;
+    let b = cut(&store, 2, 2).await; // r0000-1, r0002-3
+    let body = store.batch_body(b[0]).await.unwrap().body;
+    // r0002 exists, but in the other batch; "nope" nowhere.
+    let others = vec![
+        ("r0002".to_string(), "grade: bad".to_string()),
+        ("nope".to_string(), "grade: bad".to_string()),
+    ];
+    let r = store
+        .reject_batch(b[0], 400, "Bad Request: records invalid", &others, MAX_CUTS)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.rejected, r.requeued, r.dead, r.dead_lettered),
+        (0, 0, 2, true)
+    );
+    assert_eq!(
+        counts(&store, SCHOOL).await,
+        [0, 2, 0, 0, 2],
+        "r0002 untouched"
+    );
+    let letters = store.dead_letters(&q()).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].batch_id, letters[0].records, letters[0].alerted),
+        (b[0], 2, false)
+    );
+    assert_eq!(
+        letters[0].error,
+        "the API refused the batch (400) naming no record of it; Bad Request: records invalid"
+    );
+    let again = store
+        .reject_batch(b[0], 400, "Bad Request: records invalid", &others, MAX_CUTS)
+        .await
+        .unwrap();
+    assert_eq!(again, Default::default(), "a retried call changes nothing");
+    assert!(
+        !store.dead_letter(b[0], "again").await.unwrap(),
+        "alerted once"
+    );
+
+    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 1);
+    assert_eq!(store.batch_body(b[0]).await.unwrap().body, body);
+    assert_eq!(counts(&store, SCHOOL).await, [0, 4, 0, 0, 0]);
+}
+
+#[tokio::test]
+async fn records_cut_too_often_are_dead_lettered_in_their_batch_not_requeued() {
+    use gradesync_govapi::contract::canonical_json;
+
+    let (dir, store) = temp_store().await;
+    let pool = raw(&dir).await;
+    let records = seed(&store, 4).await;
+    let first = cut(&store, 1, 2).await[0]; // r0000-1
+    let r = store
+        .reject_batch(first, 400, "Bad Request", &named("r0000"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.rejected, r.requeued, r.dead, r.dead_lettered),
+        (1, 1, 0, false)
+    );
+    let second = cut(&store, 1, 3).await[0]; // r0001 (second cut), r0002, r0003
+    assert_eq!(cuts_of(&pool, "r0001").await, 2);
+    let r = store
+        .reject_batch(second, 400, "Bad Request", &named("r0003"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.rejected, r.requeued, r.dead, r.dead_lettered),
+        (1, 1, 1, true)
+    );
+    assert_eq!(counts(&store, SCHOOL).await, [1, 0, 0, 2, 1]);
+    let letters = store.dead_letters(&q()).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!((letters[0].batch_id, letters[0].records), (second, 1));
+    assert_eq!(
+        letters[0].error,
+        "records cut into 2 batches without being accepted: Bad Request"
+    );
+
+    // A replay sends the same batch id with exactly the records that died in it.
+    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 1);
+    let body = store.batch_body(second).await.unwrap();
+    let expected = encode_batch(
+        second,
+        &q(),
+        SCHOOL,
+        &[canonical_json(&records[1]).as_str()],
+    )
+    .unwrap();
+    assert_eq!(body.records, 1);
+    assert_eq!(body.body, expected);
+    let resumed = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(resumed.batches[0].batch_id, second);
+    assert_eq!(resumed.batches[0].bytes, expected.len() as u64);
+    assert_eq!(store.mark_synced(second, "rcpt").await.unwrap(), 1);
+    assert_eq!(
+        store.records_in_batch(second, "rejected").await.unwrap(),
+        1,
+        "the rejected record stays rejected"
+    );
 }

@@ -80,10 +80,16 @@ pub struct BatchBody {
     pub body: Vec<u8>,
 }
 
+/// What `reject_batch` did with the records of a refused batch.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct Rejection {
     pub rejected: u64,
+    /// Back to pending, to be cut into a new batch.
     pub requeued: u64,
+    /// Left in the batch, which was dead-lettered with them.
+    pub dead: u64,
+    /// This call created the batch's dead letter: the caller alerts on it once.
+    pub dead_lettered: bool,
 }
 
 /// A batch that failed for good and has not been replayed.
