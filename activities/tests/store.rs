@@ -1625,6 +1625,11 @@ async fn records_cut_too_often_are_dead_lettered_in_their_batch_not_requeued() {
         letters[0].error,
         "records cut into 2 batches without being accepted: Bad Request"
     );
+    let unsent = store.unsent_records(&q(), None, 10).await.unwrap();
+    let dead: Vec<_> = unsent.iter().filter(|u| u.record_id == "r0001").collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].batch_id, Some(second));
+    assert_eq!(dead[0].reason, letters[0].error);
 
     // A replay sends the same batch id with exactly the records that died in it.
     assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 1);
@@ -1649,5 +1654,118 @@ async fn records_cut_too_often_are_dead_lettered_in_their_batch_not_requeued() {
         store.records_in_batch(second, "rejected").await.unwrap(),
         1,
         "the rejected record stays rejected"
+    );
+}
+
+#[tokio::test]
+async fn unsent_records_page_through_rejected_and_dead_records_with_their_reasons() {
+    use gradesync_activities::store::{UnsentRecord, UnsentState};
+
+    let (_dir, store) = temp_store().await;
+    seed(&store, 7).await;
+    let mut other_quarter = record("r0003x", SCHOOL, "A");
+    other_quarter["quarter"] = json!("2026-Q4");
+    import(&store, &lines(&[other_quarter])).await;
+    let q4: Quarter = "2026-Q4".parse().unwrap();
+    let elsewhere = store
+        .prepare_batches(&q4, SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    store
+        .reject_batch(elsewhere.batches[0].batch_id, 422, "q4", &[], MAX_CUTS)
+        .await
+        .unwrap();
+
+    let b = cut(&store, 3, 2).await; // r0000-1, r0002-3, r0004-5; r0006 pending
+    store
+        .reject_batch(b[0], 422, "whole batch refused", &[], MAX_CUTS)
+        .await
+        .unwrap();
+    store
+        .reject_batch(b[1], 400, "Bad Request", &named("r0002"), MAX_CUTS)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .dead_letter(b[2], "503 after 12 attempts")
+            .await
+            .unwrap()
+    );
+
+    let row = |id: &str, state, batch: Uuid, reason: &str| UnsentRecord {
+        school_id: SCHOOL.into(),
+        record_id: id.into(),
+        state,
+        batch_id: Some(batch),
+        reason: reason.into(),
+    };
+    let mut pages = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .unsent_records(&q(), after.as_deref(), 2)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.record_id.clone());
+        pages.push(page);
+    }
+    assert_eq!(
+        pages,
+        vec![
+            vec![
+                row("r0000", UnsentState::Rejected, b[0], "whole batch refused"),
+                row("r0001", UnsentState::Rejected, b[0], "whole batch refused"),
+            ],
+            vec![
+                row("r0002", UnsentState::Rejected, b[1], "grade: not a grade"),
+                row("r0004", UnsentState::Dead, b[2], "503 after 12 attempts"),
+            ],
+            vec![row(
+                "r0005",
+                UnsentState::Dead,
+                b[2],
+                "503 after 12 attempts"
+            )],
+        ]
+    );
+    assert!(
+        store
+            .unsent_records(&q(), None, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let q4_rows = store.unsent_records(&q4, None, 10).await.unwrap();
+    assert_eq!(
+        q4_rows
+            .iter()
+            .map(|r| r.record_id.as_str())
+            .collect::<Vec<_>>(),
+        ["r0003x"]
+    );
+    // An oversize record is rejected without ever being in a batch.
+    let mut big = record("r0009", SCHOOL, "A");
+    big["comment"] = json!("c".repeat(20_000));
+    import(&store, &lines(&[big])).await;
+    let limits = BatchLimits {
+        max_records: 100,
+        max_bytes: 10_000,
+    };
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 10, limits)
+        .await
+        .unwrap();
+    assert_eq!(chunk.oversize_rejected, 1);
+    let last = store.unsent_records(&q(), Some("r0005"), 10).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(
+        (last[0].record_id.as_str(), last[0].batch_id),
+        ("r0009", None)
+    );
+    assert!(
+        last[0].reason.starts_with("record is "),
+        "{}",
+        last[0].reason
     );
 }

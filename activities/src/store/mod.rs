@@ -27,7 +27,7 @@ pub use error::StoreError;
 pub use model::{
     BadLine, BatchBody, BatchLimits, DeadLetter, ImportReport, MAX_REPORTED_BAD_LINES,
     PreparedBatch, PreparedChunk, QuarterRun, RateSlot, Rejection, SchoolCounts, SchoolStatus,
-    SlotReach,
+    SlotReach, UnsentRecord, UnsentState,
 };
 pub use split::Split;
 

@@ -139,6 +139,27 @@ pub struct QuarterRun {
     pub finished_at: Option<i64>,
 }
 
+/// A record of the quarter that will not reach the API without someone acting on it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnsentRecord {
+    pub school_id: String,
+    pub record_id: String,
+    pub state: UnsentState,
+    pub batch_id: Option<Uuid>,
+    /// The stored rejection reason, or for a dead record its batch's dead-letter error.
+    /// Never record content.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum UnsentState {
+    /// The API refused the record.
+    Rejected,
+    /// Its batch was dead-lettered; `requeue_dead_letters` can send it again.
+    Dead,
+}
+
 /// The answer to a rate-slot claim (Unix ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateSlot {
