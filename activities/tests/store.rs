@@ -1769,3 +1769,43 @@ async fn unsent_records_page_through_rejected_and_dead_records_with_their_reason
         last[0].reason
     );
 }
+
+#[tokio::test]
+async fn webhook_failures_are_kept_per_quarter_and_cut_short() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let q4: Quarter = "2026-Q4".parse().unwrap();
+    assert!(store.webhook_failures(&q()).await.unwrap().is_empty());
+    store
+        .record_webhook_failure(
+            &q(),
+            "alerts",
+            "the webhook at https://hooks.example/… answered 500 (3 attempts)",
+        )
+        .await
+        .unwrap();
+    store
+        .record_webhook_failure(&q4, "alerts", "other quarter")
+        .await
+        .unwrap();
+    store
+        .record_webhook_failure(&q(), "compliance", &"é".repeat(10_000))
+        .await
+        .unwrap();
+    let failures = store.webhook_failures(&q()).await.unwrap();
+    assert_eq!(
+        failures.iter().map(|f| f.hook.as_str()).collect::<Vec<_>>(),
+        ["alerts", "compliance"]
+    );
+    assert_eq!(
+        failures[0].error,
+        "the webhook at https://hooks.example/… answered 500 (3 attempts)"
+    );
+    assert!(failures[0].created_at > 0 && failures[0].created_at <= failures[1].created_at);
+    assert!(
+        failures[1].error.len() < 4100,
+        "{}",
+        failures[1].error.len()
+    );
+    assert!(failures[1].error.ends_with('…'));
+    assert_eq!(store.webhook_failures(&q4).await.unwrap().len(), 1);
+}

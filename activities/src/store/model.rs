@@ -160,6 +160,15 @@ pub enum UnsentState {
     Dead,
 }
 
+/// A webhook POST that failed after its retries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WebhookFailure {
+    pub hook: String,
+    pub error: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
 /// The answer to a rate-slot claim (Unix ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateSlot {

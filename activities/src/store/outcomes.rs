@@ -9,10 +9,8 @@ use uuid::Uuid;
 
 use super::batches::{parse_quarter, parse_uuid};
 use super::model::{DeadLetter, Rejection};
-use super::{Store, StoreError, count, now_ms, truncate};
+use super::{MAX_TEXT, Store, StoreError, count, now_ms, truncate};
 
-/// Longest reason or dead-letter error kept; the rest is cut.
-const MAX_TEXT: usize = 4096;
 /// Longest attempt outcome kept. Generous: for a rejection it is the API's problem JSON,
 /// which must stay parseable to name the offending records.
 const MAX_OUTCOME: usize = 256 * 1024;
