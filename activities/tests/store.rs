@@ -1809,3 +1809,60 @@ async fn webhook_failures_are_kept_per_quarter_and_cut_short() {
     assert!(failures[1].error.ends_with('…'));
     assert_eq!(store.webhook_failures(&q4).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_run_finishes_with_each_verdict_and_older_rows_survive_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", url(&dir)))
+        .await
+        .unwrap();
+    let mut before_verdicts = sqlx::migrate!("./migrations");
+    before_verdicts.migrations = before_verdicts.migrations[..11].to_vec().into();
+    before_verdicts.run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO quarter_runs (quarter, workflow_id, status, report_path, summary, \
+         started_at, finished_at) VALUES ('2025-Q4', 'wf-old', 'discrepancies', 'r.json', '{}', 1, 2)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = Store::connect(&url(&dir)).await.unwrap();
+    let old = store
+        .run(&"2025-Q4".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            old.workflow_id.as_str(),
+            old.status.as_str(),
+            old.finished_at
+        ),
+        ("wf-old", "discrepancies", Some(2))
+    );
+    for verdict in [
+        "complete",
+        "incomplete",
+        "needs_correction",
+        "failed",
+        "discrepancies",
+    ] {
+        store.start_run(&q(), "wf").await.unwrap();
+        store
+            .finish_run(&q(), verdict, None, r#"{"synced":1}"#)
+            .await
+            .unwrap_or_else(|e| panic!("{verdict}: {e}"));
+        assert_eq!(store.run(&q()).await.unwrap().unwrap().status, verdict);
+    }
+    for bad in ["running", "done", "Complete"] {
+        assert!(
+            matches!(
+                store.finish_run(&q(), bad, None, "{}").await,
+                Err(StoreError::InvalidArgument(_))
+            ),
+            "{bad}"
+        );
+    }
+}

@@ -129,7 +129,8 @@ pub struct SchoolStatus {
 pub struct QuarterRun {
     pub quarter: Quarter,
     pub workflow_id: String,
-    /// running | complete | discrepancies | failed
+    /// running | complete | incomplete | needs_correction | failed, or discrepancies for
+    /// runs finished before those verdicts existed.
     pub status: String,
     pub report_path: Option<String>,
     /// JSON counts, as given to `finish_run`.
