@@ -1866,3 +1866,84 @@ async fn a_run_finishes_with_each_verdict_and_older_rows_survive_the_upgrade() {
         );
     }
 }
+
+/// The root page of `table` and of each of its indexes overwritten with garbage, after
+/// the store was closed and its WAL folded into the file.
+async fn wreck_root_pages(dir: &TempDir, table: &str) {
+    use std::io::{Seek, SeekFrom, Write};
+
+    let pool = raw(dir).await;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let roots: Vec<i64> = sqlx::query_scalar(
+        "SELECT rootpage FROM sqlite_master WHERE tbl_name = ? AND rootpage > 0",
+    )
+    .bind(table)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!(roots.len() > 1, "{roots:?}");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("grades.db"))
+        .unwrap();
+    for root in roots {
+        file.seek(SeekFrom::Start(((root - 1) * page_size) as u64))
+            .unwrap();
+        file.write_all(&vec![0xa5; page_size as usize]).unwrap();
+    }
+    file.sync_all().unwrap();
+}
+
+#[tokio::test]
+async fn a_damaged_table_fails_fast_and_says_to_restore() {
+    let (dir, store) = temp_store().await;
+    seed(&store, 2000).await;
+    drop(store);
+    wreck_root_pages(&dir, "grades").await;
+
+    let store = Store::connect(&url(&dir)).await.unwrap();
+    let err = store.status_counts(&q()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    assert!(err.is_fatal(), "{err}");
+    assert!(!err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains("restore it from a backup"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_fails_fast_and_says_to_restore() {
+    use std::io::Write;
+
+    let (dir, store) = temp_store().await;
+    seed(&store, 10).await;
+    drop(store);
+    let pool = raw(&dir).await;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("grades.db"))
+        .unwrap();
+    file.write_all(&[0x5a; 100]).unwrap(); // the header
+    file.sync_all().unwrap();
+
+    let err = Store::connect(&url(&dir)).await.unwrap_err();
+    assert!(err.is_fatal(), "{err:?}");
+    assert!(
+        err.to_string().contains("restore it from a backup"),
+        "{err}"
+    );
+}
