@@ -160,7 +160,7 @@ impl SyncActivities {
         let reason = rejection_reason(&ev.detail, &problem);
         let mut done = self
             .store
-            .reject_batch(ev.batch_id, problem.status, &reason, &named)
+            .reject_batch(ev.batch_id, problem.status, &reason, &named, u32::MAX)
             .await?;
         if done.rejected == 0 && done.requeued == 0 {
             // A retry after a lost answer, as in MarkSynced: count what the first attempt

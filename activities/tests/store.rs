@@ -11,6 +11,8 @@ use tempfile::TempDir;
 use uuid::Uuid;
 
 const SCHOOL: &str = "s1";
+/// High enough that no test reaches it unless it means to.
+const MAX_CUTS: u32 = 10;
 
 fn q() -> Quarter {
     "2026-Q3".parse().unwrap()
@@ -510,14 +512,26 @@ async fn reject_batch_named_records_only_and_then_all() {
         .unwrap();
     let named = vec![("r0001".to_string(), "grade: not a grade".to_string())];
     let r = store
-        .reject_batch(first.batches[0].batch_id, 400, "Bad Request", &named)
+        .reject_batch(
+            first.batches[0].batch_id,
+            400,
+            "Bad Request",
+            &named,
+            MAX_CUTS,
+        )
         .await
         .unwrap();
     assert_eq!((r.rejected, r.requeued), (1, 3));
     assert_eq!(counts(&store, SCHOOL).await, [3, 0, 0, 1, 0]);
     // A retried call changes nothing.
     let r = store
-        .reject_batch(first.batches[0].batch_id, 400, "Bad Request", &named)
+        .reject_batch(
+            first.batches[0].batch_id,
+            400,
+            "Bad Request",
+            &named,
+            MAX_CUTS,
+        )
         .await
         .unwrap();
     assert_eq!((r.rejected, r.requeued), (0, 0));
@@ -528,7 +542,13 @@ async fn reject_batch_named_records_only_and_then_all() {
         .unwrap();
     assert_eq!(second.batches[0].records, 3);
     let r = store
-        .reject_batch(second.batches[0].batch_id, 422, "unprocessable", &[])
+        .reject_batch(
+            second.batches[0].batch_id,
+            422,
+            "unprocessable",
+            &[],
+            MAX_CUTS,
+        )
         .await
         .unwrap();
     assert_eq!((r.rejected, r.requeued), (3, 0));
@@ -1088,7 +1108,7 @@ async fn records_in_batch_still_counts_what_a_retried_outcome_changed_first() {
 
     let named = vec![("r0002".to_string(), "grade: not a grade".to_string())];
     store
-        .reject_batch(b, 400, "Bad Request", &named)
+        .reject_batch(b, 400, "Bad Request", &named, MAX_CUTS)
         .await
         .unwrap();
     // r0003 went back to pending: it left the batch.
@@ -1383,6 +1403,7 @@ async fn unsent_counts_are_the_rejected_and_dead_records_of_the_quarter() {
             422,
             "invalid",
             &[("r0002".to_string(), "bad grade".to_string())],
+            MAX_CUTS,
         )
         .await
         .unwrap();
@@ -1468,4 +1489,461 @@ async fn the_listings_last_page_is_kept_open_above() {
     let cursor = resume(&store, &q(), "p").await.unwrap();
     assert!(!cursor.at_end());
     assert_eq!(cursor.page_no, 1);
+}
+
+/// A second connection to a file store, for what the store does not expose (the `cuts`
+/// column, page layout).
+async fn raw(dir: &TempDir) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&url(dir)).await.unwrap()
+}
+
+async fn cuts_of(pool: &sqlx::SqlitePool, record_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT cuts FROM grades WHERE record_id = ?")
+        .bind(record_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn named(record_id: &str) -> Vec<(String, String)> {
+    vec![(record_id.to_string(), "grade: not a grade".to_string())]
+}
+
+#[tokio::test]
+async fn every_cut_into_a_batch_counts() {
+    let (dir, store) = temp_store().await;
+    let pool = raw(&dir).await;
+    seed(&store, 4).await;
+    assert_eq!(cuts_of(&pool, "r0000").await, 0);
+    let whole = cut(&store, 1, 10).await[0];
+    for id in ["r0000", "r0001", "r0002", "r0003"] {
+        assert_eq!(cuts_of(&pool, id).await, 1, "{id} prepared");
+    }
+    let halves = store.split_batch(whole, "too large").await.unwrap().halves;
+    for id in ["r0000", "r0001", "r0002", "r0003"] {
+        assert_eq!(cuts_of(&pool, id).await, 2, "{id} split");
+    }
+    // Resuming hands out the prepared halves again without cutting them.
+    assert_eq!(cut(&store, 10, 10).await.len(), 2);
+    assert_eq!(cuts_of(&pool, "r0000").await, 2);
+    let r = store
+        .reject_batch(
+            halves[0].batch_id,
+            400,
+            "Bad Request",
+            &named("r0000"),
+            MAX_CUTS,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.rejected, r.requeued, r.dead), (1, 1, 0));
+    assert_eq!(cut(&store, 10, 10).await.len(), 2);
+    assert_eq!(cuts_of(&pool, "r0001").await, 3, "re-batched");
+    assert_eq!(cuts_of(&pool, "r0002").await, 2, "untouched");
+}
+
+#[tokio::test]
+async fn a_refusal_naming_no_record_of_the_batch_dead_letters_it_whole() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 4).await;
+    let b = cut(&store, 2, 2).await; // r0000-1, r0002-3
+    let body = store.batch_body(b[0]).await.unwrap().body;
+    // r0002 exists, but in the other batch; "nope" nowhere.
+    let others = vec![
+        ("r0002".to_string(), "grade: bad".to_string()),
+        ("nope".to_string(), "grade: bad".to_string()),
+    ];
+    let r = store
+        .reject_batch(b[0], 400, "Bad Request: records invalid", &others, MAX_CUTS)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.rejected, r.requeued, r.dead, r.dead_lettered),
+        (0, 0, 2, true)
+    );
+    assert_eq!(
+        counts(&store, SCHOOL).await,
+        [0, 2, 0, 0, 2],
+        "r0002 untouched"
+    );
+    let letters = store.dead_letters(&q()).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].batch_id, letters[0].records, letters[0].alerted),
+        (b[0], 2, false)
+    );
+    assert_eq!(
+        letters[0].error,
+        "the API refused the batch (400) naming no record of it; Bad Request: records invalid"
+    );
+    let again = store
+        .reject_batch(b[0], 400, "Bad Request: records invalid", &others, MAX_CUTS)
+        .await
+        .unwrap();
+    assert_eq!(again, Default::default(), "a retried call changes nothing");
+    assert!(
+        !store.dead_letter(b[0], "again").await.unwrap(),
+        "alerted once"
+    );
+
+    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 1);
+    assert_eq!(store.batch_body(b[0]).await.unwrap().body, body);
+    assert_eq!(counts(&store, SCHOOL).await, [0, 4, 0, 0, 0]);
+}
+
+#[tokio::test]
+async fn records_cut_too_often_are_dead_lettered_in_their_batch_not_requeued() {
+    use gradesync_govapi::contract::canonical_json;
+
+    let (dir, store) = temp_store().await;
+    let pool = raw(&dir).await;
+    let records = seed(&store, 4).await;
+    let first = cut(&store, 1, 2).await[0]; // r0000-1
+    let r = store
+        .reject_batch(first, 400, "Bad Request", &named("r0000"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.rejected, r.requeued, r.dead, r.dead_lettered),
+        (1, 1, 0, false)
+    );
+    let second = cut(&store, 1, 3).await[0]; // r0001 (second cut), r0002, r0003
+    assert_eq!(cuts_of(&pool, "r0001").await, 2);
+    let r = store
+        .reject_batch(second, 400, "Bad Request", &named("r0003"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.rejected, r.requeued, r.dead, r.dead_lettered),
+        (1, 1, 1, true)
+    );
+    assert_eq!(counts(&store, SCHOOL).await, [1, 0, 0, 2, 1]);
+    let letters = store.dead_letters(&q()).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!((letters[0].batch_id, letters[0].records), (second, 1));
+    assert_eq!(
+        letters[0].error,
+        "records cut into 2 batches without being accepted: Bad Request"
+    );
+    let unsent = store.unsent_records(&q(), None, 10).await.unwrap();
+    let dead: Vec<_> = unsent.iter().filter(|u| u.record_id == "r0001").collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].batch_id, Some(second));
+    assert_eq!(dead[0].reason, letters[0].error);
+
+    // A replay sends the same batch id with exactly the records that died in it.
+    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 1);
+    let body = store.batch_body(second).await.unwrap();
+    let expected = encode_batch(
+        second,
+        &q(),
+        SCHOOL,
+        &[canonical_json(&records[1]).as_str()],
+    )
+    .unwrap();
+    assert_eq!(body.records, 1);
+    assert_eq!(body.body, expected);
+    let resumed = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(resumed.batches[0].batch_id, second);
+    assert_eq!(resumed.batches[0].bytes, expected.len() as u64);
+    assert_eq!(store.mark_synced(second, "rcpt").await.unwrap(), 1);
+    assert_eq!(
+        store.records_in_batch(second, "rejected").await.unwrap(),
+        1,
+        "the rejected record stays rejected"
+    );
+}
+
+#[tokio::test]
+async fn unsent_records_page_through_rejected_and_dead_records_with_their_reasons() {
+    use gradesync_activities::store::{UnsentRecord, UnsentState};
+
+    let (_dir, store) = temp_store().await;
+    seed(&store, 7).await;
+    let mut other_quarter = record("r0003x", SCHOOL, "A");
+    other_quarter["quarter"] = json!("2026-Q4");
+    import(&store, &lines(&[other_quarter])).await;
+    let q4: Quarter = "2026-Q4".parse().unwrap();
+    let elsewhere = store
+        .prepare_batches(&q4, SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    store
+        .reject_batch(elsewhere.batches[0].batch_id, 422, "q4", &[], MAX_CUTS)
+        .await
+        .unwrap();
+
+    let b = cut(&store, 3, 2).await; // r0000-1, r0002-3, r0004-5; r0006 pending
+    store
+        .reject_batch(b[0], 422, "whole batch refused", &[], MAX_CUTS)
+        .await
+        .unwrap();
+    store
+        .reject_batch(b[1], 400, "Bad Request", &named("r0002"), MAX_CUTS)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .dead_letter(b[2], "503 after 12 attempts")
+            .await
+            .unwrap()
+    );
+
+    let row = |id: &str, state, batch: Uuid, reason: &str| UnsentRecord {
+        school_id: SCHOOL.into(),
+        record_id: id.into(),
+        state,
+        batch_id: Some(batch),
+        reason: reason.into(),
+    };
+    let mut pages = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .unsent_records(&q(), after.as_deref(), 2)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.record_id.clone());
+        pages.push(page);
+    }
+    assert_eq!(
+        pages,
+        vec![
+            vec![
+                row("r0000", UnsentState::Rejected, b[0], "whole batch refused"),
+                row("r0001", UnsentState::Rejected, b[0], "whole batch refused"),
+            ],
+            vec![
+                row("r0002", UnsentState::Rejected, b[1], "grade: not a grade"),
+                row("r0004", UnsentState::Dead, b[2], "503 after 12 attempts"),
+            ],
+            vec![row(
+                "r0005",
+                UnsentState::Dead,
+                b[2],
+                "503 after 12 attempts"
+            )],
+        ]
+    );
+    assert!(
+        store
+            .unsent_records(&q(), None, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let q4_rows = store.unsent_records(&q4, None, 10).await.unwrap();
+    assert_eq!(
+        q4_rows
+            .iter()
+            .map(|r| r.record_id.as_str())
+            .collect::<Vec<_>>(),
+        ["r0003x"]
+    );
+    // An oversize record is rejected without ever being in a batch.
+    let mut big = record("r0009", SCHOOL, "A");
+    big["comment"] = json!("c".repeat(20_000));
+    import(&store, &lines(&[big])).await;
+    let limits = BatchLimits {
+        max_records: 100,
+        max_bytes: 10_000,
+    };
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 10, limits)
+        .await
+        .unwrap();
+    assert_eq!(chunk.oversize_rejected, 1);
+    let last = store.unsent_records(&q(), Some("r0005"), 10).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(
+        (last[0].record_id.as_str(), last[0].batch_id),
+        ("r0009", None)
+    );
+    assert!(
+        last[0].reason.starts_with("record is "),
+        "{}",
+        last[0].reason
+    );
+}
+
+#[tokio::test]
+async fn webhook_failures_are_kept_per_quarter_and_cut_short() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let q4: Quarter = "2026-Q4".parse().unwrap();
+    assert!(store.webhook_failures(&q()).await.unwrap().is_empty());
+    store
+        .record_webhook_failure(
+            &q(),
+            "alerts",
+            "the webhook at https://hooks.example/… answered 500 (3 attempts)",
+        )
+        .await
+        .unwrap();
+    store
+        .record_webhook_failure(&q4, "alerts", "other quarter")
+        .await
+        .unwrap();
+    store
+        .record_webhook_failure(&q(), "compliance", &"é".repeat(10_000))
+        .await
+        .unwrap();
+    let failures = store.webhook_failures(&q()).await.unwrap();
+    assert_eq!(
+        failures.iter().map(|f| f.hook.as_str()).collect::<Vec<_>>(),
+        ["alerts", "compliance"]
+    );
+    assert_eq!(
+        failures[0].error,
+        "the webhook at https://hooks.example/… answered 500 (3 attempts)"
+    );
+    assert!(failures[0].created_at > 0 && failures[0].created_at <= failures[1].created_at);
+    assert!(
+        failures[1].error.len() < 4100,
+        "{}",
+        failures[1].error.len()
+    );
+    assert!(failures[1].error.ends_with('…'));
+    assert_eq!(store.webhook_failures(&q4).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_run_finishes_with_each_verdict_and_older_rows_survive_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", url(&dir)))
+        .await
+        .unwrap();
+    let mut before_verdicts = sqlx::migrate!("./migrations");
+    before_verdicts.migrations = before_verdicts.migrations[..11].to_vec().into();
+    before_verdicts.run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO quarter_runs (quarter, workflow_id, status, report_path, summary, \
+         started_at, finished_at) VALUES ('2025-Q4', 'wf-old', 'discrepancies', 'r.json', '{}', 1, 2)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = Store::connect(&url(&dir)).await.unwrap();
+    let old = store
+        .run(&"2025-Q4".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            old.workflow_id.as_str(),
+            old.status.as_str(),
+            old.finished_at
+        ),
+        ("wf-old", "discrepancies", Some(2))
+    );
+    for verdict in [
+        "complete",
+        "incomplete",
+        "needs_correction",
+        "failed",
+        "discrepancies",
+    ] {
+        store.start_run(&q(), "wf").await.unwrap();
+        store
+            .finish_run(&q(), verdict, None, r#"{"synced":1}"#)
+            .await
+            .unwrap_or_else(|e| panic!("{verdict}: {e}"));
+        assert_eq!(store.run(&q()).await.unwrap().unwrap().status, verdict);
+    }
+    for bad in ["running", "done", "Complete"] {
+        assert!(
+            matches!(
+                store.finish_run(&q(), bad, None, "{}").await,
+                Err(StoreError::InvalidArgument(_))
+            ),
+            "{bad}"
+        );
+    }
+}
+
+/// The root page of `table` and of each of its indexes overwritten with garbage, after
+/// the store was closed and its WAL folded into the file.
+async fn wreck_root_pages(dir: &TempDir, table: &str) {
+    use std::io::{Seek, SeekFrom, Write};
+
+    let pool = raw(dir).await;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let roots: Vec<i64> = sqlx::query_scalar(
+        "SELECT rootpage FROM sqlite_master WHERE tbl_name = ? AND rootpage > 0",
+    )
+    .bind(table)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!(roots.len() > 1, "{roots:?}");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("grades.db"))
+        .unwrap();
+    for root in roots {
+        file.seek(SeekFrom::Start(((root - 1) * page_size) as u64))
+            .unwrap();
+        file.write_all(&vec![0xa5; page_size as usize]).unwrap();
+    }
+    file.sync_all().unwrap();
+}
+
+#[tokio::test]
+async fn a_damaged_table_fails_fast_and_says_to_restore() {
+    let (dir, store) = temp_store().await;
+    seed(&store, 2000).await;
+    drop(store);
+    wreck_root_pages(&dir, "grades").await;
+
+    let store = Store::connect(&url(&dir)).await.unwrap();
+    let err = store.status_counts(&q()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    assert!(err.is_fatal(), "{err}");
+    assert!(!err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains("restore it from a backup"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_fails_fast_and_says_to_restore() {
+    use std::io::Write;
+
+    let (dir, store) = temp_store().await;
+    seed(&store, 10).await;
+    drop(store);
+    let pool = raw(&dir).await;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("grades.db"))
+        .unwrap();
+    file.write_all(&[0x5a; 100]).unwrap(); // the header
+    file.sync_all().unwrap();
+
+    let err = Store::connect(&url(&dir)).await.unwrap_err();
+    assert!(err.is_fatal(), "{err:?}");
+    assert!(
+        err.to_string().contains("restore it from a backup"),
+        "{err}"
+    );
 }

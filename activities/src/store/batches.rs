@@ -293,8 +293,9 @@ async fn reject_oversize(
     Ok(())
 }
 
-/// Stores a cut batch and moves its records pending -> batched. Its records are exactly
-/// the pending ones in its record_id range: oversize ones in between were rejected already.
+/// Stores a cut batch and moves its records pending -> batched, counting the cut. Its
+/// records are exactly the pending ones in its record_id range: oversize ones in between
+/// were rejected already.
 async fn save_batch(
     tx: &mut Transaction<'static, Sqlite>,
     quarter: &Quarter,
@@ -305,7 +306,7 @@ async fn save_batch(
     let batch_id = insert_batch(tx, &quarter.to_string(), school_id, batch.records, bytes).await?;
     let now = now_ms();
     let moved = sqlx::query(
-        "UPDATE grades SET status = 'batched', batch_id = ?, updated_at = ? \
+        "UPDATE grades SET status = 'batched', batch_id = ?, cuts = cuts + 1, updated_at = ? \
          WHERE quarter = ? AND school_id = ? AND status = 'pending' \
          AND record_id >= ? AND record_id <= ?",
     )

@@ -16,6 +16,7 @@ pub mod plan;
 mod queries;
 mod runs;
 mod split;
+mod webhooks;
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,7 +28,7 @@ pub use error::StoreError;
 pub use model::{
     BadLine, BatchBody, BatchLimits, DeadLetter, ImportReport, MAX_REPORTED_BAD_LINES,
     PreparedBatch, PreparedChunk, QuarterRun, RateSlot, Rejection, SchoolCounts, SchoolStatus,
-    SlotReach,
+    SlotReach, UnsentRecord, UnsentState, WebhookFailure,
 };
 pub use split::Split;
 
@@ -85,6 +86,9 @@ fn now_ms() -> i64 {
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
+
+/// Longest reason or error text kept; the rest is cut.
+const MAX_TEXT: usize = 4096;
 
 /// Keeps free text we store (outcomes, errors) short; cuts on a char boundary.
 fn truncate(text: &str, max: usize) -> String {

@@ -80,10 +80,16 @@ pub struct BatchBody {
     pub body: Vec<u8>,
 }
 
+/// What `reject_batch` did with the records of a refused batch.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct Rejection {
     pub rejected: u64,
+    /// Back to pending, to be cut into a new batch.
     pub requeued: u64,
+    /// Left in the batch, which was dead-lettered with them.
+    pub dead: u64,
+    /// This call created the batch's dead letter: the caller alerts on it once.
+    pub dead_lettered: bool,
 }
 
 /// A batch that failed for good and has not been replayed.
@@ -123,7 +129,8 @@ pub struct SchoolStatus {
 pub struct QuarterRun {
     pub quarter: Quarter,
     pub workflow_id: String,
-    /// running | complete | discrepancies | failed
+    /// running | complete | incomplete | needs_correction | failed, or discrepancies for
+    /// runs finished before those verdicts existed.
     pub status: String,
     pub report_path: Option<String>,
     /// JSON counts, as given to `finish_run`.
@@ -131,6 +138,36 @@ pub struct QuarterRun {
     /// Unix milliseconds.
     pub started_at: i64,
     pub finished_at: Option<i64>,
+}
+
+/// A record of the quarter that will not reach the API without someone acting on it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnsentRecord {
+    pub school_id: String,
+    pub record_id: String,
+    pub state: UnsentState,
+    pub batch_id: Option<Uuid>,
+    /// The stored rejection reason, or for a dead record its batch's dead-letter error.
+    /// Never record content.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum UnsentState {
+    /// The API refused the record.
+    Rejected,
+    /// Its batch was dead-lettered; `requeue_dead_letters` can send it again.
+    Dead,
+}
+
+/// A webhook POST that failed after its retries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WebhookFailure {
+    pub hook: String,
+    pub error: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
 }
 
 /// The answer to a rate-slot claim (Unix ms).

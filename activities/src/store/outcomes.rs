@@ -3,15 +3,14 @@
 //! status, so a retried or racing activity changes nothing the second time.
 
 use gradesync_govapi::Quarter;
+use gradesync_govapi::contract::envelope_bytes;
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::batches::parse_uuid;
+use super::batches::{parse_quarter, parse_uuid};
 use super::model::{DeadLetter, Rejection};
-use super::{Store, StoreError, count, now_ms, truncate};
+use super::{MAX_TEXT, Store, StoreError, count, now_ms, truncate};
 
-/// Longest reason or dead-letter error kept; the rest is cut.
-const MAX_TEXT: usize = 4096;
 /// Longest attempt outcome kept. Generous: for a rejection it is the API's problem JSON,
 /// which must stay parseable to name the offending records.
 const MAX_OUTCOME: usize = 256 * 1024;
@@ -93,14 +92,23 @@ impl Store {
     }
 
     /// The API refused the batch with `status`. With no `named` records every record is
-    /// rejected with `reason`; otherwise only the named ones are, and the rest go back to
-    /// pending for a later batch. A batch that is no longer prepared is left alone.
+    /// rejected with `reason`. Otherwise the named records of the batch are rejected and
+    /// the rest go back to pending for a later batch, except:
+    ///
+    /// - when no named record is one of this batch's, nothing is rejected and the whole
+    ///   batch is dead-lettered: requeued, the same records would be refused again, forever;
+    /// - records already cut into `max_cuts` batches stay in this one, which is
+    ///   dead-lettered with them (and re-measured, so a replay sends exactly them).
+    ///
+    /// A dead letter is created as by [`Store::dead_letter`] (`dead_lettered` in the
+    /// answer). A batch that is no longer prepared is left alone.
     pub async fn reject_batch(
         &self,
         batch_id: Uuid,
         status: u16,
         reason: &str,
         named: &[(String, String)],
+        max_cuts: u32,
     ) -> Result<Rejection, StoreError> {
         let mut tx = self.write_tx().await?;
         if batch_status(&mut tx, batch_id).await? != "prepared" {
@@ -108,6 +116,7 @@ impl Store {
         }
         let now = now_ms();
         let mut result = Rejection::default();
+        let mut burial = None;
         if named.is_empty() {
             result.rejected = reject_records(&mut tx, batch_id, None, reason, now).await?;
         } else {
@@ -115,15 +124,35 @@ impl Store {
                 result.rejected +=
                     reject_records(&mut tx, batch_id, Some(record_id), why, now).await?;
             }
-            result.requeued = requeue_batch_rest(&mut tx, batch_id, now).await?;
+            if result.rejected == 0 {
+                burial = Some(format!(
+                    "the API refused the batch ({status}) naming no record of it; {reason}"
+                ));
+            } else {
+                result.requeued = requeue_batch_rest(&mut tx, batch_id, max_cuts, now).await?;
+                if remeasure(&mut tx, batch_id).await? > 0 {
+                    burial = Some(format!(
+                        "records cut into {max_cuts} batches without being accepted: {reason}"
+                    ));
+                }
+            }
         }
         // last_outcome stays: it holds the API's answer, which a retried caller reads again.
-        tracing::debug!(%batch_id, status, rejected = result.rejected, "batch rejected");
-        sqlx::query("UPDATE batches SET status = 'rejected', updated_at = ? WHERE batch_id = ?")
+        if let Some(error) = burial {
+            (result.dead, result.dead_lettered) = bury(&mut tx, batch_id, &error, now).await?;
+        } else {
+            sqlx::query(
+                "UPDATE batches SET status = 'rejected', updated_at = ? WHERE batch_id = ?",
+            )
             .bind(now)
             .bind(batch_id.to_string())
             .execute(&mut *tx)
             .await?;
+        }
+        tracing::debug!(
+            %batch_id, status, rejected = result.rejected, requeued = result.requeued,
+            dead = result.dead, "batch rejected"
+        );
         tx.commit().await?;
         Ok(result)
     }
@@ -139,37 +168,9 @@ impl Store {
         ) {
             return Ok(false);
         }
-        let now = now_ms();
-        let id = batch_id.to_string();
-        sqlx::query(
-            "UPDATE batches SET status = 'dead', updated_at = ? WHERE batch_id = ? AND status = 'prepared'",
-        )
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE grades SET status = 'dead', updated_at = ? WHERE batch_id = ? AND status = 'batched'",
-        )
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-        let created = sqlx::query(
-            "INSERT INTO dead_letters (batch_id, quarter, school_id, error, alerted, created_at) \
-             SELECT batch_id, quarter, school_id, ?, 0, ? FROM batches WHERE batch_id = ? \
-             ON CONFLICT (batch_id) DO UPDATE SET error = excluded.error, alerted = 0, \
-               created_at = excluded.created_at, replayed_at = NULL \
-             WHERE dead_letters.replayed_at IS NOT NULL",
-        )
-        .bind(truncate(error, MAX_TEXT))
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let (_, created) = bury(&mut tx, batch_id, error, now_ms()).await?;
         tx.commit().await?;
-        Ok(created > 0)
+        Ok(created)
     }
 
     /// Notes that the dead letter of `batch_id` has been alerted on.
@@ -311,20 +312,95 @@ async fn reject_records(
     Ok(query.execute(&mut **tx).await?.rows_affected())
 }
 
-/// The records of a rejected batch the API did not object to go back to pending.
+/// The records of a rejected batch the API did not object to go back to pending, unless
+/// they were cut into `max_cuts` batches already.
 async fn requeue_batch_rest(
     tx: &mut Transaction<'static, Sqlite>,
     batch_id: Uuid,
+    max_cuts: u32,
     now: i64,
 ) -> Result<u64, StoreError> {
     let moved = sqlx::query(
         "UPDATE grades SET status = 'pending', batch_id = NULL, updated_at = ? \
-         WHERE batch_id = ? AND status = 'batched'",
+         WHERE batch_id = ? AND status = 'batched' AND cuts < ?",
     )
     .bind(now)
     .bind(batch_id.to_string())
+    .bind(i64::from(max_cuts))
     .execute(&mut **tx)
     .await?
     .rows_affected();
     Ok(moved)
+}
+
+/// Sets a batch's record count and length to those of its still-batched records, so that
+/// `batch_body` rebuilds (and a replay sends) exactly them. Returns the record count.
+async fn remeasure(
+    tx: &mut Transaction<'static, Sqlite>,
+    batch_id: Uuid,
+) -> Result<u64, StoreError> {
+    let id = batch_id.to_string();
+    let (quarter, school_id, records, record_bytes): (String, String, i64, i64) = sqlx::query_as(
+        "SELECT b.quarter, b.school_id, COUNT(g.record_id), COALESCE(SUM(g.bytes), 0) \
+             FROM batches b LEFT JOIN grades g ON g.batch_id = b.batch_id AND g.status = 'batched' \
+             WHERE b.batch_id = ? GROUP BY b.batch_id",
+    )
+    .bind(&id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::BatchNotFound(batch_id))?;
+    let records = count(records);
+    if records > 0 {
+        let quarter = parse_quarter(&quarter)?;
+        let bytes =
+            envelope_bytes(&quarter, &school_id, records as usize) + count(record_bytes) as usize;
+        sqlx::query("UPDATE batches SET records = ?, bytes = ? WHERE batch_id = ?")
+            .bind(records as i64)
+            .bind(bytes as i64)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(records)
+}
+
+/// The batch and its still-batched records become dead, and its dead letter is recorded
+/// (unalerted), unless an unreplayed one exists. Returns the records that died now and
+/// whether the dead letter was created (or re-opened after a replay) by this call.
+async fn bury(
+    tx: &mut Transaction<'static, Sqlite>,
+    batch_id: Uuid,
+    error: &str,
+    now: i64,
+) -> Result<(u64, bool), StoreError> {
+    let id = batch_id.to_string();
+    sqlx::query(
+        "UPDATE batches SET status = 'dead', updated_at = ? WHERE batch_id = ? AND status = 'prepared'",
+    )
+    .bind(now)
+    .bind(&id)
+    .execute(&mut **tx)
+    .await?;
+    let dead = sqlx::query(
+        "UPDATE grades SET status = 'dead', updated_at = ? WHERE batch_id = ? AND status = 'batched'",
+    )
+    .bind(now)
+    .bind(&id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let created = sqlx::query(
+        "INSERT INTO dead_letters (batch_id, quarter, school_id, error, alerted, created_at) \
+         SELECT batch_id, quarter, school_id, ?, 0, ? FROM batches WHERE batch_id = ? \
+         ON CONFLICT (batch_id) DO UPDATE SET error = excluded.error, alerted = 0, \
+           created_at = excluded.created_at, replayed_at = NULL \
+         WHERE dead_letters.replayed_at IS NOT NULL",
+    )
+    .bind(truncate(error, MAX_TEXT))
+    .bind(now)
+    .bind(&id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok((dead, created > 0))
 }

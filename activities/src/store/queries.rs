@@ -4,7 +4,8 @@
 use gradesync_govapi::Quarter;
 use uuid::Uuid;
 
-use super::model::{SchoolCounts, SchoolStatus};
+use super::batches::parse_uuid;
+use super::model::{SchoolCounts, SchoolStatus, UnsentRecord, UnsentState};
 use super::{Store, StoreError, count};
 
 /// Per-school counts by status, served by the (quarter, school_id, status) index.
@@ -17,6 +18,17 @@ const COUNTS_BY_SCHOOL: &str = "SELECT school_id, \
      FROM grades WHERE quarter = ? GROUP BY school_id ORDER BY school_id";
 
 type CountsRow = (String, i64, i64, i64, i64, i64);
+
+/// One page of the quarter's rejected and dead records after a record id, served in order
+/// by the partial index `grades_unsent_by_record`; the dead letter is found by its key.
+const UNSENT_PAGE: &str = "SELECT g.school_id, g.record_id, g.status, g.batch_id, \
+       CASE WHEN g.status = 'dead' THEN COALESCE(d.error, g.reason, '') \
+            ELSE COALESCE(g.reason, '') END \
+     FROM grades g LEFT JOIN dead_letters d ON d.batch_id = g.batch_id \
+     WHERE g.quarter = ? AND g.status IN ('rejected', 'dead') AND g.record_id > ? \
+     ORDER BY g.record_id LIMIT ?";
+
+type UnsentRow = (String, String, String, Option<String>, String);
 
 impl Store {
     /// Every school of the quarter with its records by status, sorted by school_id.
@@ -51,6 +63,44 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok((count(rejected), count(dead)))
+    }
+
+    /// Up to `limit` of the quarter's rejected and dead records whose id sorts after
+    /// `after`, by record id: one page of what the compliance report lists as not sent.
+    /// Pass the last record id of a page as `after` to get the next one.
+    pub async fn unsent_records(
+        &self,
+        quarter: &Quarter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UnsentRecord>, StoreError> {
+        // Record ids are never empty, so "" is below them all (a plain bound seeks the index).
+        let rows: Vec<UnsentRow> = sqlx::query_as(UNSENT_PAGE)
+            .bind(quarter.to_string())
+            .bind(after.unwrap_or(""))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|(school_id, record_id, status, batch_id, reason)| {
+                let state = match status.as_str() {
+                    "rejected" => UnsentState::Rejected,
+                    "dead" => UnsentState::Dead,
+                    other => {
+                        return Err(StoreError::Corrupt(format!(
+                            "record {record_id} was listed as unsent but is `{other}`"
+                        )));
+                    }
+                };
+                Ok(UnsentRecord {
+                    school_id,
+                    record_id,
+                    state,
+                    batch_id: batch_id.as_deref().map(parse_uuid).transpose()?,
+                    reason,
+                })
+            })
+            .collect()
     }
 
     /// Schools with records still to send: pending ones and those in prepared batches.
@@ -118,5 +168,41 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page must come from the partial index in order, not from a scan of the quarter or
+    /// of every record id: the report reads it at the end of a 1M-record run.
+    #[tokio::test]
+    async fn an_unsent_page_seeks_its_partial_index() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {UNSENT_PAGE}"))
+                .bind("2026-Q3")
+                .bind("")
+                .bind(10_i64)
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        let steps: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
+        assert!(
+            steps.iter().any(|s| s.contains("grades_unsent_by_record")
+                && s.contains("quarter=? AND record_id>?")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.contains("TEMP B-TREE")),
+            "the page is sorted after reading: {steps:?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("sqlite_autoindex_dead_letters") && s.contains("batch_id=?")),
+            "the dead letter is not found by its key: {steps:?}"
+        );
     }
 }

@@ -8,7 +8,15 @@ use super::batches::parse_quarter;
 use super::model::{QuarterRun, RateSlot, SlotReach};
 use super::{Store, StoreError, now_ms};
 
-const FINISHED: [&str; 3] = ["complete", "discrepancies", "failed"];
+/// How a run may end. `discrepancies` is the verdict of older builds, still accepted so a
+/// worker finishing a run started by one is not refused.
+const FINISHED: [&str; 5] = [
+    "complete",
+    "incomplete",
+    "needs_correction",
+    "failed",
+    "discrepancies",
+];
 
 type RunRow = (
     String,
@@ -42,8 +50,9 @@ impl Store {
         Ok(())
     }
 
-    /// Records how the quarter's run ended: `status` is complete, discrepancies or failed,
-    /// `summary_json` a JSON document of counts.
+    /// Records how the quarter's run ended: `status` is one of complete, incomplete,
+    /// needs_correction or failed (discrepancies for older callers), `summary_json` a JSON
+    /// document of counts.
     pub async fn finish_run(
         &self,
         quarter: &Quarter,

@@ -86,7 +86,8 @@ impl Store {
     }
 }
 
-/// A new batch takes the old batch's records up to `last` (those not moved yet).
+/// A new batch takes the old batch's records up to `last` (those not moved yet); each
+/// record counts the cut.
 async fn move_into_new_batch(
     tx: &mut Transaction<'static, Sqlite>,
     old: Uuid,
@@ -99,7 +100,7 @@ async fn move_into_new_batch(
     let batch_id = insert_batch(tx, quarter, school_id, records, bytes).await?;
     let now = now_ms();
     let moved = sqlx::query(
-        "UPDATE grades SET batch_id = ?, updated_at = ? \
+        "UPDATE grades SET batch_id = ?, cuts = cuts + 1, updated_at = ? \
          WHERE batch_id = ? AND status = 'batched' AND record_id <= ?",
     )
     .bind(batch_id.to_string())
