@@ -74,7 +74,11 @@ impl Workers {
             .register_activities(sync)
             .build();
         let send_opts = WorkerOptions::new(args.temporal.send_queue())
-            .register_activities(SendActivities { store, gov })
+            .register_activities(SendActivities {
+                store,
+                gov,
+                alerts: Webhook::new(args.output.alert_webhook_url.clone()),
+            })
             .build();
         let main =
             Worker::new(&runtime, client.clone(), main_opts).context("cannot create the worker")?;

@@ -6,9 +6,10 @@
 //! `SendActivities` (SendBatch alone) runs on its own task queue so its concurrency can be
 //! sized apart from the store work in `SyncActivities`.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gradesync_govapi::Quarter;
 use gradesync_govapi::contract::Problem;
@@ -19,14 +20,59 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use crate::alert::Webhook;
 use crate::gov::{GovClient, RetryReason, SendOutcome};
 use crate::model::{
-    BatchEvent, BatchRef, DeadlineAlert, PendingOverview, PrepRequest, PreparedBatches, QuarterRef,
-    ReconcileAheadRequest, ReconcileAheadSummary, ReconcileRequest, ReconcileSummary,
-    RejectionCounts, SchoolPending, SendRequest, SendResult,
+    BatchEvent, BatchRef, DeadlineAlert, PendingOverview, Policy, PrepRequest, PreparedBatches,
+    QuarterRef, ReconcileAheadRequest, ReconcileAheadSummary, ReconcileRequest, ReconcileSummary,
+    RedriveRequest, Redriven, RejectionCounts, SchoolPending, SchoolRedriven, SendRequest,
+    SendResult, Verdict,
 };
 use crate::model::{RECORDS_PAGE, SplitBatches};
 use crate::read_ahead::{self, ReadAhead};
-use crate::report::{self, Discrepancy, DiscrepancyKind, Report};
-use crate::store::{BatchLimits, Store};
+use crate::report::{self, Discrepancy, DiscrepancyKind, RecordState, Report, ReportRow};
+use crate::store::{BatchLimits, Store, StoreError, UnsentState};
+
+/// Reconcile attempts that meet an unreadable listing before the report says so (the
+/// API is down or refuses the reads): the records synced are then unverified, and the
+/// verdict is `incomplete` rather than a run held until the deadline.
+const LISTING_ATTEMPTS: u32 = 3;
+/// Rows of unsent records read from the store per query while the report is built.
+const UNSENT_PAGE: usize = 5_000;
+
+/// A store error as an activity failure: retried when the store is busy or down, but
+/// non-retryable (type `StoreCorrupt`) when no retry can fix it, so the run fails at once
+/// with the message that says what to do.
+fn store_error(e: StoreError) -> ActivityError {
+    if e.is_fatal() {
+        tracing::error!(error = %e, "the grades store cannot be used");
+        return ActivityError::application(
+            ApplicationFailure::builder(e.to_string())
+                .type_name("StoreCorrupt".to_string())
+                .non_retryable(true)
+                .build(),
+        );
+    }
+    e.into()
+}
+
+/// Runs `work` while heartbeating, so a worker killed in the middle (while it waits for
+/// the rate gate, for an answer, or on the store) is noticed within the heartbeat timeout
+/// and the work is handed to another worker. The SDK throttles the beats it sends.
+async fn heartbeating<T>(ctx: &ActivityContext, work: impl Future<Output = T>) -> T {
+    let every = ctx
+        .info()
+        .heartbeat_timeout
+        .map_or(Duration::from_secs(5), |t| t / 4)
+        .max(Duration::from_millis(100));
+    let beat = async {
+        loop {
+            let _ = ctx.record_heartbeat(0u64).await;
+            tokio::time::sleep(every).await;
+        }
+    };
+    tokio::select! {
+        out = work => out,
+        never = beat => never,
+    }
+}
 
 fn quarter(text: &str) -> Result<Quarter, ActivityError> {
     text.parse::<Quarter>().map_err(|e| {
@@ -67,11 +113,15 @@ impl SyncActivities {
         // delaying the first sends (a second at the API's 1 s latency).
         let gov = self.gov.clone();
         tokio::spawn(async move { gov.warm_up().await });
-        self.store.start_run(&q, &req.workflow_id).await?;
+        self.store
+            .start_run(&q, &req.workflow_id)
+            .await
+            .map_err(store_error)?;
         let schools = self
             .store
             .pending_counts(&q)
-            .await?
+            .await
+            .map_err(store_error)?
             .into_iter()
             .map(|c| SchoolPending {
                 school_id: c.school_id,
@@ -97,7 +147,8 @@ impl SyncActivities {
         let chunk = self
             .store
             .prepare_batches(&q, &req.school_id, req.max_batches, limits)
-            .await?;
+            .await
+            .map_err(store_error)?;
         ctx.record_heartbeat(chunk.batches.len() as u64).await?;
         tracing::info!(
             quarter = %q, school_id = %req.school_id, batches = chunk.batches.len(),
@@ -124,7 +175,11 @@ impl SyncActivities {
         _ctx: ActivityContext,
         ev: BatchEvent,
     ) -> Result<u64, ActivityError> {
-        let mut changed = self.store.mark_synced(ev.batch_id, &ev.detail).await?;
+        let mut changed = self
+            .store
+            .mark_synced(ev.batch_id, &ev.detail)
+            .await
+            .map_err(store_error)?;
         if changed == 0 {
             // A retry whose first attempt did the update but whose answer never reached
             // Temporal (worker killed, server unreachable): the run must still count the
@@ -138,8 +193,11 @@ impl SyncActivities {
         Ok(changed)
     }
 
-    /// A permanent 4xx: the named records are rejected with their reasons, the rest of the
-    /// batch goes back to pending to be re-batched; the run continues.
+    /// A 400 naming records of the batch: those records are rejected with the API's
+    /// reasons, the rest of the batch goes back to pending to be re-batched; the run
+    /// continues. A 400 that names nothing of the batch, or records cut into too many
+    /// batches already, make the batch a dead letter instead (alerted at once): resending
+    /// without end is no answer.
     #[activity(name = "ClientError")]
     pub async fn client_error(
         self: Arc<Self>,
@@ -158,14 +216,26 @@ impl SyncActivities {
             .map(|e| (e.record_id.clone(), format!("{}: {}", e.field, e.message)))
             .collect();
         let reason = rejection_reason(&ev.detail, &problem);
+        let max_cuts = if ev.max_cuts == 0 {
+            Policy::default().max_cuts_per_record
+        } else {
+            ev.max_cuts
+        };
         let mut done = self
             .store
-            .reject_batch(ev.batch_id, problem.status, &reason, &named, u32::MAX)
-            .await?;
-        if done.rejected == 0 && done.requeued == 0 {
+            .reject_batch(ev.batch_id, problem.status, &reason, &named, max_cuts)
+            .await
+            .map_err(store_error)?;
+        if done.rejected == 0 && done.requeued == 0 && done.dead == 0 {
             // A retry after a lost answer, as in MarkSynced: count what the first attempt
-            // rejected (the requeued records have left the batch and are counted later).
+            // rejected or dead-lettered (the requeued records have left the batch and are
+            // counted later).
             done.rejected = self.store.records_in_batch(ev.batch_id, "rejected").await?;
+            done.dead = self.store.records_in_batch(ev.batch_id, "dead").await?;
+        }
+        if done.dead > 0 {
+            self.alert_dead_letter(&ev, "the API's 400 could not be applied to the batch")
+                .await?;
         }
         let fields: Vec<&str> = problem.errors.iter().map(|e| e.field.as_str()).collect();
         tracing::warn!(
@@ -177,6 +247,7 @@ impl SyncActivities {
         Ok(RejectionCounts {
             rejected: done.rejected,
             requeued: done.requeued,
+            dead: done.dead,
         })
     }
 
@@ -219,29 +290,53 @@ impl SyncActivities {
         _ctx: ActivityContext,
         ev: BatchEvent,
     ) -> Result<(), ActivityError> {
-        let q = quarter(&ev.quarter)?;
-        self.store.dead_letter(ev.batch_id, &ev.detail).await?;
-        let already = self
-            .store
-            .dead_letters(&q)
-            .await?
-            .iter()
-            .any(|d| d.batch_id == ev.batch_id && d.alerted);
+        quarter(&ev.quarter)?;
+        self.store
+            .dead_letter(ev.batch_id, &ev.detail)
+            .await
+            .map_err(store_error)?;
         tracing::error!(
             quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
             error = %ev.detail, "DeadLetter: batch dead-lettered"
         );
-        if !already {
-            let text = format!(
-                ":rotating_light: gradesync dead letter: quarter {}, school {}, batch {}: {}. \
-                 Replay with `gradesync dlq replay --quarter {}` once the API is healthy.",
-                ev.quarter, ev.school_id, ev.batch_id, ev.detail, ev.quarter
-            );
-            if self.alerts.post(&text, None).await? {
-                self.store.mark_alerted(ev.batch_id).await?;
+        self.alert_dead_letter(&ev, &ev.detail).await
+    }
+
+    /// A redrive wave: every dead letter of the quarter goes back to be sent (same batch
+    /// ids, same bytes, same idempotency keys); says how much, per school.
+    #[activity(name = "RedriveDeadLetters")]
+    pub async fn redrive_dead_letters(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: RedriveRequest,
+    ) -> Result<Redriven, ActivityError> {
+        let q = quarter(&req.quarter)?;
+        let letters = self.store.dead_letters(&q).await.map_err(store_error)?;
+        let mut schools: Vec<SchoolRedriven> = Vec::new();
+        for d in &letters {
+            match schools.iter_mut().find(|s| s.school_id == d.school_id) {
+                Some(s) => {
+                    s.batches += 1;
+                    s.records += d.records;
+                }
+                None => schools.push(SchoolRedriven {
+                    school_id: d.school_id.clone(),
+                    batches: 1,
+                    records: d.records,
+                }),
             }
         }
-        Ok(())
+        let batches = self
+            .store
+            .requeue_dead_letters(&q)
+            .await
+            .map_err(store_error)?;
+        let redriven = Redriven { schools };
+        tracing::warn!(
+            quarter = %q, wave = req.wave, batches, records = redriven.records(),
+            "RedriveDeadLetters: dead letters sent again"
+        );
+        Ok(redriven)
     }
 
     /// Runs beside the sending: reads the API's listing page by page as the sending settles
@@ -253,16 +348,15 @@ impl SyncActivities {
         req: ReconcileAheadRequest,
     ) -> Result<ReconcileAheadSummary, ActivityError> {
         let q = quarter(&req.quarter)?;
-        let summary = ReadAhead {
+        let ahead = ReadAhead {
             store: &self.store,
             gov: &self.gov,
             quarter: &q,
             pass: &req.pass,
             page_size: page_size(req.page_size),
-            poll: std::time::Duration::from_millis(req.poll_ms.max(10)),
-        }
-        .run(&ctx)
-        .await?;
+            poll: Duration::from_millis(req.poll_ms.max(10)),
+        };
+        let summary = heartbeating(&ctx, ahead.run(&ctx)).await?;
         tracing::info!(quarter = %q, pages_read = summary.pages_read,
             pages_checked = summary.pages_checked, "ReconcileAhead");
         Ok(summary)
@@ -277,44 +371,11 @@ impl SyncActivities {
         req: ReconcileRequest,
     ) -> Result<ReconcileSummary, ActivityError> {
         let q = quarter(&req.quarter)?;
-        let mut summary = ReconcileSummary::default();
-        (summary.rejected, summary.dead_lettered) = self.store.unsent_counts(&q).await?;
-        let mut discrepancies = self.compare_listing(&ctx, &q, &req, &mut summary).await?;
-        for d in discrepancies.iter_mut().filter(|d| d.school_id.is_empty()) {
-            d.school_id = self
-                .store
-                .school_of(&d.record_id)
-                .await?
-                .unwrap_or_else(|| "(unknown)".to_string());
-        }
-        for d in &discrepancies {
-            match d.kind {
-                DiscrepancyKind::MissingAtApi => summary.missing_at_api += 1,
-                DiscrepancyKind::HashMismatch => summary.hash_mismatches += 1,
-                DiscrepancyKind::UnexpectedAtApi => summary.unexpected_at_api += 1,
-            }
-        }
-        summary.clean = discrepancies.is_empty();
-        summary.repaired = req.repaired_before;
-        let repairable: Vec<String> = discrepancies
-            .iter()
-            .filter(|d| d.kind != DiscrepancyKind::UnexpectedAtApi)
-            .map(|d| d.record_id.clone())
-            .collect();
-        if req.repair && !repairable.is_empty() {
-            summary.requeued = self.store.requeue_records(&q, &repairable).await?;
-            self.write_report(&q, &req, &mut summary, &discrepancies)?;
-            tracing::warn!(
-                quarter = %q, requeued = summary.requeued, report = %summary.report_json,
-                "Reconcile: the API lost records; sending them again"
-            );
-            return Ok(summary);
-        }
-        self.publish(&q, &req, &mut summary, &discrepancies).await?;
-        Ok(summary)
+        heartbeating(&ctx, self.reconcile_heartbeating(&ctx, q, req)).await
     }
 
     /// The deadline-at-risk alert, raised by the workflow's watchdog before the limit.
+    /// A webhook that stays down is recorded and never holds the run.
     #[activity(name = "DeadlineAtRisk")]
     pub async fn deadline_at_risk(
         self: Arc<Self>,
@@ -326,7 +387,180 @@ impl SyncActivities {
             quarter = %alert.quarter, workflow_id = %alert.workflow_id,
             projected = alert.projected, "deadline at risk"
         );
-        self.alerts.post(&text, None).await?;
+        if let Ok(q) = alert.quarter.parse::<Quarter>() {
+            self.post_or_record(&self.alerts, "alert", &q, &text, None)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl SyncActivities {
+    async fn reconcile_heartbeating(
+        &self,
+        ctx: &ActivityContext,
+        q: Quarter,
+        req: ReconcileRequest,
+    ) -> Result<ReconcileSummary, ActivityError> {
+        let q = &q;
+        let mut summary = ReconcileSummary::default();
+        (summary.rejected, summary.dead_lettered) =
+            self.store.unsent_counts(q).await.map_err(store_error)?;
+        let listing = self.compare_listing(ctx, q, &req, &mut summary).await?;
+        let listing_read = listing.is_some();
+        let mut discrepancies = listing.unwrap_or_default();
+        for d in discrepancies.iter_mut().filter(|d| d.school_id.is_empty()) {
+            d.school_id = self
+                .store
+                .school_of(&d.record_id)
+                .await
+                .map_err(store_error)?
+                .unwrap_or_else(|| "(unknown)".to_string());
+        }
+        for d in &discrepancies {
+            match d.kind {
+                DiscrepancyKind::MissingAtApi => summary.missing_at_api += 1,
+                DiscrepancyKind::HashMismatch => summary.hash_mismatches += 1,
+                DiscrepancyKind::UnexpectedAtApi => summary.unexpected_at_api += 1,
+            }
+        }
+        summary.clean = listing_read && discrepancies.is_empty();
+        summary.repaired = req.repaired_before;
+        let repairable: Vec<String> = discrepancies
+            .iter()
+            .filter(|d| d.kind != DiscrepancyKind::UnexpectedAtApi)
+            .map(|d| d.record_id.clone())
+            .collect();
+        let rows = self.report_rows(q, &discrepancies).await?;
+        if !listing_read {
+            summary.unverified = summary.synced_in_store;
+        }
+        summary.unsent = rows
+            .iter()
+            .filter(|r| r.state == RecordState::Unsent)
+            .count() as u64;
+        let unconfirmed = summary.dead_lettered
+            + summary.unsent
+            + summary.unverified
+            + summary.missing_at_api
+            + summary.hash_mismatches;
+        summary.verdict = report::verdict(summary.rejected, unconfirmed, listing_read);
+        if req.repair && !repairable.is_empty() {
+            summary.requeued = self
+                .store
+                .requeue_records(q, &repairable)
+                .await
+                .map_err(store_error)?;
+            self.write_report(q, &req, &mut summary, &rows, &discrepancies, listing_read)
+                .await?;
+            tracing::warn!(
+                quarter = %q, requeued = summary.requeued, report = %summary.report_json,
+                "Reconcile: the API lost records; sending them again"
+            );
+            return Ok(summary);
+        }
+        self.publish(q, &req, &mut summary, &rows, &discrepancies, listing_read)
+            .await?;
+        Ok(summary)
+    }
+
+    /// Every record not confirmed at the API: the store's rejected, dead and unsent
+    /// records (with their batch and reason), then what the comparison found.
+    async fn report_rows(
+        &self,
+        q: &Quarter,
+        discrepancies: &[Discrepancy],
+    ) -> Result<Vec<ReportRow>, ActivityError> {
+        let mut rows = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .unsent_records(q, after.as_deref(), UNSENT_PAGE)
+                .await
+                .map_err(store_error)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.record_id.clone());
+            let full = page.len() == UNSENT_PAGE;
+            rows.extend(page.into_iter().map(|u| ReportRow {
+                school_id: u.school_id,
+                record_id: u.record_id,
+                state: match u.state {
+                    UnsentState::Rejected => RecordState::Rejected,
+                    UnsentState::Dead => RecordState::Dead,
+                    UnsentState::Unsent => RecordState::Unsent,
+                },
+                batch_id: u.batch_id,
+                reason: u.reason,
+            }));
+            if !full {
+                break;
+            }
+        }
+        for d in discrepancies {
+            let mut row = ReportRow::from(d);
+            row.batch_id = self
+                .store
+                .batch_of(&d.record_id)
+                .await
+                .map_err(store_error)?;
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    /// Posts to a webhook; a post that fails for good (after the webhook's own bounded
+    /// retries) is logged and recorded for `sync status` and the report, and never fails
+    /// the activity: side effects do not hold the sync.
+    async fn post_or_record(
+        &self,
+        hook: &Webhook,
+        name: &str,
+        q: &Quarter,
+        text: &str,
+        extra: Option<serde_json::Value>,
+    ) -> Result<bool, ActivityError> {
+        match hook.post(text, extra).await {
+            Ok(sent) => Ok(sent),
+            Err(e) => {
+                tracing::error!(quarter = %q, hook = name, error = %e, "webhook post failed; going on without it");
+                self.store
+                    .record_webhook_failure(q, name, &e.to_string())
+                    .await
+                    .map_err(store_error)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// The dead-letter alert, once per dead letter.
+    async fn alert_dead_letter(&self, ev: &BatchEvent, detail: &str) -> Result<(), ActivityError> {
+        let q = quarter(&ev.quarter)?;
+        let already = self
+            .store
+            .dead_letters(&q)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .any(|d| d.batch_id == ev.batch_id && d.alerted);
+        if already {
+            return Ok(());
+        }
+        let text = format!(
+            ":rotating_light: gradesync dead letter: quarter {}, school {}, batch {}: {}. \
+             The run redrives it by itself while the deadline allows; after the run, replay \
+             it with `gradesync dlq replay --quarter {}`.",
+            ev.quarter, ev.school_id, ev.batch_id, detail, ev.quarter
+        );
+        if self
+            .post_or_record(&self.alerts, "alert", &q, &text, None)
+            .await?
+        {
+            self.store
+                .mark_alerted(ev.batch_id)
+                .await
+                .map_err(store_error)?;
+        }
         Ok(())
     }
 }
@@ -382,7 +616,7 @@ impl SyncActivities {
         q: &Quarter,
         req: &ReconcileRequest,
         summary: &mut ReconcileSummary,
-    ) -> Result<Vec<Discrepancy>, ActivityError> {
+    ) -> Result<Option<Vec<Discrepancy>>, ActivityError> {
         let size = page_size(req.page_size);
         let resumed = read_ahead::resume(&self.store, q, &req.pass).await?;
         if resumed.page_no > 0 {
@@ -393,7 +627,7 @@ impl SyncActivities {
         summary.received_by_api = resumed.records;
         summary.pages_checked_ahead = resumed.page_no;
         if resumed.at_end() {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         let mut discrepancies = Vec::new();
         let mut from_stored_token = resumed.token.is_some();
@@ -417,6 +651,13 @@ impl SyncActivities {
                     summary.received_by_api = 0;
                     summary.pages_checked_ahead = 0;
                     continue;
+                }
+                // Down or refusing reads for several attempts: report what cannot be
+                // confirmed instead of holding the quarter up until the deadline.
+                Err(e) if e.is_retryable() && ctx.info().attempt >= LISTING_ATTEMPTS => {
+                    tracing::error!(quarter = %q, error = %e, attempt = ctx.info().attempt,
+                        "Reconcile: the API's listing cannot be read; synced records stay unverified");
+                    return Ok(None);
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -450,19 +691,27 @@ impl SyncActivities {
                     after = upto;
                     page_token = Some(token);
                 }
-                None => return Ok(discrepancies),
+                None => return Ok(Some(discrepancies)),
             }
         }
     }
 
     /// Writes this round's report files and records their paths in `summary`.
-    fn write_report(
+    async fn write_report(
         &self,
         q: &Quarter,
         req: &ReconcileRequest,
         summary: &mut ReconcileSummary,
+        rows: &[ReportRow],
         discrepancies: &[Discrepancy],
+        listing_read: bool,
     ) -> Result<serde_json::Value, ActivityError> {
+        let failures = self.store.webhook_failures(q).await.map_err(store_error)?;
+        summary.webhook_failures = failures.len() as u64;
+        let failures: Vec<_> = failures
+            .iter()
+            .map(|f| serde_json::json!({ "hook": f.hook, "error": f.error, "at_ms": f.created_at }))
+            .collect();
         let now = SystemTime::now();
         let stamp = now
             .duration_since(UNIX_EPOCH)
@@ -473,9 +722,13 @@ impl SyncActivities {
             quarter: &quarter_text,
             workflow_id: &req.workflow_id,
             generated_at: httpdate::fmt_http_date(now),
+            verdict: summary.verdict,
+            listing_read,
             clean: summary.clean,
             counts: serde_json::json!({ "store": &*summary, "run": req.totals }),
+            webhook_failures: serde_json::Value::Array(failures),
             earlier_reports: &req.earlier_reports,
+            records: rows,
             discrepancies,
         };
         let (json, csv) = report::write(&self.report_dir, &stamp, &report)?;
@@ -490,17 +743,18 @@ impl SyncActivities {
         q: &Quarter,
         req: &ReconcileRequest,
         summary: &mut ReconcileSummary,
+        rows: &[ReportRow],
         discrepancies: &[Discrepancy],
+        listing_read: bool,
     ) -> Result<(), ActivityError> {
-        let report = self.write_report(q, req, summary, discrepancies)?;
-        let status = if summary.clean {
-            "complete"
-        } else {
-            "discrepancies"
-        };
+        let report = self
+            .write_report(q, req, summary, rows, discrepancies, listing_read)
+            .await?;
+        let status = summary.verdict.as_str();
         let text = format!(
             "gradesync reconciliation for {q}: {status}; {} synced, {} at the API, {} missing, \
-             {} mismatched, {} unexpected, {} rejected, {} dead-lettered, {} repaired. Report: {}",
+             {} mismatched, {} unexpected, {} rejected, {} dead-lettered, {} not sent, {} \
+             unverified, {} repaired. Report: {}",
             summary.synced_in_store,
             summary.received_by_api,
             summary.missing_at_api,
@@ -508,19 +762,23 @@ impl SyncActivities {
             summary.unexpected_at_api,
             summary.rejected,
             summary.dead_lettered,
+            summary.unsent,
+            summary.unverified,
             summary.repaired,
             summary.report_json
         );
-        self.compliance
-            .post(&text, Some(serde_json::json!({ "report": report })))
+        let extra = serde_json::json!({ "verdict": status, "report": report });
+        self.post_or_record(&self.compliance, "compliance", q, &text, Some(extra))
             .await?;
+        summary.webhook_failures = self.store.webhook_failures(q).await.map_err(store_error)?.len() as u64;
         let counts = serde_json::to_string(&*summary)?;
         self.store
             .finish_run(q, status, Some(&summary.report_json), &counts)
-            .await?;
+            .await
+            .map_err(store_error)?;
         // A later sync reads the listing anew; kept pages would only slow its imports.
         self.store.forget_checked_pages(q, None).await?;
-        tracing::info!(quarter = %q, status, report = %summary.report_json, "Reconcile");
+        tracing::info!(quarter = %q, verdict = status, report = %summary.report_json, "Reconcile");
         Ok(())
     }
 }
@@ -536,28 +794,88 @@ fn rejection_reason(detail: &str, problem: &Problem) -> String {
 pub struct SendActivities {
     pub store: Store,
     pub gov: Arc<GovClient>,
+    /// Where the "credentials refused" alert goes when the token endpoint refuses us.
+    pub alerts: Webhook,
 }
 
 #[activities]
 impl SendActivities {
     /// POSTs one batch (same bytes, same `Idempotency-Key` on every attempt) and says what
     /// the answer means. Does not retry: the workflow's named timers do.
+    ///
+    /// It heartbeats all along (rate gate, request, store), so a killed worker's batch
+    /// is sent again by another within the heartbeat timeout. Credentials refused by the
+    /// token endpoint fail it for good (`CredentialsRefused`), with an alert: no resend
+    /// can fix them.
     #[activity(name = "SendBatch")]
     pub async fn send_batch(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: SendRequest,
     ) -> Result<SendResult, ActivityError> {
-        let batch = self.store.batch_body(req.batch_id).await?;
-        self.store.mark_in_flight(req.batch_id).await?;
+        heartbeating(&ctx, self.send(req)).await
+    }
+}
+
+impl SendActivities {
+    async fn send(&self, req: SendRequest) -> Result<SendResult, ActivityError> {
+        let batch = self
+            .store
+            .batch_body(req.batch_id)
+            .await
+            .map_err(store_error)?;
+        self.store
+            .mark_in_flight(req.batch_id)
+            .await
+            .map_err(store_error)?;
         let outcome = self.gov.send_batch(req.batch_id, batch.body.into()).await;
+        if let SendOutcome::TokenRefused { status, excerpt } = &outcome {
+            let message = format!(
+                "the API's token endpoint refused our client credentials ({status}{}): fix \
+                 GRADESYNC_GOV_CLIENT_ID / GRADESYNC_GOV_CLIENT_SECRET, then start the sync again",
+                excerpt.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            );
+            self.store
+                .record_attempt(req.batch_id, "credentials refused by the token endpoint")
+                .await
+                .map_err(store_error)?;
+            self.alert_once(&batch.quarter, &message).await;
+            return Err(ActivityError::application(
+                ApplicationFailure::builder(message)
+                    .type_name("CredentialsRefused".to_string())
+                    .non_retryable(true)
+                    .build(),
+            ));
+        }
         let (note, result) = decide(outcome);
-        self.store.record_attempt(req.batch_id, &note).await?;
+        self.store
+            .record_attempt(req.batch_id, &note)
+            .await
+            .map_err(store_error)?;
         tracing::info!(
             batch_id = %req.batch_id, school_id = %batch.school_id, attempt = req.attempt,
             records = batch.records, outcome = label(&result), "SendBatch"
         );
         Ok(result)
+    }
+
+    /// One alert per process and quarter for a failure that stops the run: every batch in
+    /// flight meets it, the team needs to hear it once.
+    async fn alert_once(&self, quarter: &Quarter, message: &str) {
+        static ALERTED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        {
+            let mut seen = ALERTED.lock().unwrap_or_else(|e| e.into_inner());
+            let q = quarter.to_string();
+            if seen.contains(&q) {
+                return;
+            }
+            seen.push(q);
+        }
+        let text = format!(":no_entry: gradesync stopped the sync of {quarter}: {message}");
+        if let Err(e) = self.alerts.post(&text, None).await {
+            tracing::error!(quarter = %quarter, error = %e, "alert webhook failed");
+            let _ = self.store.record_webhook_failure(quarter, "alert", &e.to_string()).await;
+        }
     }
 }
 
@@ -582,9 +900,18 @@ fn decide(outcome: SendOutcome) -> (String, SendResult) {
                 replayed,
             },
         ),
-        SendOutcome::Retry { reason, after, .. } => {
+        SendOutcome::Retry {
+            reason,
+            after,
+            excerpt,
+        } => {
             let retry_after_ms = after.map(|d| d.as_millis() as u64);
-            let text = reason.to_string();
+            // The status and a short, personal-data-free excerpt of the answer: what the
+            // dead-letter alert tells the team.
+            let text = match excerpt {
+                Some(excerpt) => format!("{reason}; the answer said: {excerpt}"),
+                None => reason.to_string(),
+            };
             let result = match reason {
                 RetryReason::RateLimited | RetryReason::InFlight => SendResult::Throttled {
                     reason: text.clone(),
@@ -617,10 +944,19 @@ fn decide(outcome: SendOutcome) -> (String, SendResult) {
             "credentials refused".to_string(),
             SendResult::Failed {
                 reason: format!(
-                    "the API refused our credentials ({}); check GRADESYNC_GOV_CLIENT_ID / \
-                     GRADESYNC_GOV_CLIENT_SECRET",
-                    problem.title
+                    "the API refused our credentials even with a fresh token ({} {}); check \
+                     GRADESYNC_GOV_CLIENT_ID / GRADESYNC_GOV_CLIENT_SECRET and the client's \
+                     permissions at the API",
+                    problem.status, problem.title
                 ),
+                retry_after_ms: None,
+            },
+        ),
+        // Handled before: the run stops.
+        SendOutcome::TokenRefused { status, .. } => (
+            "credentials refused by the token endpoint".to_string(),
+            SendResult::Failed {
+                reason: format!("the token endpoint refused our credentials ({status})"),
                 retry_after_ms: None,
             },
         ),

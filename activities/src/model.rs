@@ -44,6 +44,8 @@ pub struct Carried {
     pub round: u32,
     pub repaired: u64,
     pub earlier_reports: Vec<String>,
+    /// Dead-letter redrive waves the earlier runs made.
+    pub redrives: u32,
     /// The fixed-mark and the early (projected) "deadline at risk" alerts already raised.
     pub warned: bool,
     pub alerted: bool,
@@ -57,6 +59,21 @@ pub struct Carried {
 pub struct RateSample {
     pub at_ms: u64,
     pub done: u64,
+}
+
+/// The task queue `gradesync worker` polls unless told otherwise.
+pub const DEFAULT_TASK_QUEUE: &str = "gradesync";
+
+/// The one workflow id under which a quarter is synced, whoever starts it (the schedule,
+/// `gradesync sync start`, `temporal workflow start`, `gradesync dlq replay`): a second
+/// start meets the running one instead of sending the same batches beside it. Scoped by
+/// the task queue, which names one gradesync deployment (its store and its API).
+pub fn quarter_workflow_id(quarter: &str, task_queue: &str) -> String {
+    if task_queue == DEFAULT_TASK_QUEUE {
+        format!("gradesync-{quarter}")
+    } else {
+        format!("gradesync-{quarter}-{task_queue}")
+    }
 }
 
 /// Records per page of `GET /v1/quarters/{q}/records`: the contract's maximum.
@@ -120,6 +137,21 @@ pub struct Policy {
     /// Records per page of the API's listing that Reconcile reads: the contract's maximum,
     /// to spend as few requests of the rate budget as possible.
     pub reconcile_page_size: usize,
+    /// Heartbeat timeout of SendBatch, ReconcileAhead and Reconcile: a worker killed while
+    /// it holds one of them is noticed this long after its last heartbeat, and the work
+    /// goes to another worker (same batch id, same bytes).
+    pub send_heartbeat_timeout_ms: u64,
+    /// Waits before the run redrives its own dead letters (same batch ids, same bytes):
+    /// 5 min, 15 min, 45 min after the sending, then every `redrive_every_ms`.
+    pub redrive_waves_ms: Vec<u64>,
+    /// The wait between waves once `redrive_waves_ms` is spent; 0 stops after the list.
+    pub redrive_every_ms: u64,
+    /// No wave starts unless it, the resending of what is dead and this much more (for
+    /// Reconcile) end before the deadline.
+    pub redrive_reserve_ms: u64,
+    /// A record cut into this many batches without being accepted is dead-lettered
+    /// instead of being cut again.
+    pub max_cuts_per_record: u32,
 }
 
 impl Default for Policy {
@@ -148,7 +180,78 @@ impl Default for Policy {
             eta_window_ms: 60 * 60_000,
             reconcile_ahead_poll_ms: 100,
             reconcile_page_size: RECORDS_PAGE,
+            send_heartbeat_timeout_ms: 20_000,
+            redrive_waves_ms: vec![5 * 60_000, 15 * 60_000, 45 * 60_000],
+            redrive_every_ms: 60 * 60_000,
+            redrive_reserve_ms: 60 * 60_000,
+            max_cuts_per_record: 5,
         }
+    }
+}
+
+impl Policy {
+    /// What makes a policy unusable, said so that the user can fix it; `None` when it is
+    /// usable. A run refuses a bad policy at once instead of failing batch after batch.
+    pub fn problem(&self) -> Option<String> {
+        // Limits above the API's are allowed: the API answers 413 and the batch is split.
+        let checks = [
+            (
+                self.max_batch_records == 0 || self.max_batch_bytes == 0,
+                "max_batch_records and max_batch_bytes must be positive".to_string(),
+            ),
+            (self.deadline_ms == 0, "deadline_ms must be positive".into()),
+            (
+                self.send_start_to_close_ms == 0 || self.send_schedule_to_close_ms == 0,
+                "send_start_to_close_ms and send_schedule_to_close_ms must be positive".into(),
+            ),
+            (
+                self.send_heartbeat_timeout_ms == 0 || self.heartbeat_timeout_ms == 0,
+                "heartbeat timeouts must be positive".into(),
+            ),
+            (
+                self.parallel_schools == 0 || self.lanes_per_school == 0,
+                "parallel_schools and lanes_per_school must be at least 1".into(),
+            ),
+            (
+                self.max_cuts_per_record == 0,
+                "max_cuts_per_record must be at least 1".into(),
+            ),
+        ];
+        checks
+            .into_iter()
+            .find_map(|(bad, why)| bad.then(|| format!("invalid policy: {why}")))
+    }
+}
+
+/// How a quarter ended, as the compliance team reads it.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Reconcile confirmed every valid record of the quarter at the API.
+    Complete,
+    /// Records are dead-lettered, missing or different at the API, not sent yet, or the
+    /// API's listing could not be read to confirm them. The default: nothing unverified
+    /// is ever called complete.
+    #[default]
+    Incomplete,
+    /// Everything else is confirmed; only records the API refused by name remain, and
+    /// the school must correct them.
+    NeedsCorrection,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Complete => "complete",
+            Verdict::Incomplete => "incomplete",
+            Verdict::NeedsCorrection => "needs_correction",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -241,6 +344,10 @@ pub struct BatchEvent {
     pub batch_id: Uuid,
     /// MarkSynced: the receipt id; ClientError / DeadLetter: the last error.
     pub detail: String,
+    /// ClientError: a record cut into this many batches is dead-lettered, not cut again
+    /// (0, from inputs that predate it: the policy's default).
+    #[serde(default)]
+    pub max_cuts: u32,
 }
 
 /// Output of `SplitBatch`: the batches that replace a batch refused as too large.
@@ -255,6 +362,37 @@ pub struct SplitBatches {
 pub struct RejectionCounts {
     pub rejected: u64,
     pub requeued: u64,
+    /// Records dead-lettered instead: the API named none of the batch, or they were cut
+    /// into too many batches.
+    #[serde(default)]
+    pub dead: u64,
+}
+
+/// Input of `RedriveDeadLetters`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RedriveRequest {
+    pub quarter: String,
+    /// The wave, counted from 1 over the whole quarter.
+    pub wave: u32,
+}
+
+/// Output of `RedriveDeadLetters`: what went back to be sent, per school.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Redriven {
+    pub schools: Vec<SchoolRedriven>,
+}
+
+impl Redriven {
+    pub fn records(&self) -> u64 {
+        self.schools.iter().map(|s| s.records).sum()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SchoolRedriven {
+    pub school_id: String,
+    pub batches: u64,
+    pub records: u64,
 }
 
 /// Input of the deadline alert.
@@ -413,6 +551,20 @@ pub struct ReconcileSummary {
     /// sending went on, and the store's side of their range has not changed since.
     #[serde(default)]
     pub pages_checked_ahead: u64,
+    /// Records not sent yet (pending or awaiting an answer) when Reconcile ran.
+    #[serde(default)]
+    pub unsent: u64,
+    /// Synced records that could not be confirmed because the API's listing could not
+    /// be read.
+    #[serde(default)]
+    pub unverified: u64,
+    /// Alert and compliance webhook posts that failed for good this quarter.
+    #[serde(default)]
+    pub webhook_failures: u64,
+    #[serde(default)]
+    pub verdict: Verdict,
+    /// No discrepancy between the store's synced records and the API (kept for readers of
+    /// older results; the verdict is what counts).
     pub clean: bool,
     pub report_json: String,
     pub report_csv: String,
@@ -424,5 +576,11 @@ pub struct SyncSummary {
     pub quarter: String,
     pub totals: Counts,
     pub reconcile: ReconcileSummary,
+    /// `verdict == Complete`, kept for readers of older results.
     pub complete: bool,
+    #[serde(default)]
+    pub verdict: Verdict,
+    /// Dead-letter redrive waves the run made.
+    #[serde(default)]
+    pub redrives: u32,
 }

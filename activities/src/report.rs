@@ -1,11 +1,16 @@
-//! The reconciliation report: what the store says was synced, compared record by record
-//! with what the API says it holds. Written as JSON (for machines) and CSV (for the
-//! compliance team's spreadsheet). Only record ids, school ids and hashes appear: no grade
-//! and no student id.
+//! The reconciliation report: the quarter's verdict and every record that is not confirmed
+//! at the API (rejected, dead-lettered, not sent, missing or different at the API), each
+//! with its school, batch and the reason, plus the store-versus-API comparison it came
+//! from. Written as JSON (for machines) and CSV (for the compliance team's spreadsheet).
+//! Only record ids, school ids, batch ids and the API's own reasons appear: no grade and
+//! no student id.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use uuid::Uuid;
+
+use crate::model::Verdict;
 
 /// What is wrong with one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -24,6 +29,90 @@ pub struct Discrepancy {
     pub school_id: String,
     pub record_id: String,
     pub kind: DiscrepancyKind,
+}
+
+/// Where a record that is not confirmed at the API stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    /// The API refused it by name (400 with `errors[]`): the school must correct it.
+    Rejected,
+    /// Its batch was dead-lettered after the retry ladder and every redrive wave.
+    Dead,
+    /// Not sent yet: pending, or in a batch whose answer never came.
+    Unsent,
+    /// Synced in our store, absent from the API's listing.
+    Missing,
+    /// At the API with other content than ours.
+    Mismatch,
+    /// At the API but not synced in our store (listed; does not change the verdict).
+    Unexpected,
+}
+
+impl RecordState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordState::Rejected => "rejected",
+            RecordState::Dead => "dead",
+            RecordState::Unsent => "unsent",
+            RecordState::Missing => "missing",
+            RecordState::Mismatch => "mismatch",
+            RecordState::Unexpected => "unexpected",
+        }
+    }
+}
+
+/// One record the compliance team must know about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportRow {
+    pub school_id: String,
+    pub record_id: String,
+    pub state: RecordState,
+    pub batch_id: Option<Uuid>,
+    /// The API's reason (its `errors[].field: message`, or the last error of the batch),
+    /// or what Reconcile saw.
+    pub reason: String,
+}
+
+impl From<&Discrepancy> for ReportRow {
+    fn from(d: &Discrepancy) -> Self {
+        let (state, reason) = match d.kind {
+            DiscrepancyKind::MissingAtApi => (
+                RecordState::Missing,
+                "synced in our store, absent from the API's listing",
+            ),
+            DiscrepancyKind::HashMismatch => (
+                RecordState::Mismatch,
+                "the API holds other content for this record than we sent",
+            ),
+            DiscrepancyKind::UnexpectedAtApi => (
+                RecordState::Unexpected,
+                "the API holds this record but our store does not count it as synced",
+            ),
+        };
+        ReportRow {
+            school_id: d.school_id.clone(),
+            record_id: d.record_id.clone(),
+            state,
+            batch_id: None,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// The verdict from what remains: complete only when nothing valid is unconfirmed;
+/// needs-correction when the only records left are ones the API refused by name.
+pub fn verdict(
+    rejected: u64,
+    unconfirmed: u64,
+    listing_read: bool,
+) -> Verdict {
+    match (unconfirmed, rejected) {
+        _ if !listing_read => Verdict::Incomplete,
+        (0, 0) => Verdict::Complete,
+        (0, _) => Verdict::NeedsCorrection,
+        _ => Verdict::Incomplete,
+    }
 }
 
 /// Compares the store's synced `(school_id, record_id, sha256)` with the API's
@@ -82,10 +171,19 @@ pub struct Report<'a> {
     pub quarter: &'a str,
     pub workflow_id: &'a str,
     pub generated_at: String,
+    pub verdict: Verdict,
+    /// Whether the API's listing could be read; when not, nothing synced is confirmed.
+    pub listing_read: bool,
+    /// No difference between the store's synced records and the API's listing.
     pub clean: bool,
     pub counts: serde_json::Value,
+    /// Alert and compliance webhook posts that failed for good this quarter.
+    pub webhook_failures: serde_json::Value,
     /// Reports of earlier rounds of the same run, whose discrepancies were repaired.
     pub earlier_reports: &'a [String],
+    /// Every record not confirmed at the API, with its state, batch and reason.
+    pub records: &'a [ReportRow],
+    /// The store-versus-API comparison (missing, mismatch, unexpected) alone.
     pub discrepancies: &'a [Discrepancy],
 }
 
@@ -96,14 +194,15 @@ pub fn write(dir: &Path, stamp: &str, report: &Report<'_>) -> std::io::Result<(P
     let json_path = base.with_extension("json");
     let csv_path = base.with_extension("csv");
     std::fs::write(&json_path, serde_json::to_vec_pretty(report)?)?;
-    let mut csv = String::from("school_id,record_id,kind\n");
-    for d in report.discrepancies {
-        let kind = serde_json::to_value(d.kind)?;
+    let mut csv = String::from("school_id,record_id,state,batch_id,reason\n");
+    for r in report.records {
         csv.push_str(&format!(
-            "{},{},{}\n",
-            csv_field(&d.school_id),
-            csv_field(&d.record_id),
-            kind.as_str().unwrap_or_default()
+            "{},{},{},{},{}\n",
+            csv_field(&r.school_id),
+            csv_field(&r.record_id),
+            r.state.as_str(),
+            r.batch_id.map(|b| b.to_string()).unwrap_or_default(),
+            csv_field(&r.reason)
         ));
     }
     std::fs::write(&csv_path, csv)?;
@@ -157,6 +256,62 @@ mod tests {
         let same = pairs(&[("a", "1"), ("b", "2"), ("c", "3"), ("e", "5")]);
         assert!(compare_range(&mine, &same).is_empty());
         assert_eq!(compare_range(&mine, &[]).len(), 4);
+    }
+
+    #[test]
+    fn only_a_fully_confirmed_quarter_is_complete() {
+        assert_eq!(verdict(0, 0, true), Verdict::Complete);
+        assert_eq!(verdict(3, 0, true), Verdict::NeedsCorrection);
+        assert_eq!(verdict(3, 1, true), Verdict::Incomplete);
+        assert_eq!(verdict(0, 1, true), Verdict::Incomplete);
+        assert_eq!(verdict(0, 0, false), Verdict::Incomplete);
+    }
+
+    #[test]
+    fn csv_lists_every_row_with_state_batch_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = Uuid::new_v4();
+        let records = [
+            ReportRow {
+                school_id: "s1".into(),
+                record_id: "r1".into(),
+                state: RecordState::Rejected,
+                batch_id: Some(batch),
+                reason: "grade: not in scale, \"A+\" expected".into(),
+            },
+            ReportRow::from(&Discrepancy {
+                school_id: "s2".into(),
+                record_id: "r2".into(),
+                kind: DiscrepancyKind::MissingAtApi,
+            }),
+        ];
+        let report = Report {
+            quarter: "2026-Q4",
+            workflow_id: "w",
+            generated_at: String::new(),
+            verdict: Verdict::Incomplete,
+            listing_read: true,
+            clean: false,
+            counts: serde_json::Value::Null,
+            webhook_failures: serde_json::Value::Null,
+            earlier_reports: &[],
+            records: &records,
+            discrepancies: &[],
+        };
+        let (json, csv) = write(dir.path(), "1", &report).unwrap();
+        let csv = std::fs::read_to_string(csv).unwrap();
+        let lines: Vec<_> = csv.lines().collect();
+        assert_eq!(lines[0], "school_id,record_id,state,batch_id,reason");
+        assert_eq!(
+            lines[1],
+            format!("s1,r1,rejected,{batch},\"grade: not in scale, \"\"A+\"\" expected\"")
+        );
+        assert!(lines[2].starts_with("s2,r2,missing,,"), "{}", lines[2]);
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+        assert_eq!(json["verdict"], "incomplete");
+        assert_eq!(json["records"][0]["state"], "rejected");
+        assert_eq!(json["records"][0]["batch_id"], batch.to_string());
     }
 
     #[test]

@@ -1547,7 +1547,6 @@ async fn a_refusal_naming_no_record_of_the_batch_dead_letters_it_whole() {
     let (_dir, store) = temp_store().await;
     seed(&store, 4).await;
     let b = cut(&store, 2, 2).await; // r0000-1, r0002-3
-    let body = store.batch_body(b[0]).await.unwrap().body;
     // r0002 exists, but in the other batch; "nope" nowhere.
     let others = vec![
         ("r0002".to_string(), "grade: bad".to_string()),
@@ -1586,18 +1585,30 @@ async fn a_refusal_naming_no_record_of_the_batch_dead_letters_it_whole() {
         "alerted once"
     );
 
-    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 1);
-    assert_eq!(store.batch_body(b[0]).await.unwrap().body, body);
-    assert_eq!(counts(&store, SCHOOL).await, [0, 4, 0, 0, 0]);
+    // Resent under its key, the batch would meet the same 400: a redrive or a replay puts
+    // its records back to pending for a new batch instead.
+    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 0);
+    assert!(store.batch_body(b[0]).await.is_err(), "the old batch is not sent again");
+    assert_eq!(counts(&store, SCHOOL).await, [2, 2, 0, 0, 0], "r0002-3 still batched");
+    assert!(store.dead_letters(&q()).await.unwrap().is_empty());
+    let again = store
+        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(again.batches[0].batch_id, b[1], "the prepared batch resumes first");
+    let again = store
+        .prepare_batches(&q(), SCHOOL, 2, BatchLimits::default())
+        .await
+        .unwrap();
+    assert!(again.batches.iter().all(|x| x.batch_id != b[0]));
+    assert_eq!(again.batches.iter().map(|x| x.records).sum::<u64>(), 4);
 }
 
 #[tokio::test]
 async fn records_cut_too_often_are_dead_lettered_in_their_batch_not_requeued() {
-    use gradesync_govapi::contract::canonical_json;
-
     let (dir, store) = temp_store().await;
     let pool = raw(&dir).await;
-    let records = seed(&store, 4).await;
+    seed(&store, 4).await;
     let first = cut(&store, 1, 2).await[0]; // r0000-1
     let r = store
         .reject_batch(first, 400, "Bad Request", &named("r0000"), 2)
@@ -1631,25 +1642,10 @@ async fn records_cut_too_often_are_dead_lettered_in_their_batch_not_requeued() {
     assert_eq!(dead[0].batch_id, Some(second));
     assert_eq!(dead[0].reason, letters[0].error);
 
-    // A replay sends the same batch id with exactly the records that died in it.
-    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 1);
-    let body = store.batch_body(second).await.unwrap();
-    let expected = encode_batch(
-        second,
-        &q(),
-        SCHOOL,
-        &[canonical_json(&records[1]).as_str()],
-    )
-    .unwrap();
-    assert_eq!(body.records, 1);
-    assert_eq!(body.body, expected);
-    let resumed = store
-        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
-        .await
-        .unwrap();
-    assert_eq!(resumed.batches[0].batch_id, second);
-    assert_eq!(resumed.batches[0].bytes, expected.len() as u64);
-    assert_eq!(store.mark_synced(second, "rcpt").await.unwrap(), 1);
+    // A replay cannot resend that batch under its key (the API saw other bytes under it):
+    // the record that died in it goes back to pending, for a new batch.
+    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 0);
+    assert_eq!(counts(&store, SCHOOL).await, [2, 0, 0, 2, 0]);
     assert_eq!(
         store.records_in_batch(second, "rejected").await.unwrap(),
         1,

@@ -118,6 +118,8 @@ struct Row {
     worker_peak_rss_mb: Option<f64>,
     worker_cpu_s: Option<f64>,
     history_events_per_batch: Option<f64>,
+    /// `kill-recovery`: from the SIGKILL to the next batch the API committed.
+    stall_after_kill_s: Option<f64>,
     max_events_in_one_run: Option<u64>,
     workflow_runs: Option<usize>,
     query_and_prep_s: f64,
@@ -306,22 +308,33 @@ async fn run_temporal(s: &Scenario, temporal: &Temporal, out: &Path) -> Result<R
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
     let queue = format!("bench-{}-{stamp}", s.name);
-    let log = std::fs::File::create(out.join(format!("{}-worker.log", s.name)))?;
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_gradesync"))
-        .arg("worker")
-        .env("TEMPORAL_ADDRESS", &temporal.address)
-        .env("GRADESYNC_TASK_QUEUE", &queue)
-        .env("GRADESYNC_DATABASE_URL", &url)
-        .env("GRADESYNC_GOV_API_URL", sim.base_url())
-        .env("GRADESYNC_RATE_PER_SEC", s.rate.to_string())
-        .env("GRADESYNC_REPORT_DIR", dir.path().join("reports"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("cannot start `gradesync worker`")?;
+    let spawn_worker = |n: u32| -> Result<std::process::Child> {
+        let log = std::fs::File::create(out.join(format!("{}-worker-{n}.log", s.name)))?;
+        Command::new(env!("CARGO_BIN_EXE_gradesync"))
+            .arg("worker")
+            .env("TEMPORAL_ADDRESS", &temporal.address)
+            .env("GRADESYNC_TASK_QUEUE", &queue)
+            .env("GRADESYNC_DATABASE_URL", &url)
+            .env("GRADESYNC_GOV_API_URL", sim.base_url())
+            .env("GRADESYNC_RATE_PER_SEC", s.rate.to_string())
+            .env("GRADESYNC_REPORT_DIR", dir.path().join("reports"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start `gradesync worker`")
+    };
+    let mut worker = spawn_worker(1)?;
     let pid = worker.id();
-    let result = drive(s, temporal, &queue, pid).await;
+    let (result, stall) = match s.kill_after_batches {
+        None => (drive(s, temporal, &queue, pid).await, None),
+        Some(after) => {
+            let kill = kill_and_replace(&sim, &mut worker, after, || spawn_worker(2));
+            let (result, stall) = tokio::join!(drive(s, temporal, &queue, pid), kill);
+            (result, Some(stall?))
+        }
+    };
+    let pid = worker.id();
     let (peak_rss, cpu) = (
         proc_stats::memory_mb(pid).map(|m| m.0),
         proc_stats::cpu_time(pid),
@@ -343,6 +356,10 @@ async fn run_temporal(s: &Scenario, temporal: &Temporal, out: &Path) -> Result<R
             span.span_ms, span.utc, span.first, span.last
         );
     }
+    row.stall_after_kill_s = stall.map(|d| d.as_secs_f64());
+    if let Some(stall) = stall {
+        println!("  stall from the kill to the next commit: {:.1} s", stall.as_secs_f64());
+    }
     row.worker_peak_rss_mb = peak_rss;
     row.worker_cpu_s = cpu.map(|d| d.as_secs_f64());
     row.history_events_per_batch = Some(stats.events as f64 / row.batches.max(1) as f64);
@@ -353,8 +370,35 @@ async fn run_temporal(s: &Scenario, temporal: &Temporal, out: &Path) -> Result<R
     Ok(row)
 }
 
+/// Once the API has committed `after` batches: SIGKILL the worker (batches in flight),
+/// start another at once, and measure from the kill to the next commit. Commits of POSTs
+/// already at the API when the worker died are let through first (one answer's latency).
+async fn kill_and_replace(
+    sim: &SimHandle,
+    worker: &mut std::process::Child,
+    after: u64,
+    spawn: impl FnOnce() -> Result<std::process::Child>,
+) -> Result<Duration> {
+    while sim.ledger().await.batches_committed < after {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.kill().context("cannot SIGKILL the worker")?;
+    let killed = Instant::now();
+    let _ = worker.wait();
+    *worker = spawn()?;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let settled = sim.ledger().await.batches_committed;
+    println!("  worker killed after {after} batches; {settled} committed once its requests landed");
+    while sim.ledger().await.batches_committed <= settled {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(killed.elapsed())
+}
+
+/// The quarter's own workflow id on the run's task queue.
 fn workflow_id(queue: &str) -> String {
-    format!("{queue}-{QUARTER}")
+    let quarter: Quarter = QUARTER.parse().expect("a valid quarter");
+    gradesync::commands::sync::workflow_id(&quarter, queue)
 }
 
 /// Starts the run once the worker polls, waits for its result, and prints progress.
@@ -394,7 +438,7 @@ async fn drive(s: &Scenario, temporal: &Temporal, queue: &str, pid: u32) -> Resu
     };
     let elapsed = t0.elapsed();
     if !summary.complete {
-        bail!("the quarter finished with discrepancies: {summary:?}");
+        bail!("the quarter ended {}: {summary:?}", summary.verdict);
     }
     Ok(elapsed)
 }
@@ -582,11 +626,11 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 
 fn table(rows: &[Row]) -> String {
     let mut t = String::from(
-        "| scenario | records | batches | requests | elapsed s | limit s | elapsed/limit | budget use | max/1 s | tightest span ms | 429s | 503s | amplification | lost | twice | worker peak RSS MB | worker CPU s | events/batch | max events/run | QueryPending+PrepBatch s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | records | batches | requests | elapsed s | limit s | elapsed/limit | budget use | max/1 s | tightest span ms | 429s | 503s | amplification | lost | twice | worker peak RSS MB | worker CPU s | events/batch | max events/run | QueryPending+PrepBatch s | stall after kill s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.1}% | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.1}{} |\n",
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.1}% | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.1}{} | {} |\n",
             r.scenario,
             r.records,
             r.batches,
@@ -609,6 +653,7 @@ fn table(rows: &[Row]) -> String {
             r.query_and_prep_s,
             r.prep_peak_rss_mb
                 .map_or(String::new(), |m| format!(" (peak {m:.0} MB)")),
+            opt(r.stall_after_kill_s.map(|v| format!("{v:.1}"))),
         ));
     }
     t

@@ -25,6 +25,9 @@ pub struct Scenario {
     pub rate: u32,
     /// Average record size; the seed says about 8 KB.
     pub record_bytes: usize,
+    /// SIGKILL the worker once the API has committed this many batches and start another
+    /// at once: the stall until the next commit is the row's figure.
+    pub kill_after_batches: Option<u64>,
 }
 
 impl Scenario {
@@ -50,6 +53,7 @@ const fn sync(
         p_503,
         rate: 2,
         record_bytes: 8_000,
+        kill_after_batches: None,
     }
 }
 
@@ -59,6 +63,13 @@ pub fn all() -> Vec<Scenario> {
         sync("sync-10k-200ms", 10_000, 10, 200, 0.0),
         sync("sync-10k-1s", 10_000, 10, 1_000, 0.0),
         sync("sync-10k-200ms-503", 10_000, 10, 200, 0.10),
+        // The default policy at the real rate, its only worker killed with batches in
+        // flight: the heartbeat hands them to the next worker (the seed's 900 s
+        // start-to-close would hold them for 15 minutes).
+        Scenario {
+            kill_after_batches: Some(20),
+            ..sync("kill-recovery", 10_000, 10, 1_000, 0.0)
+        },
         sync("sync-10k-1s-503", 10_000, 10, 1_000, 0.10),
         Scenario {
             engine: Engine::SeedPacing,

@@ -165,7 +165,7 @@ pub async fn run(a: DemoArgs) -> CliResult {
     let id = start(
         &client,
         &temporal.task_queue,
-        &workflow_id(&quarter),
+        &workflow_id(&quarter, &temporal.task_queue),
         quarter,
         Policy::default(),
     )
@@ -187,7 +187,7 @@ pub async fn run(a: DemoArgs) -> CliResult {
     );
     println!(
         "Web UI: http://localhost:8233/namespaces/default/workflows/{}",
-        workflow_id(&quarter)
+        workflow_id(&quarter, &temporal.task_queue)
     );
     sim.shutdown().await;
     if let Some(mut s) = server {
@@ -202,11 +202,10 @@ pub async fn run(a: DemoArgs) -> CliResult {
         }
         let _ = s.child.kill().await;
     }
-    if summary.complete && twice == 0 {
-        Ok(())
-    } else {
-        Err(CliError::Attention(
-            "the demo quarter did not complete clean".into(),
-        ))
+    if twice > 0 {
+        return Err(CliError::Attention(format!(
+            "the API applied {twice} records more than once"
+        )));
     }
+    crate::commands::sync::verdict_result(&summary)
 }

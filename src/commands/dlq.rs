@@ -3,10 +3,14 @@
 //! a sync of the quarter to send them.
 
 use clap::{Args, Subcommand};
-use gradesync_activities::model::Policy;
 use gradesync_govapi::Quarter;
+use gradesync_workflows::QuarterlySync;
+use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionStatus};
 
-use crate::commands::sync::{parse_quarter, print_summary, start, wait_with_progress, workflow_id};
+use crate::commands::sync::{
+    parse_policy, parse_quarter, print_summary, start, verdict_result, wait_with_progress,
+    workflow_id,
+};
 use crate::errors::{CliError, CliResult};
 use crate::settings::{StoreArgs, TemporalArgs};
 
@@ -77,25 +81,36 @@ async fn list(a: DlqArgs) -> CliResult {
 }
 
 async fn replay(a: ReplayArgs) -> CliResult {
-    let policy: Policy = match &a.policy {
-        Some(json) => serde_json::from_str(json)
-            .map_err(|e| CliError::Usage(format!("--policy is not a valid policy: {e}")))?,
-        None => Policy::default(),
-    };
+    let policy = parse_policy(a.policy.as_deref())?;
     let store = crate::worker::open_store(&a.dlq.store).await?;
     let quarter = a.dlq.quarter;
     let client = crate::temporal::connect(&a.temporal).await?;
+    let id = workflow_id(&quarter, &a.temporal.task_queue);
+    // A running sync redrives its dead letters itself; requeueing under it would hand
+    // its batches to a second sender.
+    let running = client
+        .get_workflow_handle::<QuarterlySync>(id.clone())
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .is_ok_and(|d| d.status() == WorkflowExecutionStatus::Running);
+    if running {
+        return Err(CliError::Attention(format!(
+            "a sync of {quarter} is running as workflow {id}; it redrives its dead letters by \
+             itself while the deadline allows. Follow it with `gradesync sync status --quarter \
+             {quarter}` and replay after it ends"
+        )));
+    }
     let requeued = store
         .requeue_dead_letters(&quarter)
         .await
         .map_err(|e| CliError::Unreachable(e.to_string()))?;
     println!("{requeued} dead-lettered batches of {quarter} re-queued with their original ids");
-    let id = workflow_id(&quarter);
     start(&client, &a.temporal.task_queue, &id, quarter, policy).await?;
     println!("started {id}");
     if a.wait {
         let summary = wait_with_progress(&client, &id).await?;
         print_summary(&summary);
+        return verdict_result(&summary);
     }
     Ok(())
 }

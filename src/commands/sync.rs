@@ -8,7 +8,9 @@ mod plan;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use gradesync_activities::model::{Policy, Progress, SyncInput, SyncSummary};
+use gradesync_activities::model::{
+    Policy, Progress, SyncInput, SyncSummary, Verdict, quarter_workflow_id,
+};
 use gradesync_govapi::Quarter;
 use gradesync_workflows::QuarterlySync;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -62,9 +64,23 @@ pub struct StatusArgs {
     pub store: StoreArgs,
 }
 
-/// The one workflow id of a quarter: a second start for the same quarter collides with it.
-pub fn workflow_id(quarter: &Quarter) -> String {
-    format!("gradesync-{quarter}")
+/// The one workflow id of a quarter on a task queue: a second start for the same quarter
+/// collides with it, and a run started under another id hands over to it.
+pub fn workflow_id(quarter: &Quarter, task_queue: &str) -> String {
+    quarter_workflow_id(&quarter.to_string(), task_queue)
+}
+
+/// Parses `--policy` and refuses one the workflow would refuse.
+pub fn parse_policy(json: Option<&str>) -> Result<Policy, CliError> {
+    let policy: Policy = match json {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| CliError::Usage(format!("--policy is not a valid policy: {e}")))?,
+        None => Policy::default(),
+    };
+    match policy.problem() {
+        Some(problem) => Err(CliError::Usage(format!("--policy: {problem}"))),
+        None => Ok(policy),
+    }
 }
 
 pub async fn run(cmd: SyncCommand) -> CliResult {
@@ -76,13 +92,9 @@ pub async fn run(cmd: SyncCommand) -> CliResult {
 }
 
 async fn start_command(args: StartArgs) -> CliResult {
-    let policy: Policy = match &args.policy {
-        Some(json) => serde_json::from_str(json)
-            .map_err(|e| CliError::Usage(format!("--policy is not a valid policy: {e}")))?,
-        None => Policy::default(),
-    };
+    let policy = parse_policy(args.policy.as_deref())?;
     let client = crate::temporal::connect(&args.temporal).await?;
-    let id = workflow_id(&args.quarter);
+    let id = workflow_id(&args.quarter, &args.temporal.task_queue);
     start(
         &client,
         &args.temporal.task_queue,
@@ -101,13 +113,33 @@ async fn start_command(args: StartArgs) -> CliResult {
     }
     let summary = wait_with_progress(&client, &id).await?;
     print_summary(&summary);
-    if summary.complete {
-        Ok(())
-    } else {
-        Err(CliError::Attention(format!(
-            "quarter {} finished with discrepancies; see {}",
-            summary.quarter, summary.reconcile.report_json
-        )))
+    verdict_result(&summary)
+}
+
+/// Exit 0 only for a complete quarter; otherwise 4, naming the verdict and the report
+/// that lists every record not at the API.
+pub fn verdict_result(summary: &SyncSummary) -> CliResult {
+    match summary.verdict {
+        Verdict::Complete => Ok(()),
+        verdict => Err(CliError::Attention(format!(
+            "quarter {} is {verdict}: {}; every record not at the API is listed in {}",
+            summary.quarter,
+            verdict_hint(verdict),
+            summary.reconcile.report_csv
+        ))),
+    }
+}
+
+fn verdict_hint(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Complete => "every valid grade is confirmed at the API",
+        Verdict::NeedsCorrection => {
+            "the API refused some records by name; correct them at the school and sync again"
+        }
+        Verdict::Incomplete => {
+            "grades are dead-lettered, not sent, or not confirmed at the API; replay with \
+             `gradesync dlq replay` once the API is healthy, or sync again"
+        }
     }
 }
 
@@ -191,15 +223,7 @@ fn show(bar: &ProgressBar, p: &Progress) {
 pub fn print_summary(s: &SyncSummary) {
     let t = &s.totals;
     let r = &s.reconcile;
-    println!(
-        "quarter {}: {}",
-        s.quarter,
-        if s.complete {
-            "complete"
-        } else {
-            "NOT complete"
-        }
-    );
+    println!("quarter {}: {}", s.quarter, s.verdict);
     println!(
         "  synced {} records in {} batches; rejected {}; dead-lettered {} ({} batches); {} retries, {} throttled waits",
         t.records_synced,
@@ -218,6 +242,16 @@ pub fn print_summary(s: &SyncSummary) {
         r.hash_mismatches,
         r.unexpected_at_api
     );
+    println!(
+        "  not at the API: {} rejected, {} dead-lettered, {} not sent, {} unverified; {} redrive waves",
+        r.rejected, r.dead_lettered, r.unsent, r.unverified, s.redrives
+    );
+    if r.webhook_failures > 0 {
+        println!(
+            "  {} webhook posts failed (alerts or the compliance report); see the report",
+            r.webhook_failures
+        );
+    }
     println!("  report: {} and {}", r.report_json, r.report_csv);
 }
 
@@ -240,15 +274,15 @@ async fn status_command(args: StatusArgs) -> CliResult {
     }
     match crate::temporal::connect(&args.temporal).await {
         Ok(client) => {
-            let handle = client.get_workflow_handle::<QuarterlySync>(workflow_id(&q));
+            let id = workflow_id(&q, &args.temporal.task_queue);
+            let handle = client.get_workflow_handle::<QuarterlySync>(id.clone());
             match handle
                 .query(QuarterlySync::progress, (), WorkflowQueryOptions::default())
                 .await
             {
                 Ok(p) => {
                     println!(
-                        "workflow {}: phase {}, {} of {} records synced",
-                        workflow_id(&q),
+                        "workflow {id}: phase {}, {} of {} records synced",
                         p.phase,
                         p.totals.records_synced,
                         p.pending_at_start
@@ -257,17 +291,32 @@ async fn status_command(args: StatusArgs) -> CliResult {
                         println!("  {line}");
                     }
                 }
-                Err(_) => println!("workflow {}: not running", workflow_id(&q)),
+                Err(_) => println!("workflow {id}: not running"),
             }
         }
         Err(e) => println!("(Temporal not reachable: {e})"),
     }
-    if let Some(run) = run {
+    if let Some(run) = &run {
+        let verdict = match run.status.as_str() {
+            "running" => "running".to_string(),
+            status => format!("verdict {status}"),
+        };
         println!(
-            "last run: {} (workflow {}), report {}",
-            run.status,
+            "last run: {verdict} (workflow {}), report {}",
             run.workflow_id,
             run.report_path.as_deref().unwrap_or("-")
+        );
+    }
+    let failures = store
+        .webhook_failures(&q)
+        .await
+        .map_err(|e| CliError::Unreachable(e.to_string()))?;
+    if let Some(last) = failures.last() {
+        println!(
+            "webhooks: {} posts failed (last: {} webhook: {}); the sync went on without them",
+            failures.len(),
+            last.hook,
+            last.error
         );
     }
     println!(

@@ -494,3 +494,52 @@ fn seconds_of_day(time: &serde_json::Value) -> Option<f64> {
     let mut parts = clock.split(':').map(|p| p.parse::<f64>().ok());
     Some(parts.next()?? * 3600.0 + parts.next()?? * 60.0 + parts.next()??)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_is_replaced_within_the_heartbeat_timeout_with_the_default_policy() {
+    // The seed's SendBatch timeouts (900 s start-to-close, 1200 s schedule-to-close) and
+    // the default heartbeat timeout: only the heartbeat can hand a killed worker's batches
+    // to the next worker in seconds. Without it this run stalls for 15 minutes.
+    let policy = Policy {
+        backoff_ms: vec![200, 400, 800],
+        redrive_waves_ms: vec![1_000, 2_000],
+        redrive_every_ms: 0,
+        ..Policy::default()
+    };
+    assert_eq!(policy.send_start_to_close_ms, 900_000);
+    let faults = Faults {
+        latency_ms: 1_000,
+        ..Faults::default()
+    };
+    let app = TestApp::spawn_without_worker("kill-default", faults).await;
+    let n = app.seed_grades(4, 400).await;
+    let mut worker = app.spawn_worker_process();
+    let id = app.start_sync(policy.clone()).await;
+    app.wait_for_batches(3).await;
+    worker.kill().expect("SIGKILL the worker");
+    let killed_at = std::time::Instant::now();
+    worker.wait().unwrap();
+    // What was already at the API when the worker died still commits; count from there.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let before = app.ledger().await.batches_committed;
+    let mut worker = app.spawn_worker_process();
+    let mut stall = None;
+    for _ in 0..1_200 {
+        if app.ledger().await.batches_committed > before {
+            stall = Some(killed_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stall = stall.expect("the new worker sent within a minute");
+    eprintln!("stall from kill to the next commit: {stall:?}");
+    let limit = Duration::from_millis(policy.send_heartbeat_timeout_ms) + Duration::from_secs(25);
+    assert!(stall < limit, "stall {stall:?} is past the heartbeat timeout");
+    let summary = app.result(&id).await;
+    worker.kill().unwrap();
+    assert!(summary.complete, "{summary:?}");
+    let ledger = app.ledger().await;
+    assert_applied_once(&ledger, n);
+    assert_ledger_clean(&ledger);
+    app.stop().await;
+}

@@ -227,7 +227,7 @@ async fn sync_status_prints_rate_eta_deadline_and_verdict() {
         parts[2].starts_with("deadline ") && parts[2].contains(" UTC: "),
         "{line}"
     );
-    let id = gradesync::commands::sync::workflow_id(&q);
+    let id = gradesync::commands::sync::workflow_id(&q, app.task_queue());
     app.result(&id).await;
     app.stop().await;
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use gradesync::devserver;
-use gradesync_activities::model::{Policy, SyncSummary};
+use gradesync_activities::model::{Policy, SyncSummary, Verdict};
 use gradesync_govapi::Quarter;
 use gradesync_govapi::sim::{Faults, RejectRule, SimConfig};
 use gradesync_workflows::QuarterlySync;
@@ -96,9 +96,16 @@ async fn assert_quarter_invariants(
         "every record accounted for: {counts:?}"
     );
 
-    // Lost = 0: the reconciliation found every synced record at the API, unchanged.
+    // Lost = 0: the reconciliation found every synced record at the API, unchanged, and
+    // the verdict says what is left: dead letters, then records refused by name.
     let r = &summary.reconcile;
-    assert!(summary.complete, "{summary:?}");
+    let expected = match (t.dead, t.rejected) {
+        (0, 0) => Verdict::Complete,
+        (0, _) => Verdict::NeedsCorrection,
+        _ => Verdict::Incomplete,
+    };
+    assert_eq!(summary.verdict, expected, "{summary:?}");
+    assert_eq!(summary.complete, expected == Verdict::Complete);
     assert_eq!(
         (r.missing_at_api, r.hash_mismatches, r.unexpected_at_api),
         (0, 0, 0),
@@ -515,25 +522,6 @@ async fn a_resend_while_the_first_send_is_in_flight_gets_409_and_waits() {
     app.stop().await;
 }
 
-/// Every string in a JSON value, and what it decodes to when it is base64 (Temporal's
-/// payloads).
-fn strings_and_decoded(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) => {
-            if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(s) {
-                out.push(String::from_utf8_lossy(&raw).into_owned());
-            }
-            out.push(s.clone());
-        }
-        Value::Array(items) => items.iter().for_each(|i| strings_and_decoded(i, out)),
-        Value::Object(map) => map.iter().for_each(|(k, i)| {
-            out.push(k.clone());
-            strings_and_decoded(i, out);
-        }),
-        _ => {}
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_resends_never_produce_a_422() {
     // 503s before the key is claimed, and answers slower than the client waits (2 to 4 s
@@ -697,7 +685,7 @@ async fn two_cli_starts_of_one_quarter_one_runs_the_other_exits_4() {
             text(&outs[1])
         );
     };
-    let id = gradesync::commands::sync::workflow_id(&q);
+    let id = gradesync::commands::sync::workflow_id(&q, app.task_queue());
     assert!(
         text(winner).contains(&format!("started {id}")),
         "{}",
@@ -720,7 +708,8 @@ async fn outage_past_the_ladder_then_dlq_replay_via_the_cli_completes_the_quarte
     let q = unique_quarter();
     let quarter_text = q.to_string();
     let n = app.seed_grades_in(&q, 2, 60).await;
-    let policy = r#"{"backoff_ms":[200,400,800]}"#;
+    // No redrive waves: the dead letters stay for `dlq replay` to send.
+    let policy = r#"{"backoff_ms":[200,400,800],"redrive_waves_ms":[],"redrive_every_ms":0}"#;
     let started = app.gradesync(&[
         "sync",
         "start",
@@ -734,7 +723,7 @@ async fn outage_past_the_ladder_then_dlq_replay_via_the_cli_completes_the_quarte
         "{}",
         String::from_utf8_lossy(&started.stderr)
     );
-    let id = gradesync::commands::sync::workflow_id(&q);
+    let id = gradesync::commands::sync::workflow_id(&q, app.task_queue());
     // Both schools' batches go through the whole ladder and are dead-lettered; the API
     // comes back only then.
     app.wait_for_alerts(2).await;
@@ -923,7 +912,7 @@ async fn canary_records_never_leave_the_store_and_the_api() {
         );
         let history: Value = serde_json::from_slice(&out.stdout).unwrap();
         let mut texts = Vec::new();
-        strings_and_decoded(&history, &mut texts);
+        crate::history::strings_and_decoded(&history, &mut texts);
         assert!(
             texts
                 .iter()

@@ -33,7 +33,19 @@ pub fn quarter() -> Quarter {
 pub fn fast_policy() -> Policy {
     Policy {
         backoff_ms: vec![200, 400, 800],
+        redrive_waves_ms: vec![1_000, 2_000],
+        redrive_every_ms: 0,
         ..Policy::default()
+    }
+}
+
+/// `policy` without dead-letter redrive waves: for tests of what is left dead after a run
+/// (the DLQ, its alert, `dlq replay`).
+pub fn no_redrive(policy: Policy) -> Policy {
+    Policy {
+        redrive_waves_ms: Vec::new(),
+        redrive_every_ms: 0,
+        ..policy
     }
 }
 
@@ -295,11 +307,7 @@ impl TestApp {
 
     /// The workflow id of this test's quarter run (unique per test on the shared server).
     pub fn workflow_id(&self) -> String {
-        format!(
-            "{}-{}",
-            gradesync::commands::sync::workflow_id(&quarter()),
-            self.task_queue()
-        )
+        gradesync::commands::sync::workflow_id(&quarter(), self.task_queue())
     }
 
     pub async fn start_sync(&self, policy: Policy) -> String {
@@ -401,6 +409,12 @@ impl TestApp {
             let _ = tokio::time::timeout(Duration::from_secs(30), w.stop()).await;
         }
     }
+}
+
+/// The quarter's own workflow id on this test's task queue: where `gradesync sync start`
+/// runs it, and where any other start hands over to.
+pub fn workflow_id_of(app: &TestApp, q: &Quarter) -> String {
+    gradesync::commands::sync::workflow_id(q, app.task_queue())
 }
 
 /// The invariants every run must hold at the API: nothing applied twice, the rate window

@@ -10,3 +10,4 @@ mod helpers;
 mod history;
 mod plan;
 mod sync;
+mod verdict;

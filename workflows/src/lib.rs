@@ -11,6 +11,7 @@
 pub mod backoff;
 pub mod eta;
 mod options;
+pub mod redrive;
 pub mod quarterly;
 pub mod school;
 mod timers;

@@ -56,12 +56,15 @@ pub(crate) fn prep_batch(policy: &Policy, school_id: &str) -> ActivityOptions {
 }
 
 /// SendBatch: its own task queue, 900 s start-to-close, 1200 s schedule-to-close, one
-/// attempt: the workflow owns retries so each wait is a named timer.
+/// attempt: the workflow owns retries so each wait is a named timer. It heartbeats while
+/// it waits for the rate gate and for the answer, so a killed worker's batch goes to
+/// another worker within the heartbeat timeout instead of the 900 s.
 pub(crate) fn send_batch(policy: &Policy, queue: &str, summary: String) -> ActivityOptions {
     ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
         schedule_to_close: ms(policy.send_schedule_to_close_ms),
         start_to_close: ms(policy.send_start_to_close_ms),
     })
+    .heartbeat_timeout(ms(policy.send_heartbeat_timeout_ms))
     .task_queue(queue.to_string())
     .retry_policy(RetryPolicy::builder().maximum_attempts(1).build())
     .summary(summary)
@@ -72,7 +75,7 @@ pub(crate) fn send_batch(policy: &Policy, queue: &str, summary: String) -> Activ
 /// poll; a few attempts, as the final Reconcile reads whatever it leaves.
 pub(crate) fn reconcile_ahead(policy: &Policy) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(ms(policy.deadline_ms))
-        .heartbeat_timeout(ms(policy.heartbeat_timeout_ms))
+        .heartbeat_timeout(ms(policy.send_heartbeat_timeout_ms))
         .retry_policy(
             RetryPolicy::builder()
                 .initial_interval(Duration::from_secs(1))
@@ -81,5 +84,23 @@ pub(crate) fn reconcile_ahead(policy: &Policy) -> ActivityOptions {
                 .build(),
         )
         .summary("ReconcileAhead".to_string())
+        .build()
+}
+
+/// Reconcile: store work that reads the API's listing; heartbeats per page and while it
+/// waits, so a killed worker's Reconcile moves to another worker within the heartbeat
+/// timeout. Retried while the API or the store is down; a listing that stays unreadable
+/// ends in an `incomplete` report on a later attempt (see the activity).
+pub(crate) fn reconcile(policy: &Policy) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(ms(policy.query_timeout_ms))
+        .heartbeat_timeout(ms(policy.send_heartbeat_timeout_ms))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(60))
+                .build(),
+        )
+        .summary("Reconcile".to_string())
         .build()
 }

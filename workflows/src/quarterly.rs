@@ -21,19 +21,22 @@ use futures::FutureExt;
 use gradesync_activities::acts::SyncActivities;
 use gradesync_activities::model::{
     Carried, Counts, DeadlineAlert, Eta, PendingOverview, Policy, Progress, QuarterRef,
-    ReconcileAheadRequest, ReconcileRequest, SchoolPending, SchoolProgress, SyncInput, SyncSummary,
+    ReconcileAheadRequest, ReconcileRequest, RedriveRequest, Redriven, SchoolPending,
+    SchoolProgress, SyncInput, SyncSummary, Verdict, quarter_workflow_id,
 };
 use gradesync_govapi::Quarter;
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
-    CancellableFuture, ChildWorkflowOptions, ContinueAsNewOptions, SyncWorkflowContext,
+    CancellableFuture, ChildWorkflowOptions, ChildWorkflowStartError, ContinueAsNewOptions,
+    ParentClosePolicy, StartChildWorkflowExecutionFailedCause, SyncWorkflowContext,
     WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 use crate::eta::{Judging, Meter, Sample};
 use crate::options;
+use crate::redrive;
 use crate::school::{SchoolInput, SchoolSync};
 use crate::timers::wait_named;
 
@@ -42,6 +45,11 @@ use crate::timers::wait_named;
 const ETA_WATCH_PATCH: &str = "eta-watch";
 /// Runs ReconcileAhead beside the first round's sending.
 const RECONCILE_AHEAD_PATCH: &str = "reconcile-ahead";
+/// A run whose id is not its quarter's own starts the quarter under that id instead, so
+/// that the schedule, `temporal workflow start` and our CLI never send one quarter twice.
+const ONE_RUN_PATCH: &str = "one-run-per-quarter";
+/// Redrives the run's dead letters in waves before it reconciles.
+const REDRIVE_PATCH: &str = "dlq-redrive";
 /// How long ReconcileAhead may go on once the sending is over: a page read in flight.
 const AHEAD_GRACE: Duration = Duration::from_secs(10);
 
@@ -79,6 +87,15 @@ impl QuarterlySync {
         let watch_eta = ctx.patched(ETA_WATCH_PATCH);
         let quarter = resolve_quarter(ctx, input.quarter.as_deref())?;
         let policy = input.policy;
+        if let Some(problem) = policy.problem() {
+            return Err(fail("InvalidPolicy", problem));
+        }
+        if input.carried.is_none() && ctx.patched(ONE_RUN_PATCH) {
+            let own = quarter_workflow_id(&quarter.to_string(), ctx.task_queue());
+            if ctx.workflow_id() != own {
+                return delegate(ctx, quarter, &policy, own).await;
+            }
+        }
         let started_ms = match &input.carried {
             Some(carried) => carried.started_ms,
             None => ctx
@@ -163,6 +180,7 @@ impl QuarterlySync {
             round: at.round,
             repaired: at.repaired,
             earlier_reports: at.earlier_reports.clone(),
+            redrives: at.redrives,
             warned: self.warned,
             alerted: self.alerted,
             meter: self.meter.compact(),
@@ -187,6 +205,36 @@ impl QuarterlySync {
                 None => self.record_school(school_row(school)),
             }
         }
+    }
+
+    /// Dead batches that a redrive wave put back are owed again: they leave the dead
+    /// counts (of the school's row, or of the earlier runs' totals when this run has no
+    /// row for it) and the pending counts, which the next QueryPending adds them back to.
+    fn take_back(&mut self, redriven: &Redriven) {
+        for school in &redriven.schools {
+            let row = self
+                .progress
+                .schools
+                .iter_mut()
+                .find(|p| p.school_id == school.school_id);
+            let counts = match row {
+                Some(row) => {
+                    let n = school.records.min(row.counts.records_dead);
+                    row.pending_at_start = row.pending_at_start.saturating_sub(n);
+                    &mut row.counts
+                }
+                None => &mut self.carried.totals,
+            };
+            let n = school.records.min(counts.records_dead);
+            counts.records_dead -= n;
+            counts.batches_dead = counts.batches_dead.saturating_sub(school.batches);
+            self.progress.pending_at_start = self.progress.pending_at_start.saturating_sub(n);
+        }
+        let mut totals = self.carried.totals;
+        for school in &self.progress.schools {
+            totals.add(&school.counts);
+        }
+        self.progress.totals = totals;
     }
 
     /// Records a school's report; the totals are the earlier runs' plus this run's rows.
@@ -270,6 +318,60 @@ fn resolve_quarter(
     }
 }
 
+/// A non-retryable failure of the run, with the message the user reads.
+fn fail(type_name: &str, message: String) -> WorkflowTermination {
+    WorkflowTermination::failed_application(
+        ApplicationFailure::builder(message)
+            .type_name(type_name.to_string())
+            .non_retryable(true)
+            .build(),
+    )
+}
+
+/// This run was started under another id than the quarter's own (by the schedule, or by
+/// `temporal workflow start` with an id of its own): it starts the quarter's run under its
+/// own id and follows it, or, when that run is already going, says so and ends. The
+/// quarter's run outlives this one (abandon), as a run started by our CLI would.
+async fn delegate(
+    ctx: &WorkflowContext<QuarterlySync>,
+    quarter: Quarter,
+    policy: &Policy,
+    own: String,
+) -> WorkflowResult<SyncSummary> {
+    set_phase(ctx, "Delegating");
+    let input = SyncInput {
+        quarter: Some(quarter.to_string()),
+        policy: policy.clone(),
+        carried: None,
+    };
+    let options = ChildWorkflowOptions::builder()
+        .workflow_id(own.clone())
+        .parent_close_policy(ParentClosePolicy::Abandon)
+        .execution_timeout(Duration::from_millis(policy.deadline_ms))
+        .static_summary(format!(
+            "quarter {quarter}, started through {}",
+            ctx.workflow_id()
+        ))
+        .build();
+    match ctx
+        .start_child_workflow(QuarterlySync::run, input, options)
+        .await
+    {
+        Ok(run) => Ok(run.result().await?),
+        Err(ChildWorkflowStartError::StartFailed {
+            cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists,
+            ..
+        }) => Err(fail(
+            "QuarterAlreadyRunning",
+            format!(
+                "quarter {quarter} is already being synced by workflow {own}; this start \
+                 sends nothing. Follow it with `gradesync sync status --quarter {quarter}`"
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn sync_quarter(
     ctx: &WorkflowContext<QuarterlySync>,
     quarter: Quarter,
@@ -279,7 +381,9 @@ async fn sync_quarter(
         round: s.carried.round,
         repaired: s.carried.repaired,
         earlier_reports: s.carried.earlier_reports.clone(),
+        redrives: s.carried.redrives,
     });
+    let redrive = ctx.patched(REDRIVE_PATCH);
     loop {
         let ahead = at.round == 0
             && policy.reconcile_ahead_poll_ms > 0
@@ -287,9 +391,12 @@ async fn sync_quarter(
         let left = if ahead {
             send_reconciling_ahead(ctx, quarter, policy).await?
         } else {
-            send_pending(ctx, quarter, policy, at.round).await?
+            send_pending(ctx, quarter, policy, Round::Pass(at.round)).await?
         };
         if left.schools > 0 {
+            return continue_as_new(ctx, quarter, policy, &at, left.pending).await;
+        }
+        if redrive && let Some(left) = redrive_waves(ctx, quarter, policy, &mut at).await? {
             return continue_as_new(ctx, quarter, policy, &at, left.pending).await;
         }
         set_phase(ctx, "Reconcile");
@@ -308,24 +415,26 @@ async fn sync_quarter(
             .execute_activity(
                 SyncActivities::reconcile,
                 request,
-                options::store(policy, "Reconcile"),
+                options::reconcile(policy),
             )
             .await?;
         if reconcile.requeued == 0 {
-            let complete = reconcile.clean;
+            let verdict = reconcile.verdict;
             set_phase(
                 ctx,
-                if complete {
-                    "Complete"
-                } else {
-                    "Discrepancies"
+                match verdict {
+                    Verdict::Complete => "Complete",
+                    Verdict::Incomplete => "Incomplete",
+                    Verdict::NeedsCorrection => "NeedsCorrection",
                 },
             );
             return Ok(SyncSummary {
                 quarter: quarter.to_string(),
                 totals,
                 reconcile,
-                complete,
+                complete: verdict == Verdict::Complete,
+                verdict,
+                redrives: at.redrives,
             });
         }
         // The API lost records it had accepted: they are pending again; send them anew.
@@ -335,12 +444,76 @@ async fn sync_quarter(
     }
 }
 
-/// The repair round a run is in, and what the rounds before it repaired.
+/// The repair round a run is in, what the rounds before it repaired, and the redrive
+/// waves made so far.
 #[derive(Debug, Clone, Default)]
 struct RoundState {
     round: u32,
     repaired: u64,
     earlier_reports: Vec<String>,
+    redrives: u32,
+}
+
+/// Which sending a round of SchoolSync children is: the quarter's pass or a repair of what
+/// the API lost (`Pass(n)`), or a dead-letter redrive wave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    Pass(u32),
+    Redrive(u32),
+}
+
+impl Round {
+    /// Appended to a school's child workflow id, so each round's children are new.
+    fn suffix(self) -> String {
+        match self {
+            Round::Pass(0) => String::new(),
+            Round::Pass(n) => format!("/repair-{n}"),
+            Round::Redrive(n) => format!("/redrive-{n}"),
+        }
+    }
+}
+
+/// While dead letters remain and the deadline allows a wave, waits for the wave, puts the
+/// dead batches back (same ids, same bytes) and sends them again. Returns the schools left
+/// when the run must continue as new.
+async fn redrive_waves(
+    ctx: &WorkflowContext<QuarterlySync>,
+    quarter: Quarter,
+    policy: &Policy,
+    at: &mut RoundState,
+) -> WorkflowResult<Option<Left>> {
+    loop {
+        let (dead, started_ms) = ctx.state(|s| (s.progress.totals.records_dead, s.progress.started_ms));
+        if dead == 0 {
+            return Ok(None);
+        }
+        let now = now_ms(ctx.workflow_time());
+        let end = started_ms.saturating_add(end_mark_ms(policy));
+        let Some(wait) = redrive::next_wave(policy, at.redrives, now, end, dead) else {
+            return Ok(None);
+        };
+        set_phase(ctx, "WaitingToRedrive");
+        wait_named(ctx, wait, redrive::wave_name(wait)).await;
+        at.redrives += 1;
+        let redriven = ctx
+            .execute_activity(
+                SyncActivities::redrive_dead_letters,
+                RedriveRequest {
+                    quarter: quarter.to_string(),
+                    wave: at.redrives,
+                },
+                options::store(policy, "RedriveDeadLetters"),
+            )
+            .await?;
+        if redriven.records() == 0 {
+            return Ok(None);
+        }
+        ctx.state_mut(|s| s.take_back(&redriven));
+        let left = send_pending(ctx, quarter, policy, Round::Redrive(at.redrives)).await?;
+        if left.schools > 0 {
+            return Ok(Some(left));
+        }
+    }
 }
 
 /// Schools a run did not start (its history grew long enough), and their pending records.
@@ -396,7 +569,7 @@ async fn send_reconciling_ahead(
         request,
         options::reconcile_ahead(policy),
     ));
-    let mut sending = pin!(send_pending(ctx, quarter, policy, 0).fuse());
+    let mut sending = pin!(send_pending(ctx, quarter, policy, Round::Pass(0)).fuse());
     // Whatever ReconcileAhead leaves undone (it failed, or this run continues as new) the
     // final Reconcile reads; its result only says how much it saved.
     let mut ahead_done = false;
@@ -432,7 +605,7 @@ async fn send_pending(
     ctx: &WorkflowContext<QuarterlySync>,
     quarter: Quarter,
     policy: &Policy,
-    round: u32,
+    round: Round,
 ) -> WorkflowResult<Left> {
     set_phase(ctx, "QueryPending");
     let overview: PendingOverview = ctx
@@ -448,7 +621,14 @@ async fn send_pending(
     ctx.state_mut(|s| s.add_pending(&overview));
     let now = now_ms(ctx.workflow_time());
     ctx.state_mut(|s| s.start_measuring(now));
-    set_phase(ctx, if round == 0 { "Sending" } else { "Repairing" });
+    set_phase(
+        ctx,
+        match round {
+            Round::Pass(0) => "Sending",
+            Round::Pass(_) => "Repairing",
+            Round::Redrive(_) => "Redriving",
+        },
+    );
     sync_schools(ctx, quarter, policy, overview.schools, round).await
 }
 
@@ -472,7 +652,7 @@ async fn sync_schools(
     quarter: Quarter,
     policy: &Policy,
     schools: Vec<SchoolPending>,
-    round: u32,
+    round: Round,
 ) -> WorkflowResult<Left> {
     let send_queue = if policy.send_task_queue.is_empty() {
         format!("{}-send", ctx.task_queue())
@@ -566,12 +746,14 @@ fn stop_starting(ctx: &WorkflowContext<QuarterlySync>, policy: &Policy) -> bool 
 async fn run_school(
     ctx: &WorkflowContext<QuarterlySync>,
     input: SchoolInput,
-    round: u32,
+    round: Round,
 ) -> WorkflowResult<Counts> {
-    let mut id = format!("{}/school/{}", ctx.workflow_id(), input.school_id);
-    if round > 0 {
-        id.push_str(&format!("/repair-{round}"));
-    }
+    let id = format!(
+        "{}/school/{}{}",
+        ctx.workflow_id(),
+        input.school_id,
+        round.suffix()
+    );
     let child = ctx
         .start_child_workflow(
             SchoolSync::run,
@@ -591,7 +773,7 @@ async fn watchdog(
     quarter: Quarter,
     policy: &Policy,
 ) -> WorkflowResult<SyncSummary> {
-    let end_ms = policy.deadline_ms - (policy.deadline_ms / 10).min(60_000);
+    let end_ms = end_mark_ms(policy);
     let warn_ms = policy.deadline_warning_ms.min(end_ms);
     if !ctx.state(|s| s.warned) {
         let warn_in = until_mark(ctx, warn_ms).unwrap_or(warn_ms);
@@ -619,6 +801,11 @@ async fn watchdog(
         .non_retryable(true)
         .build(),
     ))
+}
+
+/// When the watchdog ends the run, from its first start: a little before the deadline.
+fn end_mark_ms(policy: &Policy) -> u64 {
+    policy.deadline_ms - (policy.deadline_ms / 10).min(60_000)
 }
 
 /// On a continued run, the time from now to `mark_ms` after the first run's start (at
@@ -750,10 +937,12 @@ mod tests {
             round: 1,
             repaired: 7,
             earlier_reports: vec!["r0.json".into()],
+            redrives: 2,
         };
         let carried = run.carry(&at, 0);
         assert_eq!((carried.round, carried.repaired), (1, 7));
         assert_eq!(carried.earlier_reports, ["r0.json"]);
+        assert_eq!(carried.redrives, 2);
         assert!(carried.warned && carried.alerted);
         assert_eq!(carried.meter, [Sample { at_ms: 5, done: 0 }; 2]);
         let mut next = QuarterlySync::default();

@@ -17,9 +17,10 @@ use gradesync_activities::model::{
 use serde::{Deserialize, Serialize};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join, join_all};
+use temporalio_common::error::ApplicationFailure;
 use temporalio_sdk::{
-    ContinueAsNewOptions, SignalWorkflowOptions, WorkflowContext, WorkflowContextView,
-    WorkflowResult, WorkflowTermination,
+    ActivityExecutionError, ContinueAsNewOptions, SignalWorkflowOptions, TimeoutType,
+    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 use crate::backoff;
@@ -132,6 +133,45 @@ async fn send_chunk(
     Ok(())
 }
 
+/// Failure types of an activity that no retry can fix (bad credentials at the token
+/// endpoint, a corrupt store, a configuration error): the school's run fails at once with
+/// the activity's message, which says what to fix, instead of dead-lettering every batch.
+const FATAL: [&str; 3] = ["CredentialsRefused", "StoreCorrupt", "InvalidConfiguration"];
+
+/// Times one batch may be resent because the worker holding it stopped heartbeating
+/// (killed or cut off) before it counts as a failed attempt.
+const MAX_LOST_WORKERS: u32 = 10;
+
+/// What a SendBatch that did not complete means for the batch.
+enum Incomplete {
+    /// The worker holding it went silent: send it again at once, elsewhere.
+    WorkerLost,
+    /// A non-retryable failure no resend can fix: the run must stop.
+    Fatal(ApplicationFailure),
+    /// Counts as a failed attempt on the retry ladder.
+    Failed(String),
+}
+
+fn classify(e: &ActivityExecutionError) -> Incomplete {
+    if e
+        .as_timeout()
+        .is_some_and(|t| t.timeout_type() == TimeoutType::Heartbeat)
+    {
+        return Incomplete::WorkerLost;
+    }
+    if let Some(temporalio_common::error::IncomingError::Application(app)) = e.cause()
+        && app.is_non_retryable()
+        && app.type_name().is_some_and(|t| FATAL.contains(&t))
+    {
+        let failure = ApplicationFailure::builder(e.to_string())
+            .type_name(app.type_name().unwrap_or_default().to_string())
+            .non_retryable(true)
+            .build();
+        return Incomplete::Fatal(failure);
+    }
+    Incomplete::Failed(format!("SendBatch did not complete: {e}"))
+}
+
 /// One batch from first attempt to a final state: synced, rejected or dead-lettered.
 async fn deliver(
     ctx: &WorkflowContext<SchoolSync>,
@@ -139,7 +179,7 @@ async fn deliver(
     batch: BatchRef,
 ) -> WorkflowResult<()> {
     let policy = &input.policy;
-    let (mut attempt, mut failures, mut throttles) = (0u32, 0usize, 0u32);
+    let (mut attempt, mut failures, mut throttles, mut lost) = (0u32, 0usize, 0u32, 0u32);
     loop {
         attempt += 1;
         let request = SendRequest {
@@ -187,7 +227,17 @@ async fn deliver(
                 reason,
                 retry_after_ms,
             }) => (reason, retry_after_ms),
-            Err(e) => (format!("SendBatch did not complete: {e}"), None),
+            Err(e) => match classify(&e) {
+                Incomplete::WorkerLost if lost < MAX_LOST_WORKERS => {
+                    lost += 1;
+                    continue;
+                }
+                Incomplete::WorkerLost => (format!("SendBatch did not complete: {e}"), None),
+                Incomplete::Fatal(failure) => {
+                    return Err(WorkflowTermination::failed_application(failure));
+                }
+                Incomplete::Failed(reason) => (reason, None),
+            },
         };
         match backoff::next_wait(
             &policy.backoff_ms,
@@ -212,6 +262,7 @@ fn event(input: &SchoolInput, batch: BatchRef, detail: String) -> BatchEvent {
         school_id: input.school_id.clone(),
         batch_id: batch.batch_id,
         detail,
+        max_cuts: input.policy.max_cuts_per_record,
     }
 }
 
@@ -249,8 +300,15 @@ async fn client_error(
         )
         .await?;
     ctx.state_mut(|s| {
-        s.counts.batches_rejected += 1;
         s.counts.records_rejected += counts.rejected;
+        if counts.dead > 0 {
+            // The API named nothing of the batch, or its records were cut too often: the
+            // batch is a dead letter, redriven or replayed like any other.
+            s.counts.batches_dead += 1;
+            s.counts.records_dead += counts.dead;
+        } else {
+            s.counts.batches_rejected += 1;
+        }
     });
     Ok(())
 }

@@ -159,6 +159,8 @@ pub enum UnsentState {
     Rejected,
     /// Its batch was dead-lettered; `requeue_dead_letters` can send it again.
     Dead,
+    /// Not sent yet, or sent without an answer recorded (see [`Store::owed_records`]).
+    Unsent,
 }
 
 /// A webhook POST that failed after its retries.

@@ -139,7 +139,8 @@ impl Store {
         }
         // last_outcome stays: it holds the API's answer, which a retried caller reads again.
         if let Some(error) = burial {
-            (result.dead, result.dead_lettered) = bury(&mut tx, batch_id, &error, now).await?;
+            (result.dead, result.dead_lettered) =
+                bury(&mut tx, batch_id, &error, false, now).await?;
         } else {
             sqlx::query(
                 "UPDATE batches SET status = 'rejected', updated_at = ? WHERE batch_id = ?",
@@ -168,7 +169,7 @@ impl Store {
         ) {
             return Ok(false);
         }
-        let (_, created) = bury(&mut tx, batch_id, error, now_ms()).await?;
+        let (_, created) = bury(&mut tx, batch_id, error, true, now_ms()).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -208,13 +209,34 @@ impl Store {
     }
 
     /// Puts every unreplayed dead batch of the quarter back to prepared, with the same id
-    /// and records, so it is resent byte for byte under its old idempotency key.
+    /// and records, so it is resent byte for byte under its old idempotency key. A batch
+    /// that cannot be resent as it is (the API's answer to its key would not change) is
+    /// superseded instead and its records go back to pending, for a new batch. Returns the
+    /// batches put back to prepared.
     pub async fn requeue_dead_letters(&self, quarter: &Quarter) -> Result<u64, StoreError> {
-        const OPEN: &str =
-            "SELECT batch_id FROM dead_letters WHERE quarter = ? AND replayed_at IS NULL";
+        const OPEN: &str = "SELECT batch_id FROM dead_letters WHERE quarter = ? \
+             AND replayed_at IS NULL AND resend = 1";
+        const STUCK: &str = "SELECT batch_id FROM dead_letters WHERE quarter = ? \
+             AND replayed_at IS NULL AND resend = 0";
         let q = quarter.to_string();
         let now = now_ms();
         let mut tx = self.write_tx().await?;
+        sqlx::query(&format!(
+            "UPDATE grades SET status = 'pending', batch_id = NULL, updated_at = ? \
+             WHERE status = 'dead' AND batch_id IN ({STUCK})"
+        ))
+        .bind(now)
+        .bind(&q)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "UPDATE batches SET status = 'superseded', updated_at = ? \
+             WHERE status = 'dead' AND batch_id IN ({STUCK})"
+        ))
+        .bind(now)
+        .bind(&q)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(&format!(
             "UPDATE grades SET status = 'batched', updated_at = ? \
              WHERE status = 'dead' AND batch_id IN ({OPEN})"
@@ -367,10 +389,12 @@ async fn remeasure(
 /// The batch and its still-batched records become dead, and its dead letter is recorded
 /// (unalerted), unless an unreplayed one exists. Returns the records that died now and
 /// whether the dead letter was created (or re-opened after a replay) by this call.
+/// `resend`: whether the batch may be sent again under its key (see migration 0013).
 async fn bury(
     tx: &mut Transaction<'static, Sqlite>,
     batch_id: Uuid,
     error: &str,
+    resend: bool,
     now: i64,
 ) -> Result<(u64, bool), StoreError> {
     let id = batch_id.to_string();
@@ -390,14 +414,15 @@ async fn bury(
     .await?
     .rows_affected();
     let created = sqlx::query(
-        "INSERT INTO dead_letters (batch_id, quarter, school_id, error, alerted, created_at) \
-         SELECT batch_id, quarter, school_id, ?, 0, ? FROM batches WHERE batch_id = ? \
+        "INSERT INTO dead_letters (batch_id, quarter, school_id, error, alerted, created_at, resend) \
+         SELECT batch_id, quarter, school_id, ?, 0, ?, ? FROM batches WHERE batch_id = ? \
          ON CONFLICT (batch_id) DO UPDATE SET error = excluded.error, alerted = 0, \
-           created_at = excluded.created_at, replayed_at = NULL \
+           created_at = excluded.created_at, replayed_at = NULL, resend = excluded.resend \
          WHERE dead_letters.replayed_at IS NOT NULL",
     )
     .bind(truncate(error, MAX_TEXT))
     .bind(now)
+    .bind(resend)
     .bind(&id)
     .execute(&mut **tx)
     .await?

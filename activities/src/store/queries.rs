@@ -103,6 +103,53 @@ impl Store {
             .collect()
     }
 
+    /// One page, in record_id order, of the quarter's records still owed to the API: pending
+    /// ones and those in batches awaiting an answer. Normally none are left when Reconcile
+    /// runs (grades imported during a sync are).
+    pub async fn owed_records(
+        &self,
+        quarter: &Quarter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UnsentRecord>, StoreError> {
+        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT school_id, record_id, status, batch_id FROM grades \
+             WHERE quarter = ? AND status IN ('pending', 'batched') AND record_id > ? \
+             ORDER BY record_id LIMIT ?",
+        )
+        .bind(quarter.to_string())
+        .bind(after.unwrap_or(""))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(school_id, record_id, status, batch_id)| {
+                let reason = if status == "pending" {
+                    "not sent yet (pending in the store)"
+                } else {
+                    "in a batch whose answer was never recorded"
+                };
+                Ok(UnsentRecord {
+                    school_id,
+                    record_id,
+                    state: UnsentState::Unsent,
+                    batch_id: batch_id.as_deref().map(parse_uuid).transpose()?,
+                    reason: reason.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The batch a record was last sent in, if any.
+    pub async fn batch_of(&self, record_id: &str) -> Result<Option<Uuid>, StoreError> {
+        let id: Option<Option<String>> =
+            sqlx::query_scalar("SELECT batch_id FROM grades WHERE record_id = ?")
+                .bind(record_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        id.flatten().as_deref().map(parse_uuid).transpose()
+    }
+
     /// Schools with records still to send: pending ones and those in prepared batches.
     pub async fn pending_counts(&self, quarter: &Quarter) -> Result<Vec<SchoolCounts>, StoreError> {
         Ok(self
