@@ -23,7 +23,7 @@ use crate::model::{
     BatchEvent, BatchRef, DeadlineAlert, PendingOverview, Policy, PrepRequest, PreparedBatches,
     QuarterRef, ReconcileAheadRequest, ReconcileAheadSummary, ReconcileRequest, ReconcileSummary,
     RedriveRequest, Redriven, RejectionCounts, SchoolPending, SchoolRedriven, SendRequest,
-    SendResult, Verdict,
+    SendResult,
 };
 use crate::model::{RECORDS_PAGE, SplitBatches};
 use crate::read_ahead::{self, ReadAhead};
@@ -472,29 +472,36 @@ impl SyncActivities {
         discrepancies: &[Discrepancy],
     ) -> Result<Vec<ReportRow>, ActivityError> {
         let mut rows = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .unsent_records(q, after.as_deref(), UNSENT_PAGE)
-                .await
+        for owed in [false, true] {
+            let mut after: Option<String> = None;
+            loop {
+                let page = if owed {
+                    self.store
+                        .owed_records(q, after.as_deref(), UNSENT_PAGE)
+                        .await
+                } else {
+                    self.store
+                        .unsent_records(q, after.as_deref(), UNSENT_PAGE)
+                        .await
+                }
                 .map_err(store_error)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.record_id.clone());
-            let full = page.len() == UNSENT_PAGE;
-            rows.extend(page.into_iter().map(|u| ReportRow {
-                school_id: u.school_id,
-                record_id: u.record_id,
-                state: match u.state {
-                    UnsentState::Rejected => RecordState::Rejected,
-                    UnsentState::Dead => RecordState::Dead,
-                    UnsentState::Unsent => RecordState::Unsent,
-                },
-                batch_id: u.batch_id,
-                reason: u.reason,
-            }));
-            if !full {
-                break;
+                let Some(last) = page.last() else { break };
+                after = Some(last.record_id.clone());
+                let full = page.len() == UNSENT_PAGE;
+                rows.extend(page.into_iter().map(|u| ReportRow {
+                    school_id: u.school_id,
+                    record_id: u.record_id,
+                    state: match u.state {
+                        UnsentState::Rejected => RecordState::Rejected,
+                        UnsentState::Dead => RecordState::Dead,
+                        UnsentState::Unsent => RecordState::Unsent,
+                    },
+                    batch_id: u.batch_id,
+                    reason: u.reason,
+                }));
+                if !full {
+                    break;
+                }
             }
         }
         for d in discrepancies {
@@ -770,7 +777,12 @@ impl SyncActivities {
         let extra = serde_json::json!({ "verdict": status, "report": report });
         self.post_or_record(&self.compliance, "compliance", q, &text, Some(extra))
             .await?;
-        summary.webhook_failures = self.store.webhook_failures(q).await.map_err(store_error)?.len() as u64;
+        summary.webhook_failures = self
+            .store
+            .webhook_failures(q)
+            .await
+            .map_err(store_error)?
+            .len() as u64;
         let counts = serde_json::to_string(&*summary)?;
         self.store
             .finish_run(q, status, Some(&summary.report_json), &counts)
@@ -833,7 +845,10 @@ impl SendActivities {
             let message = format!(
                 "the API's token endpoint refused our client credentials ({status}{}): fix \
                  GRADESYNC_GOV_CLIENT_ID / GRADESYNC_GOV_CLIENT_SECRET, then start the sync again",
-                excerpt.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                excerpt
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
             );
             self.store
                 .record_attempt(req.batch_id, "credentials refused by the token endpoint")
@@ -874,7 +889,10 @@ impl SendActivities {
         let text = format!(":no_entry: gradesync stopped the sync of {quarter}: {message}");
         if let Err(e) = self.alerts.post(&text, None).await {
             tracing::error!(quarter = %quarter, error = %e, "alert webhook failed");
-            let _ = self.store.record_webhook_failure(quarter, "alert", &e.to_string()).await;
+            let _ = self
+                .store
+                .record_webhook_failure(quarter, "alert", &e.to_string())
+                .await;
         }
     }
 }
@@ -930,16 +948,6 @@ fn decide(outcome: SendOutcome) -> (String, SendResult) {
             record_ids,
         } => rejected(status, problem, record_ids.len()),
         SendOutcome::TooLarge { problem } => rejected(413, problem, 0),
-        SendOutcome::TokenRefused { status, .. } => (
-            "credentials refused".to_string(),
-            SendResult::Failed {
-                reason: format!(
-                    "the token endpoint refused our credentials ({status}); check \
-                     GRADESYNC_GOV_CLIENT_ID / GRADESYNC_GOV_CLIENT_SECRET"
-                ),
-                retry_after_ms: None,
-            },
-        ),
         SendOutcome::AuthFailed { problem } => (
             "credentials refused".to_string(),
             SendResult::Failed {

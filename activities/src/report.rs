@@ -102,11 +102,7 @@ impl From<&Discrepancy> for ReportRow {
 
 /// The verdict from what remains: complete only when nothing valid is unconfirmed;
 /// needs-correction when the only records left are ones the API refused by name.
-pub fn verdict(
-    rejected: u64,
-    unconfirmed: u64,
-    listing_read: bool,
-) -> Verdict {
+pub fn verdict(rejected: u64, unconfirmed: u64, listing_read: bool) -> Verdict {
     match (unconfirmed, rejected) {
         _ if !listing_read => Verdict::Incomplete,
         (0, 0) => Verdict::Complete,
