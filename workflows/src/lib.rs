@@ -11,8 +11,8 @@
 pub mod backoff;
 pub mod eta;
 mod options;
-pub mod redrive;
 pub mod quarterly;
+pub mod redrive;
 pub mod school;
 mod timers;
 

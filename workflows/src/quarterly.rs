@@ -483,7 +483,8 @@ async fn redrive_waves(
     at: &mut RoundState,
 ) -> WorkflowResult<Option<Left>> {
     loop {
-        let (dead, started_ms) = ctx.state(|s| (s.progress.totals.records_dead, s.progress.started_ms));
+        let (dead, started_ms) =
+            ctx.state(|s| (s.progress.totals.records_dead, s.progress.started_ms));
         if dead == 0 {
             return Ok(None);
         }

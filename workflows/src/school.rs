@@ -15,9 +15,9 @@ use gradesync_activities::model::{
     BatchEvent, BatchRef, Counts, Policy, PrepRequest, SchoolProgress, SendRequest, SendResult,
 };
 use serde::{Deserialize, Serialize};
+use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join, join_all};
-use temporalio_common::error::ApplicationFailure;
 use temporalio_sdk::{
     ActivityExecutionError, ContinueAsNewOptions, SignalWorkflowOptions, TimeoutType,
     WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
@@ -147,14 +147,13 @@ enum Incomplete {
     /// The worker holding it went silent: send it again at once, elsewhere.
     WorkerLost,
     /// A non-retryable failure no resend can fix: the run must stop.
-    Fatal(ApplicationFailure),
+    Fatal(Box<ApplicationFailure>),
     /// Counts as a failed attempt on the retry ladder.
     Failed(String),
 }
 
 fn classify(e: &ActivityExecutionError) -> Incomplete {
-    if e
-        .as_timeout()
+    if e.as_timeout()
         .is_some_and(|t| t.timeout_type() == TimeoutType::Heartbeat)
     {
         return Incomplete::WorkerLost;
@@ -167,7 +166,7 @@ fn classify(e: &ActivityExecutionError) -> Incomplete {
             .type_name(app.type_name().unwrap_or_default().to_string())
             .non_retryable(true)
             .build();
-        return Incomplete::Fatal(failure);
+        return Incomplete::Fatal(Box::new(failure));
     }
     Incomplete::Failed(format!("SendBatch did not complete: {e}"))
 }
@@ -234,7 +233,7 @@ async fn deliver(
                 }
                 Incomplete::WorkerLost => (format!("SendBatch did not complete: {e}"), None),
                 Incomplete::Fatal(failure) => {
-                    return Err(WorkflowTermination::failed_application(failure));
+                    return Err(WorkflowTermination::failed_application(*failure));
                 }
                 Incomplete::Failed(reason) => (reason, None),
             },
