@@ -358,7 +358,10 @@ async fn run_temporal(s: &Scenario, temporal: &Temporal, out: &Path) -> Result<R
     }
     row.stall_after_kill_s = stall.map(|d| d.as_secs_f64());
     if let Some(stall) = stall {
-        println!("  stall from the kill to the next commit: {:.1} s", stall.as_secs_f64());
+        println!(
+            "  stall from the kill to the next commit: {:.1} s",
+            stall.as_secs_f64()
+        );
     }
     row.worker_peak_rss_mb = peak_rss;
     row.worker_cpu_s = cpu.map(|d| d.as_secs_f64());

@@ -283,9 +283,7 @@ async fn status_command(args: StatusArgs) -> CliResult {
                 Ok(p) => {
                     println!(
                         "workflow {id}: phase {}, {} of {} records synced",
-                        p.phase,
-                        p.totals.records_synced,
-                        p.pending_at_start
+                        p.phase, p.totals.records_synced, p.pending_at_start
                     );
                     if let Some(line) = eta_text::status_line(&p) {
                         println!("  {line}");
