@@ -534,9 +534,13 @@ async fn a_killed_worker_is_replaced_within_the_heartbeat_timeout_with_the_defau
     let stall = stall.expect("the new worker sent within a minute");
     eprintln!("stall from kill to the next commit: {stall:?}");
     let limit = Duration::from_millis(policy.send_heartbeat_timeout_ms) + Duration::from_secs(25);
-    assert!(stall < limit, "stall {stall:?} is past the heartbeat timeout");
+    assert!(
+        stall < limit,
+        "stall {stall:?} is past the heartbeat timeout"
+    );
     let summary = app.result(&id).await;
     worker.kill().unwrap();
+    worker.wait().unwrap();
     assert!(summary.complete, "{summary:?}");
     let ledger = app.ledger().await;
     assert_applied_once(&ledger, n);
