@@ -89,16 +89,17 @@ async fn a_whole_run_outage_ends_incomplete_with_every_record_listed_as_dead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_shorter_than_the_redrive_waves_ends_complete_with_no_one_acting() {
-    // Down for 4 s from the start: every batch dies on the ladder (1.4 s), the first wave
-    // (1 s later) meets the outage again, the second wave finds the API back.
+    // Down for 5 s from the start: every batch dies on the ladder (1.4 s), the first wave
+    // (1 s later) meets the outage again, the second wave (2 s after) finds the API back.
     let faults = Faults {
-        outage_ms: 4_000,
+        outage_ms: 5_000,
         ..Faults::default()
     };
-    let app = TestApp::spawn("outage-short", faults).await;
+    let app = TestApp::spawn("outage-short", Faults::default()).await;
     let q = unique_quarter();
     let n = app.seed_grades_in(&q, 2, 40).await;
     let policy = serde_json::to_string(&fast_policy()).unwrap();
+    app.sim.set_faults(faults).await; // the outage starts now
     let (code, text) = sync_start_wait(&app, &q, &policy);
 
     assert_eq!(code, Some(0), "{text}");
@@ -121,14 +122,23 @@ async fn an_outage_shorter_than_the_redrive_waves_ends_complete_with_no_one_acti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_403_html_answer_from_a_gateway_rejects_no_record() {
-    let faults = Faults {
-        p_403_html: 0.3,
-        seed: crate::helpers::test_seed(),
+    // Every POST refused until one is, then three in ten.
+    let always = Faults {
+        p_403_html: 1.0,
         ..Faults::default()
     };
-    let app = TestApp::spawn("gateway403", faults).await;
+    let app = TestApp::spawn("gateway403", always).await;
     let n = app.seed_grades(3, 100).await;
-    let summary = app.sync_and_wait(fast_policy()).await;
+    let id = app.start_sync(fast_policy()).await;
+    app.wait_for_status(403).await;
+    app.sim
+        .set_faults(Faults {
+            p_403_html: 0.3,
+            seed: crate::helpers::test_seed(),
+            ..Faults::default()
+        })
+        .await;
+    let summary = app.result(&id).await;
 
     let ledger = app.ledger().await;
     assert!(

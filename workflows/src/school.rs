@@ -158,11 +158,12 @@ fn classify(e: &ActivityExecutionError) -> Incomplete {
     {
         return Incomplete::WorkerLost;
     }
-    if let Some(temporalio_common::error::IncomingError::Application(app)) = e.cause()
+    if let Some(cause @ temporalio_common::error::IncomingError::Application(app)) = e.cause()
         && app.is_non_retryable()
         && app.type_name().is_some_and(|t| FATAL.contains(&t))
     {
-        let failure = ApplicationFailure::builder(e.to_string())
+        // The activity's own message: it says what to fix.
+        let failure = ApplicationFailure::builder(cause.failure().message.clone())
             .type_name(app.type_name().unwrap_or_default().to_string())
             .non_retryable(true)
             .build();
