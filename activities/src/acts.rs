@@ -105,30 +105,33 @@ impl SyncActivities {
     #[activity(name = "QueryPending")]
     pub async fn query_pending(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: QuarterRef,
     ) -> Result<PendingOverview, ActivityError> {
-        let q = quarter(&req.quarter)?;
-        // The token round trip overlaps the counting and the children's start instead of
-        // delaying the first sends (a second at the API's 1 s latency).
-        let gov = self.gov.clone();
-        tokio::spawn(async move { gov.warm_up().await });
-        self.store
-            .start_run(&q, &req.workflow_id)
-            .await
-            .map_err(store_error)?;
-        let schools = self
-            .store
-            .pending_counts(&q)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(|c| SchoolPending {
-                school_id: c.school_id,
-                pending: c.pending + c.batched,
-            })
-            .collect();
-        Ok(PendingOverview { schools })
+        heartbeating(&ctx, async move {
+            let q = quarter(&req.quarter)?;
+            // The token round trip overlaps the counting and the children's start instead of
+            // delaying the first sends (a second at the API's 1 s latency).
+            let gov = self.gov.clone();
+            tokio::spawn(async move { gov.warm_up().await });
+            self.store
+                .start_run(&q, &req.workflow_id)
+                .await
+                .map_err(store_error)?;
+            let schools = self
+                .store
+                .pending_counts(&q)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .map(|c| SchoolPending {
+                    school_id: c.school_id,
+                    pending: c.pending + c.batched,
+                })
+                .collect();
+            Ok(PendingOverview { schools })
+        })
+        .await
     }
 
     /// Cuts (or resumes) up to `max_batches` batches of one school.
@@ -172,25 +175,28 @@ impl SyncActivities {
     #[activity(name = "MarkSynced")]
     pub async fn mark_synced(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         ev: BatchEvent,
     ) -> Result<u64, ActivityError> {
-        let mut changed = self
-            .store
-            .mark_synced(ev.batch_id, &ev.detail)
-            .await
-            .map_err(store_error)?;
-        if changed == 0 {
-            // A retry whose first attempt did the update but whose answer never reached
-            // Temporal (worker killed, server unreachable): the run must still count the
-            // batch's records, once; only the answer of one attempt reaches the workflow.
-            changed = self.store.records_in_batch(ev.batch_id, "synced").await?;
-        }
-        tracing::info!(
-            quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
-            records = changed, "MarkSynced"
-        );
-        Ok(changed)
+        heartbeating(&ctx, async move {
+            let mut changed = self
+                .store
+                .mark_synced(ev.batch_id, &ev.detail)
+                .await
+                .map_err(store_error)?;
+            if changed == 0 {
+                // A retry whose first attempt did the update but whose answer never reached
+                // Temporal (worker killed, server unreachable): the run must still count the
+                // batch's records, once; only the answer of one attempt reaches the workflow.
+                changed = self.store.records_in_batch(ev.batch_id, "synced").await?;
+            }
+            tracing::info!(
+                quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
+                records = changed, "MarkSynced"
+            );
+            Ok(changed)
+        })
+        .await
     }
 
     /// A 400 naming records of the batch: those records are rejected with the API's
@@ -201,54 +207,57 @@ impl SyncActivities {
     #[activity(name = "ClientError")]
     pub async fn client_error(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         ev: BatchEvent,
     ) -> Result<RejectionCounts, ActivityError> {
-        let problem = self
-            .store
-            .last_outcome(ev.batch_id)
-            .await?
-            .and_then(|text| serde_json::from_str::<Problem>(&text).ok())
-            .unwrap_or_default();
-        let named: Vec<(String, String)> = problem
-            .errors
-            .iter()
-            .map(|e| (e.record_id.clone(), format!("{}: {}", e.field, e.message)))
-            .collect();
-        let reason = rejection_reason(&ev.detail, &problem);
-        let max_cuts = if ev.max_cuts == 0 {
-            Policy::default().max_cuts_per_record
-        } else {
-            ev.max_cuts
-        };
-        let mut done = self
-            .store
-            .reject_batch(ev.batch_id, problem.status, &reason, &named, max_cuts)
-            .await
-            .map_err(store_error)?;
-        if done.rejected == 0 && done.requeued == 0 && done.dead == 0 {
-            // A retry after a lost answer, as in MarkSynced: count what the first attempt
-            // rejected or dead-lettered (the requeued records have left the batch and are
-            // counted later).
-            done.rejected = self.store.records_in_batch(ev.batch_id, "rejected").await?;
-            done.dead = self.store.records_in_batch(ev.batch_id, "dead").await?;
-        }
-        if done.dead > 0 {
-            self.alert_dead_letter(&ev, "the API's 400 could not be applied to the batch")
-                .await?;
-        }
-        let fields: Vec<&str> = problem.errors.iter().map(|e| e.field.as_str()).collect();
-        tracing::warn!(
-            quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
-            status = problem.status, problem_type = %problem.type_uri, title = %problem.title,
-            fields = ?fields, rejected = done.rejected, requeued = done.requeued,
-            "ClientError: batch rejected by the API"
-        );
-        Ok(RejectionCounts {
-            rejected: done.rejected,
-            requeued: done.requeued,
-            dead: done.dead,
+        heartbeating(&ctx, async move {
+            let problem = self
+                .store
+                .last_outcome(ev.batch_id)
+                .await?
+                .and_then(|text| serde_json::from_str::<Problem>(&text).ok())
+                .unwrap_or_default();
+            let named: Vec<(String, String)> = problem
+                .errors
+                .iter()
+                .map(|e| (e.record_id.clone(), format!("{}: {}", e.field, e.message)))
+                .collect();
+            let reason = rejection_reason(&ev.detail, &problem);
+            let max_cuts = if ev.max_cuts == 0 {
+                Policy::default().max_cuts_per_record
+            } else {
+                ev.max_cuts
+            };
+            let mut done = self
+                .store
+                .reject_batch(ev.batch_id, problem.status, &reason, &named, max_cuts)
+                .await
+                .map_err(store_error)?;
+            if done.rejected == 0 && done.requeued == 0 && done.dead == 0 {
+                // A retry after a lost answer, as in MarkSynced: count what the first attempt
+                // rejected or dead-lettered (the requeued records have left the batch and are
+                // counted later).
+                done.rejected = self.store.records_in_batch(ev.batch_id, "rejected").await?;
+                done.dead = self.store.records_in_batch(ev.batch_id, "dead").await?;
+            }
+            if done.dead > 0 {
+                self.alert_dead_letter(&ev, "the API's 400 could not be applied to the batch")
+                    .await?;
+            }
+            let fields: Vec<&str> = problem.errors.iter().map(|e| e.field.as_str()).collect();
+            tracing::warn!(
+                quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
+                status = problem.status, problem_type = %problem.type_uri, title = %problem.title,
+                fields = ?fields, rejected = done.rejected, requeued = done.requeued,
+                "ClientError: batch rejected by the API"
+            );
+            Ok(RejectionCounts {
+                rejected: done.rejected,
+                requeued: done.requeued,
+                dead: done.dead,
+            })
         })
+        .await
     }
 
     /// A 413: the API takes less per request than our limits allowed. The batch is
@@ -256,30 +265,33 @@ impl SyncActivities {
     #[activity(name = "SplitBatch")]
     pub async fn split_batch(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         ev: BatchEvent,
     ) -> Result<SplitBatches, ActivityError> {
-        let reason = format!(
-            "the API refused this record as too large even alone ({}); it cannot be sent",
-            ev.detail
-        );
-        let split = self.store.split_batch(ev.batch_id, &reason).await?;
-        tracing::warn!(
-            quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
-            halves = split.halves.len(), rejected = split.rejected,
-            "SplitBatch: the API refused the batch as too large"
-        );
-        Ok(SplitBatches {
-            batches: split
-                .halves
-                .iter()
-                .map(|b| BatchRef {
-                    batch_id: b.batch_id,
-                    records: b.records,
-                })
-                .collect(),
-            rejected: split.rejected,
+        heartbeating(&ctx, async move {
+            let reason = format!(
+                "the API refused this record as too large even alone ({}); it cannot be sent",
+                ev.detail
+            );
+            let split = self.store.split_batch(ev.batch_id, &reason).await?;
+            tracing::warn!(
+                quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
+                halves = split.halves.len(), rejected = split.rejected,
+                "SplitBatch: the API refused the batch as too large"
+            );
+            Ok(SplitBatches {
+                batches: split
+                    .halves
+                    .iter()
+                    .map(|b| BatchRef {
+                        batch_id: b.batch_id,
+                        records: b.records,
+                    })
+                    .collect(),
+                rejected: split.rejected,
+            })
         })
+        .await
     }
 
     /// After the last retry: the batch goes to the dead-letter table and an alert goes out
@@ -287,19 +299,22 @@ impl SyncActivities {
     #[activity(name = "DeadLetter")]
     pub async fn dead_letter(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         ev: BatchEvent,
     ) -> Result<(), ActivityError> {
-        quarter(&ev.quarter)?;
-        self.store
-            .dead_letter(ev.batch_id, &ev.detail)
-            .await
-            .map_err(store_error)?;
-        tracing::error!(
-            quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
-            error = %ev.detail, "DeadLetter: batch dead-lettered"
-        );
-        self.alert_dead_letter(&ev, &ev.detail).await
+        heartbeating(&ctx, async move {
+            quarter(&ev.quarter)?;
+            self.store
+                .dead_letter(ev.batch_id, &ev.detail)
+                .await
+                .map_err(store_error)?;
+            tracing::error!(
+                quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
+                error = %ev.detail, "DeadLetter: batch dead-lettered"
+            );
+            self.alert_dead_letter(&ev, &ev.detail).await
+        })
+        .await
     }
 
     /// A redrive wave: every dead letter of the quarter goes back to be sent (same batch
@@ -307,36 +322,39 @@ impl SyncActivities {
     #[activity(name = "RedriveDeadLetters")]
     pub async fn redrive_dead_letters(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: RedriveRequest,
     ) -> Result<Redriven, ActivityError> {
-        let q = quarter(&req.quarter)?;
-        let letters = self.store.dead_letters(&q).await.map_err(store_error)?;
-        let mut schools: Vec<SchoolRedriven> = Vec::new();
-        for d in &letters {
-            match schools.iter_mut().find(|s| s.school_id == d.school_id) {
-                Some(s) => {
-                    s.batches += 1;
-                    s.records += d.records;
+        heartbeating(&ctx, async move {
+            let q = quarter(&req.quarter)?;
+            let letters = self.store.dead_letters(&q).await.map_err(store_error)?;
+            let mut schools: Vec<SchoolRedriven> = Vec::new();
+            for d in &letters {
+                match schools.iter_mut().find(|s| s.school_id == d.school_id) {
+                    Some(s) => {
+                        s.batches += 1;
+                        s.records += d.records;
+                    }
+                    None => schools.push(SchoolRedriven {
+                        school_id: d.school_id.clone(),
+                        batches: 1,
+                        records: d.records,
+                    }),
                 }
-                None => schools.push(SchoolRedriven {
-                    school_id: d.school_id.clone(),
-                    batches: 1,
-                    records: d.records,
-                }),
             }
-        }
-        let batches = self
-            .store
-            .requeue_dead_letters(&q)
-            .await
-            .map_err(store_error)?;
-        let redriven = Redriven { schools };
-        tracing::warn!(
-            quarter = %q, wave = req.wave, batches, records = redriven.records(),
-            "RedriveDeadLetters: dead letters sent again"
-        );
-        Ok(redriven)
+            let batches = self
+                .store
+                .requeue_dead_letters(&q)
+                .await
+                .map_err(store_error)?;
+            let redriven = Redriven { schools };
+            tracing::warn!(
+                quarter = %q, wave = req.wave, batches, records = redriven.records(),
+                "RedriveDeadLetters: dead letters sent again"
+            );
+            Ok(redriven)
+        })
+        .await
     }
 
     /// Runs beside the sending: reads the API's listing page by page as the sending settles
@@ -379,19 +397,22 @@ impl SyncActivities {
     #[activity(name = "DeadlineAtRisk")]
     pub async fn deadline_at_risk(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         alert: DeadlineAlert,
     ) -> Result<(), ActivityError> {
-        let text = deadline_text(&alert);
-        tracing::error!(
-            quarter = %alert.quarter, workflow_id = %alert.workflow_id,
-            projected = alert.projected, "deadline at risk"
-        );
-        if let Ok(q) = alert.quarter.parse::<Quarter>() {
-            self.post_or_record(&self.alerts, "alert", &q, &text, None)
-                .await?;
-        }
-        Ok(())
+        heartbeating(&ctx, async move {
+            let text = deadline_text(&alert);
+            tracing::error!(
+                quarter = %alert.quarter, workflow_id = %alert.workflow_id,
+                projected = alert.projected, "deadline at risk"
+            );
+            if let Ok(q) = alert.quarter.parse::<Quarter>() {
+                self.post_or_record(&self.alerts, "alert", &q, &text, None)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 }
 

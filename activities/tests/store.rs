@@ -1588,14 +1588,24 @@ async fn a_refusal_naming_no_record_of_the_batch_dead_letters_it_whole() {
     // Resent under its key, the batch would meet the same 400: a redrive or a replay puts
     // its records back to pending for a new batch instead.
     assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 0);
-    assert!(store.batch_body(b[0]).await.is_err(), "the old batch is not sent again");
-    assert_eq!(counts(&store, SCHOOL).await, [2, 2, 0, 0, 0], "r0002-3 still batched");
+    assert!(
+        store.batch_body(b[0]).await.is_err(),
+        "the old batch is not sent again"
+    );
+    assert_eq!(
+        counts(&store, SCHOOL).await,
+        [2, 2, 0, 0, 0],
+        "r0002-3 still batched"
+    );
     assert!(store.dead_letters(&q()).await.unwrap().is_empty());
     let again = store
         .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
         .await
         .unwrap();
-    assert_eq!(again.batches[0].batch_id, b[1], "the prepared batch resumes first");
+    assert_eq!(
+        again.batches[0].batch_id, b[1],
+        "the prepared batch resumes first"
+    );
     let again = store
         .prepare_batches(&q(), SCHOOL, 2, BatchLimits::default())
         .await

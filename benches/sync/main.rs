@@ -273,8 +273,8 @@ async fn load_store(s: &Scenario, dir: &Path) -> Result<(Store, String)> {
     Ok((store, url))
 }
 
-async fn spawn_sim(s: &Scenario) -> Result<SimHandle> {
-    let faults = Faults {
+fn sim_faults(s: &Scenario) -> Faults {
+    Faults {
         seed: SEED,
         rate_limit: s.rate,
         rate_window_ms: 1000,
@@ -282,9 +282,12 @@ async fn spawn_sim(s: &Scenario) -> Result<SimHandle> {
         latency_jitter_ms: s.latency_ms / 4,
         p_503: s.p_503,
         ..Faults::default()
-    };
+    }
+}
+
+async fn spawn_sim(s: &Scenario) -> Result<SimHandle> {
     let config = SimConfig {
-        faults,
+        faults: sim_faults(s),
         ..SimConfig::default()
     };
     sim_runtime::runtime()
@@ -327,6 +330,12 @@ async fn run_temporal(s: &Scenario, temporal: &Temporal, out: &Path) -> Result<R
     let mut worker = spawn_worker(1)?;
     let pid = worker.id();
     let (result, stall) = match s.kill_after_batches {
+        None if s.outage.is_some() => {
+            let (result, outage) =
+                tokio::join!(drive(s, temporal, &queue, pid), outage_after(&sim, s));
+            outage?;
+            (result, None)
+        }
         None => (drive(s, temporal, &queue, pid).await, None),
         Some(after) => {
             let kill = kill_and_replace(&sim, &mut worker, after, || spawn_worker(2));
@@ -396,6 +405,22 @@ async fn kill_and_replace(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(killed.elapsed())
+}
+
+/// Once the API has committed the scenario's `after` batches, every request is answered
+/// 503 for its outage.
+async fn outage_after(sim: &SimHandle, s: &Scenario) -> Result<()> {
+    let Some((after, ms)) = s.outage else {
+        return Ok(());
+    };
+    while sim.ledger().await.batches_committed < after {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut faults = sim_faults(s);
+    faults.outage_ms = ms;
+    sim.set_faults(faults).await;
+    println!("  outage of {:.0} min from now", ms as f64 / 60_000.0);
+    Ok(())
 }
 
 /// The quarter's own workflow id on the run's task queue.

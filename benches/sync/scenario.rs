@@ -28,6 +28,9 @@ pub struct Scenario {
     /// SIGKILL the worker once the API has committed this many batches and start another
     /// at once: the stall until the next commit is the row's figure.
     pub kill_after_batches: Option<u64>,
+    /// `(after, ms)`: the API answers every request 503 for `ms` once it has committed
+    /// `after` batches; nobody acts, the run's redrive waves must bring the quarter home.
+    pub outage: Option<(u64, u64)>,
 }
 
 impl Scenario {
@@ -54,6 +57,7 @@ const fn sync(
         rate: 2,
         record_bytes: 8_000,
         kill_after_batches: None,
+        outage: None,
     }
 }
 
@@ -69,6 +73,12 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             kill_after_batches: Some(20),
             ..sync("kill-recovery", 10_000, 10, 1_000, 0.0)
+        },
+        // A 30-minute outage mid-quarter with the default policy: Retry5s/15s/45s dead-
+        // letter what is in flight and left, the 5, 15 and 45 min redrive waves resend it.
+        Scenario {
+            outage: Some((30, 30 * 60_000)),
+            ..sync("outage-30m", 10_000, 10, 200, 0.0)
         },
         sync("sync-10k-1s-503", 10_000, 10, 1_000, 0.10),
         Scenario {

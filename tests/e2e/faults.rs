@@ -18,8 +18,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use crate::helpers::{
-    QUARTER, TestApp, assert_applied_once, assert_ledger_clean, fast_policy, free_port, outage,
-    quarter, test_seed, unique_quarter,
+    QUARTER, TestApp, assert_applied_once, assert_ledger_clean, fast_policy, free_port, no_redrive,
+    outage, quarter, test_seed, unique_quarter,
 };
 
 /// Activity timeouts short enough that the tasks of a killed worker (or of a worker cut
@@ -840,7 +840,8 @@ async fn canary_records_never_leave_the_store_and_the_api() {
     let n = app.import_bytes(&canary_data(2, 200)).await;
     let log = app.dir.path().join("worker.log");
     let mut worker = Worker(app.spawn_logged_worker_process("debug", &log));
-    let id = app.start_sync(fast_policy()).await;
+    // No redrive waves: the dead letters stay, for the replay below.
+    let id = app.start_sync(no_redrive(fast_policy())).await;
 
     // An outage that outlasts the ladder of what is in flight, then a healthier API.
     app.wait_for_batches(2).await;

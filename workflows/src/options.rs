@@ -11,10 +11,13 @@ fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
-/// Store work that must eventually happen (QueryPending, MarkSynced, ClientError...): retried
-/// with exponential backoff while the store is busy or down.
+/// Store work that must eventually happen (MarkSynced, ClientError, DeadLetter...): retried
+/// with exponential backoff while the store is busy or down. The activities heartbeat, so
+/// one held by a killed worker moves to another within the heartbeat timeout rather than
+/// the 15 min start-to-close.
 pub(crate) fn store(policy: &Policy, summary: &str) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(ms(policy.query_timeout_ms))
+        .heartbeat_timeout(ms(policy.send_heartbeat_timeout_ms))
         .retry_policy(
             RetryPolicy::builder()
                 .initial_interval(Duration::from_secs(1))
@@ -29,6 +32,7 @@ pub(crate) fn store(policy: &Policy, summary: &str) -> ActivityOptions {
 /// QueryPending: 15 min, 3 attempts with exponential backoff (the seed's Retry on throttling).
 pub(crate) fn query_pending(policy: &Policy) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(ms(policy.query_timeout_ms))
+        .heartbeat_timeout(ms(policy.send_heartbeat_timeout_ms))
         .retry_policy(
             RetryPolicy::builder()
                 .initial_interval(Duration::from_secs(1))

@@ -90,11 +90,9 @@ impl QuarterlySync {
         if let Some(problem) = policy.problem() {
             return Err(fail("InvalidPolicy", problem));
         }
-        if input.carried.is_none() && ctx.patched(ONE_RUN_PATCH) {
+        if input.carried.is_none() && ctx.patched(ONE_RUN_PATCH) && !is_quarters_own(ctx, quarter) {
             let own = quarter_workflow_id(&quarter.to_string(), ctx.task_queue());
-            if ctx.workflow_id() != own {
-                return delegate(ctx, quarter, &policy, own).await;
-            }
+            return delegate(ctx, quarter, &policy, own).await;
         }
         let started_ms = match &input.carried {
             Some(carried) => carried.started_ms,
@@ -316,6 +314,20 @@ fn resolve_quarter(
             Ok(Quarter::last_ended_before(secs as i64))
         }
     }
+}
+
+/// Whether this run holds the quarter's own id (on whichever task queue): decided from
+/// the id alone, so that a replay on another queue takes the same path.
+fn is_quarters_own(ctx: &WorkflowContext<QuarterlySync>, quarter: Quarter) -> bool {
+    let own = quarter_workflow_id(
+        &quarter.to_string(),
+        gradesync_activities::model::DEFAULT_TASK_QUEUE,
+    );
+    let id = ctx.workflow_id();
+    id == own
+        || id
+            .strip_prefix(&own)
+            .is_some_and(|rest| rest.starts_with('-'))
 }
 
 /// A non-retryable failure of the run, with the message the user reads.
