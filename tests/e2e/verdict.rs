@@ -335,3 +335,74 @@ async fn refused_credentials_stop_the_run_at_once_with_an_alert() {
     assert_eq!(ledger.batch_posts, 0, "no POST without a token");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_naming_nothing_of_the_batch_is_dead_lettered_then_sent_in_a_new_batch() {
+    // The first POSTs meet a 400 that names a record the batch does not hold: resending
+    // the same key would meet the same answer, so the batch is a dead letter (alerted), and
+    // the redrive wave cuts its records into a new batch.
+    let unnamed = Faults {
+        p_400_unnamed: 1.0,
+        ..Faults::default()
+    };
+    let app = TestApp::spawn("unnamed400", unnamed).await;
+    let q = crate::helpers::quarter();
+    let n = app.seed_grades(1, 60).await;
+    let id = app.start_sync(fast_policy()).await;
+    app.wait_for_alerts(1).await;
+    let letters = app.store.dead_letters(&q).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(letters[0].error.contains("naming no record"), "{letters:?}");
+    app.sim.set_faults(Faults::default()).await;
+    let summary = app.result(&id).await;
+
+    assert_eq!(summary.verdict, Verdict::Complete, "{summary:?}");
+    assert_eq!(
+        summary.reconcile.rejected, 0,
+        "nothing rejected: {summary:?}"
+    );
+    assert!(summary.redrives >= 1);
+    let ledger = app.ledger().await;
+    assert!(ledger.posts_unnamed_400 >= 1);
+    assert_applied_once(&ledger, n);
+    assert!(
+        ledger
+            .records
+            .values()
+            .all(|r| r.batches != [letters[0].batch_id]),
+        "sent in a new batch, not under the refused key"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_25_s_tokens_sends_no_post_with_an_expired_token() {
+    // 60 batches at 2 requests/s take over 30 s: the token expires mid-run, with batches
+    // queued at the rate gate. It is checked when each request leaves, not before the wait.
+    let config = gradesync_govapi::sim::SimConfig {
+        token_ttl: Duration::from_secs(25),
+        faults: Faults::default(),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with("token25", config, None)
+        .await
+        .with_worker()
+        .await;
+    let n = app.seed_grades(4, 1_500).await;
+    let summary = app.sync_and_wait(fast_policy()).await;
+
+    assert_eq!(summary.verdict, Verdict::Complete, "{summary:?}");
+    let ledger = app.ledger().await;
+    assert!(
+        ledger.tokens_issued >= 2,
+        "the token was renewed: {}",
+        ledger.tokens_issued
+    );
+    assert_eq!(
+        ledger.posts_unauthorized, 0,
+        "no POST left with an expired token"
+    );
+    assert_ledger_clean(&ledger);
+    assert_applied_once(&ledger, n);
+    app.stop().await;
+}
