@@ -43,7 +43,9 @@ pub struct StartArgs {
     /// Quarter to sync, e.g. 2026-Q4.
     #[arg(long, value_parser = parse_quarter)]
     pub quarter: Quarter,
-    /// Wait for the run to finish, with a progress bar, and print its summary.
+    /// Wait for the run to finish, with a progress bar, and print its summary and verdict:
+    /// exit 0 only when the quarter is `complete`, 4 when it is `incomplete` or
+    /// `needs_correction` (the report lists every record not at the API).
     #[arg(long)]
     pub wait: bool,
     /// Policy overrides as JSON, e.g. '{"backoff_ms":[500,1000,2000]}' (defaults: the seed's).
