@@ -90,21 +90,3 @@ pub(crate) fn reconcile_ahead(policy: &Policy) -> ActivityOptions {
         .summary("ReconcileAhead".to_string())
         .build()
 }
-
-/// Reconcile: store work that reads the API's listing; heartbeats per page and while it
-/// waits, so a killed worker's Reconcile moves to another worker within the heartbeat
-/// timeout. Retried while the API or the store is down; a listing that stays unreadable
-/// ends in an `incomplete` report on a later attempt (see the activity).
-pub(crate) fn reconcile(policy: &Policy) -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(ms(policy.query_timeout_ms))
-        .heartbeat_timeout(ms(policy.send_heartbeat_timeout_ms))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_secs(1))
-                .backoff_coefficient(2.0)
-                .maximum_interval(Duration::from_secs(60))
-                .build(),
-        )
-        .summary("Reconcile".to_string())
-        .build()
-}

@@ -427,7 +427,9 @@ async fn sync_quarter(
             .execute_activity(
                 SyncActivities::reconcile,
                 request,
-                options::reconcile(policy),
+                // Heartbeats per page and while it waits: a killed worker's Reconcile
+                // moves on within the heartbeat timeout.
+                options::store(policy, "Reconcile"),
             )
             .await?;
         if reconcile.requeued == 0 {
