@@ -14,6 +14,7 @@
 
 pub mod acts;
 pub mod alert;
+pub mod clock;
 pub mod gov;
 pub mod http;
 pub mod model;

@@ -3,6 +3,12 @@
 //! most `rate` requests per second. Temporal's task-queue rate limit is only an upper bound
 //! and lets bursts through (see the SDK notes), so it cannot be what keeps us under the API's
 //! strict window.
+//!
+//! Slots are cut on the store's clock: the database server's on PostgreSQL. Workers on
+//! hosts whose clocks disagree by hundreds of ms would otherwise each start their requests
+//! on their own idea of when a slot comes, and two from different hosts could land in one
+//! window of the API. Each gate learns how far its host's clock is from the store's with
+//! a round trip that reads the store's clock, and sleeps on the store's time.
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,7 +18,12 @@ use futures::future::BoxFuture;
 
 use crate::gov::RateGate;
 use crate::gov::departure::now_ms;
-use crate::store::{RateSlot, SlotReach, Store};
+use crate::store::{Backend, Now, RateSlot, SlotReach, Store};
+
+/// How often a gate learns the store's clock again: host clocks drift and get stepped.
+const CLOCK_SYNC: Duration = Duration::from_secs(10);
+/// The slowest clock read a gate learns from: its error is at most half of it.
+const MAX_SYNC_RTT_MS: i64 = 4;
 
 /// Limit name in `rate_lanes`: one budget per API.
 const LIMIT: &str = "gov-api";
@@ -47,6 +58,10 @@ pub struct StoreRateGate {
     /// How long a claim takes (moving average, in µs): slots are claimed twice that long
     /// before they are due, so the claim has committed when the slot comes.
     claim_us: AtomicI64,
+    /// The store's clock minus this host's, learned every [`CLOCK_SYNC`].
+    offset_ms: AtomicI64,
+    /// When the offset was last learned; `None` before the first time.
+    synced_at: std::sync::Mutex<Option<Instant>>,
     head: tokio::sync::Mutex<()>,
 }
 
@@ -62,6 +77,8 @@ impl StoreRateGate {
             depart_tolerance_ms: guard_ms / 5,
             behind_ms: guard_ms / 4,
             claim_us: AtomicI64::new(1_000),
+            offset_ms: AtomicI64::new(0),
+            synced_at: std::sync::Mutex::new(None),
             head: tokio::sync::Mutex::new(()),
         }
     }
@@ -71,6 +88,59 @@ impl StoreRateGate {
     fn lead_ms(&self) -> i64 {
         let spacing = self.window_ms / i64::from(self.capacity);
         (2 * self.claim_us.load(Ordering::Relaxed) / 1_000 + 1).min(spacing / 2)
+    }
+
+    /// Now, on the store's clock.
+    fn now_ms(&self) -> i64 {
+        now_ms() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `at` on the store's clock.
+    async fn sleep_until_ms(&self, at: i64) {
+        let wait = at - self.now_ms();
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        }
+    }
+
+    /// Learns how far the store's clock is from this host's, as NTP does: the store's time
+    /// against the midpoint of the round trip that read it, so the error is at most half
+    /// of it. A slow round trip teaches little and is not used. SQLite's
+    /// clock is this host's: nothing to learn.
+    async fn sync_clock(&self) {
+        if self.store.backend() != Backend::Postgres {
+            return;
+        }
+        let due = self
+            .synced_at
+            .lock()
+            .map(|at| at.is_none_or(|at| at.elapsed() >= CLOCK_SYNC))
+            .unwrap_or(true);
+        if !due {
+            return;
+        }
+        // The best of a few round trips: the first on a connection is often the slowest.
+        let mut best: Option<(i64, i64)> = None;
+        for _ in 0..3 {
+            let before = now_ms();
+            let Ok(store_now) = self.store.clock_ms().await else {
+                return;
+            };
+            let after = now_ms();
+            let rtt = after - before;
+            if best.is_none_or(|(best_rtt, _)| rtt < best_rtt) {
+                best = Some((rtt, store_now - (before + after) / 2));
+            }
+        }
+        let Some((rtt, offset)) = best.filter(|(rtt, _)| *rtt <= MAX_SYNC_RTT_MS) else {
+            tracing::debug!("the store's clock took too long to read; keeping the last offset");
+            return;
+        };
+        tracing::trace!(rtt, offset, "learned the store's clock");
+        self.offset_ms.store(offset, Ordering::Relaxed);
+        if let Ok(mut at) = self.synced_at.lock() {
+            *at = Some(Instant::now());
+        }
     }
 
     fn observe_claim(&self, took: Duration) {
@@ -88,7 +158,7 @@ impl StoreRateGate {
         // Bounded: a store whose every commit outlasts the tolerance must not keep one
         // request moving its slot for ever.
         for _ in 0..3 {
-            let late = now_ms() - start;
+            let late = self.now_ms() - start;
             if late <= self.tolerance_ms {
                 return Some(start);
             }
@@ -98,7 +168,7 @@ impl StoreRateGate {
             );
             match self
                 .store
-                .restart_rate_slot(LIMIT, self.window_ms, start, now_ms)
+                .restart_rate_slot(LIMIT, self.window_ms, start, Now::Store)
                 .await
             {
                 Ok(Some(moved)) => start = moved,
@@ -137,6 +207,7 @@ impl RateGate for StoreRateGate {
         Box::pin(async move {
             // Tokio's mutex is fair: this process's requests take their turns in order.
             let _head = self.head.lock().await;
+            self.sync_clock().await;
             loop {
                 let lead = self.lead_ms();
                 let reach = SlotReach {
@@ -146,17 +217,18 @@ impl RateGate for StoreRateGate {
                 let asked = Instant::now();
                 let claim = self
                     .store
-                    .claim_rate_slot(LIMIT, self.capacity, self.window_ms, now_ms, reach)
+                    .claim_rate_slot(LIMIT, self.capacity, self.window_ms, Now::Store, reach)
                     .await;
                 self.observe_claim(asked.elapsed());
+                let claim = claim.map(|c| c.slot);
                 match claim {
                     Ok(RateSlot::Granted(slot)) => {
-                        sleep_until_ms(slot).await;
+                        self.sleep_until_ms(slot).await;
                         if let Some(start) = self.start_by(slot).await {
                             return Some(start);
                         }
                     }
-                    Ok(RateSlot::NotYet(at)) => sleep_until_ms(at - lead).await,
+                    Ok(RateSlot::NotYet(at)) => self.sleep_until_ms(at - lead).await,
                     // Letting a request through unpaced could break the API's window: wait.
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot claim a rate slot; retrying");
@@ -173,6 +245,8 @@ impl RateGate for StoreRateGate {
     /// away at 2/s, so there is time); otherwise the API may count one too many.
     fn departed(&self, start: i64, left_at_ms: i64) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            // `left_at_ms` is on this host's clock; slots are on the store's.
+            let left_at_ms = left_at_ms + self.offset_ms.load(Ordering::Relaxed);
             let late_ms = left_at_ms - start;
             tracing::trace!(late_ms, "a request left");
             if late_ms <= self.depart_tolerance_ms {
@@ -180,7 +254,7 @@ impl RateGate for StoreRateGate {
             }
             match self
                 .store
-                .restart_rate_slot(LIMIT, self.window_ms, start, || left_at_ms)
+                .restart_rate_slot(LIMIT, self.window_ms, start, Now::At(left_at_ms))
                 .await
             {
                 Ok(Some(_)) => {
@@ -193,13 +267,6 @@ impl RateGate for StoreRateGate {
                 Err(e) => tracing::warn!(error = %e, late_ms, "cannot move a late request's lane"),
             }
         })
-    }
-}
-
-async fn sleep_until_ms(at: i64) {
-    let wait = at - now_ms();
-    if wait > 0 {
-        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
     }
 }
 

@@ -1,7 +1,7 @@
 //! `Store::plan_batches`, the dry run behind `gradesync sync plan`: it must cut exactly the
 //! batches PrepBatch will cut, and write nothing.
 
-use gradesync_activities::store::{BatchLimits, Store};
+use gradesync_activities::store::{BatchLimits, Store, scratch};
 use gradesync_govapi::Quarter;
 use serde_json::{Value, json};
 
@@ -32,7 +32,8 @@ fn records() -> Vec<Value> {
 }
 
 async fn batches_table(url: &str) -> Vec<(String, String, i64, i64, String)> {
-    let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
     let rows = sqlx::query_as(
         "SELECT batch_id, school_id, records, bytes, status FROM batches ORDER BY batch_id",
     )
@@ -46,7 +47,7 @@ async fn batches_table(url: &str) -> Vec<(String, String, i64, i64, String)> {
 #[tokio::test]
 async fn plan_matches_what_prep_batch_cuts_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("grades.db").display());
+    let url = scratch::url_for(dir.path()).await.unwrap();
     let store = Store::connect(&url).await.unwrap();
     let text: String = records().iter().map(|r| format!("{r}\n")).collect();
     let imported = store.import_jsonl(text.as_bytes(), |_| {}).await.unwrap();
@@ -102,7 +103,9 @@ async fn plan_matches_what_prep_batch_cuts_and_writes_nothing() {
 
 #[tokio::test]
 async fn plan_of_an_unknown_quarter_says_so() {
-    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let store = Store::connect(&scratch::fresh_url().await.unwrap())
+        .await
+        .unwrap();
     let plan = store
         .plan_batches(&q(), BatchLimits::default())
         .await

@@ -2,7 +2,7 @@
 //! outcome transitions, dead letters, rate slots and counts.
 
 use gradesync_activities::store::{
-    BatchLimits, ImportReport, RateSlot, SlotReach, Split, Store, StoreError,
+    BatchLimits, ImportReport, Now, RateSlot, SlotReach, Split, Store, StoreError, scratch,
 };
 use gradesync_govapi::Quarter;
 use gradesync_govapi::contract::{MAX_BODY_BYTES, encode_batch, record_sha256};
@@ -21,12 +21,25 @@ fn q() -> Quarter {
 /// A temp directory (kept alive by the caller) and a store in a file inside it.
 async fn temp_store() -> (TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&url(&dir)).await.unwrap();
+    let store = Store::connect(&url(&dir).await).await.unwrap();
     (dir, store)
 }
 
-fn url(dir: &TempDir) -> String {
+/// See [`scratch::url_for`]: SQLite, or PostgreSQL when the tests run against it.
+async fn url(dir: &TempDir) -> String {
+    scratch::url_for(dir.path()).await.unwrap()
+}
+
+/// For what only SQLite has (its file, its migrations history, its query plans).
+fn sqlite_url(dir: &TempDir) -> String {
     format!("sqlite://{}", dir.path().join("grades.db").display())
+}
+
+/// A store that lives as long as the test: in memory, or a fresh PostgreSQL database.
+async fn scratch_store() -> Store {
+    Store::connect(&scratch::fresh_url().await.unwrap())
+        .await
+        .unwrap()
 }
 
 fn record(id: &str, school: &str, grade: &str) -> Value {
@@ -438,7 +451,7 @@ async fn resume_after_restart_returns_the_same_batches_and_bytes() {
         bodies.push(store.batch_body(b.batch_id).await.unwrap().body);
     }
     drop(store);
-    let store = Store::connect(&url(&dir)).await.unwrap();
+    let store = Store::connect(&url(&dir).await).await.unwrap();
     let after = store
         .prepare_batches(&q(), SCHOOL, 10, BatchLimits::default())
         .await
@@ -679,8 +692,9 @@ async fn claim(
     now: i64,
 ) -> Result<i64, StoreError> {
     match store
-        .claim_rate_slot(name, capacity, window, || now, AHEAD)
+        .claim_rate_slot(name, capacity, window, Now::At(now), AHEAD)
         .await?
+        .slot
     {
         RateSlot::Granted(slot) => Ok(slot),
         RateSlot::NotYet(at) => panic!("an unbounded claim was refused until {at}"),
@@ -702,7 +716,7 @@ fn max_in_window(slots: &[i64], window: i64) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rate_lanes_fill_each_window_across_tasks_and_stores() {
     let (dir, store) = temp_store().await;
-    let other = Store::connect(&url(&dir)).await.unwrap();
+    let other = Store::connect(&url(&dir).await).await.unwrap();
     let now = 1_000_000;
     let window = 100;
     let mut tasks = Vec::new();
@@ -745,7 +759,7 @@ async fn rate_lanes_fill_each_window_across_tasks_and_stores() {
 
 #[tokio::test]
 async fn rate_lanes_follow_a_grown_capacity_and_refuse_none() {
-    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let store = scratch_store().await;
     assert_eq!(claim(&store, "gov", 1, 100, 0).await.unwrap(), 0);
     assert_eq!(claim(&store, "gov", 1, 100, 0).await.unwrap(), 100);
     let mut slots = Vec::new();
@@ -761,7 +775,7 @@ async fn rate_lanes_follow_a_grown_capacity_and_refuse_none() {
 
 #[tokio::test]
 async fn a_rate_slot_is_taken_only_when_due() {
-    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let store = scratch_store().await;
     let due = |now: i64, behind_ms: i64| {
         let store = store.clone();
         let reach = SlotReach {
@@ -770,9 +784,10 @@ async fn a_rate_slot_is_taken_only_when_due() {
         };
         async move {
             store
-                .claim_rate_slot("gov", 2, 100, || now, reach)
+                .claim_rate_slot("gov", 2, 100, Now::At(now), reach)
                 .await
                 .unwrap()
+                .slot
         }
     };
     assert_eq!(due(0, 0).await, RateSlot::Granted(0));
@@ -796,23 +811,24 @@ async fn a_rate_slot_is_taken_only_when_due() {
     };
     assert_eq!(
         store
-            .claim_rate_slot("gov", 2, 100, || 240, ahead)
+            .claim_rate_slot("gov", 2, 100, Now::At(240), ahead)
             .await
-            .unwrap(),
+            .unwrap()
+            .slot,
         RateSlot::Granted(286)
     );
 }
 
 async fn restart(store: &Store, granted: i64, now: i64) -> Option<i64> {
     store
-        .restart_rate_slot("gov", 100, granted, || now)
+        .restart_rate_slot("gov", 100, granted, Now::At(now))
         .await
         .unwrap()
 }
 
 #[tokio::test]
 async fn a_late_start_moves_its_slot_unless_a_later_one_was_claimed() {
-    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let store = scratch_store().await;
     assert_eq!(claim(&store, "gov", 2, 100, 0).await.unwrap(), 0);
     assert_eq!(claim(&store, "gov", 2, 100, 0).await.unwrap(), 50);
     // The start at 50 could only leave at 62: it moves there, and the next starts are cut
@@ -828,7 +844,7 @@ async fn a_late_start_moves_its_slot_unless_a_later_one_was_claimed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rate_lanes_in_memory_under_twenty_tasks() {
-    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let store = scratch_store().await;
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let s = store.clone();
@@ -914,7 +930,7 @@ async fn status_and_pending_counts_per_school() {
 
 #[tokio::test]
 async fn quarter_runs_start_and_finish() {
-    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let store = scratch_store().await;
     assert_eq!(store.run(&q()).await.unwrap(), None);
     assert!(matches!(
         store.finish_run(&q(), "complete", None, "{}").await,
@@ -977,7 +993,7 @@ async fn connect_accepts_every_url_spelling_and_hides_passwords() {
         store.start_run(&q(), "wf").await.unwrap();
         assert!(format!("{store:?}").contains("Store"));
     }
-    let err = Store::connect("postgres://user:hunter2@db/grades")
+    let err = Store::connect("postgres://user:hunter2@127.0.0.1:1/grades")
         .await
         .unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
@@ -1028,7 +1044,7 @@ async fn import_a_million_lines() {
 async fn two_workers_can_open_a_fresh_database_at_once() {
     for _ in 0..5 {
         let dir = tempfile::tempdir().unwrap();
-        let url = url(&dir);
+        let url = url(&dir).await;
         let (a, b) = tokio::join!(Store::connect(&url), Store::connect(&url));
         let (a, b) = (a.unwrap(), b.unwrap());
         a.start_run(&q(), "wf").await.unwrap();
@@ -1038,7 +1054,7 @@ async fn two_workers_can_open_a_fresh_database_at_once() {
 
 #[tokio::test]
 async fn split_batch_halves_in_flight_records_or_rejects_a_lone_one() {
-    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let store = scratch_store().await;
     let q: Quarter = "2026-Q4".parse().unwrap();
     let lines: String = (0..5)
         .map(|i| format!("{{\"record_id\":\"r{i}\",\"school_id\":\"s1\",\"student_id\":\"x\",\"course_code\":\"M\",\"quarter\":\"2026-Q4\",\"grade\":\"A\"}}\n"))
@@ -1166,10 +1182,10 @@ async fn synced_hashes_between_covers_each_range_once() {
 #[tokio::test]
 async fn upgrading_a_store_keeps_every_record_body() {
     let dir = tempfile::tempdir().unwrap();
-    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", url(&dir)))
+    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", sqlite_url(&dir)))
         .await
         .unwrap();
-    let mut before_bodies = sqlx::migrate!("./migrations");
+    let mut before_bodies = sqlx::migrate!("./migrations/sqlite");
     before_bodies.migrations = before_bodies.migrations[..3].to_vec().into();
     before_bodies.run(&pool).await.unwrap();
     let value = record("r1", SCHOOL, "A");
@@ -1187,7 +1203,7 @@ async fn upgrading_a_store_keeps_every_record_body() {
     .unwrap();
     pool.close().await;
 
-    let store = Store::connect(&url(&dir)).await.unwrap();
+    let store = Store::connect(&sqlite_url(&dir)).await.unwrap();
     let chunk = store
         .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
         .await
@@ -1493,12 +1509,13 @@ async fn the_listings_last_page_is_kept_open_above() {
 
 /// A second connection to a file store, for what the store does not expose (the `cuts`
 /// column, page layout).
-async fn raw(dir: &TempDir) -> sqlx::SqlitePool {
-    sqlx::SqlitePool::connect(&url(dir)).await.unwrap()
+async fn raw(dir: &TempDir) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(&url(dir).await).await.unwrap()
 }
 
-async fn cuts_of(pool: &sqlx::SqlitePool, record_id: &str) -> i64 {
-    sqlx::query_scalar("SELECT cuts FROM grades WHERE record_id = ?")
+async fn cuts_of(pool: &sqlx::AnyPool, record_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT cuts FROM grades WHERE record_id = $1")
         .bind(record_id)
         .fetch_one(pool)
         .await
@@ -1778,7 +1795,7 @@ async fn unsent_records_page_through_rejected_and_dead_records_with_their_reason
 
 #[tokio::test]
 async fn webhook_failures_are_kept_per_quarter_and_cut_short() {
-    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let store = scratch_store().await;
     let q4: Quarter = "2026-Q4".parse().unwrap();
     assert!(store.webhook_failures(&q()).await.unwrap().is_empty());
     store
@@ -1819,10 +1836,10 @@ async fn webhook_failures_are_kept_per_quarter_and_cut_short() {
 #[tokio::test]
 async fn a_run_finishes_with_each_verdict_and_older_rows_survive_the_upgrade() {
     let dir = tempfile::tempdir().unwrap();
-    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", url(&dir)))
+    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", sqlite_url(&dir)))
         .await
         .unwrap();
-    let mut before_verdicts = sqlx::migrate!("./migrations");
+    let mut before_verdicts = sqlx::migrate!("./migrations/sqlite");
     before_verdicts.migrations = before_verdicts.migrations[..11].to_vec().into();
     before_verdicts.run(&pool).await.unwrap();
     sqlx::query(
@@ -1834,7 +1851,7 @@ async fn a_run_finishes_with_each_verdict_and_older_rows_survive_the_upgrade() {
     .unwrap();
     pool.close().await;
 
-    let store = Store::connect(&url(&dir)).await.unwrap();
+    let store = Store::connect(&sqlite_url(&dir)).await.unwrap();
     let old = store
         .run(&"2025-Q4".parse().unwrap())
         .await
@@ -1878,7 +1895,7 @@ async fn a_run_finishes_with_each_verdict_and_older_rows_survive_the_upgrade() {
 async fn wreck_root_pages(dir: &TempDir, table: &str) {
     use std::io::{Seek, SeekFrom, Write};
 
-    let pool = raw(dir).await;
+    let pool = sqlx::SqlitePool::connect(&sqlite_url(dir)).await.unwrap();
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(&pool)
         .await
@@ -1910,12 +1927,13 @@ async fn wreck_root_pages(dir: &TempDir, table: &str) {
 
 #[tokio::test]
 async fn a_damaged_table_fails_fast_and_says_to_restore() {
-    let (dir, store) = temp_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&sqlite_url(&dir)).await.unwrap();
     seed(&store, 2000).await;
     drop(store);
     wreck_root_pages(&dir, "grades").await;
 
-    let store = Store::connect(&url(&dir)).await.unwrap();
+    let store = Store::connect(&sqlite_url(&dir)).await.unwrap();
     let err = store.status_counts(&q()).await.unwrap_err();
     assert!(matches!(err, StoreError::Database(_)), "{err:?}");
     assert!(err.is_fatal(), "{err}");
@@ -1930,10 +1948,11 @@ async fn a_damaged_table_fails_fast_and_says_to_restore() {
 async fn a_file_that_is_not_a_database_fails_fast_and_says_to_restore() {
     use std::io::Write;
 
-    let (dir, store) = temp_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&sqlite_url(&dir)).await.unwrap();
     seed(&store, 10).await;
     drop(store);
-    let pool = raw(&dir).await;
+    let pool = sqlx::SqlitePool::connect(&sqlite_url(&dir)).await.unwrap();
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(&pool)
         .await
@@ -1946,7 +1965,7 @@ async fn a_file_that_is_not_a_database_fails_fast_and_says_to_restore() {
     file.write_all(&[0x5a; 100]).unwrap(); // the header
     file.sync_all().unwrap();
 
-    let err = Store::connect(&url(&dir)).await.unwrap_err();
+    let err = Store::connect(&sqlite_url(&dir)).await.unwrap_err();
     assert!(err.is_fatal(), "{err:?}");
     assert!(
         err.to_string().contains("restore it from a backup"),

@@ -7,19 +7,12 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::sync::oneshot;
 
-/// Milliseconds since the Unix epoch: the clock start slots are cut on, shared by every
-/// worker process of a host.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(crate) use crate::clock::now_ms;
 
 /// `bytes` as a request body, and the instant (ms since the epoch) it is first asked for.
 /// The receiver errs when the body was never polled (the connection failed first).

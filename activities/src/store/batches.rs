@@ -4,7 +4,7 @@
 
 use gradesync_govapi::Quarter;
 use gradesync_govapi::contract::{encode_batch, envelope_bytes};
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 use uuid::Uuid;
 
 use super::model::{BatchBody, BatchLimits, PreparedBatch, PreparedChunk};
@@ -44,10 +44,10 @@ impl Store {
     /// against the length measured when it was cut.
     pub async fn batch_body(&self, batch_id: Uuid) -> Result<BatchBody, StoreError> {
         // One read transaction: a concurrent import cannot change the batch between the reads.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.read_tx().await?;
         let (quarter, school_id, records, bytes, status): (String, String, i64, i64, String) =
             sqlx::query_as(
-                "SELECT quarter, school_id, records, bytes, status FROM batches WHERE batch_id = ?",
+                "SELECT quarter, school_id, records, bytes, status FROM batches WHERE batch_id = $1",
             )
             .bind(batch_id.to_string())
             .fetch_optional(&mut *tx)
@@ -58,7 +58,7 @@ impl Store {
         }
         let bodies: Vec<String> = sqlx::query_scalar(
             "SELECT b.body FROM grades g JOIN grade_bodies b ON b.record_id = g.record_id \
-             WHERE g.batch_id = ? AND g.status = 'batched' ORDER BY g.record_id",
+             WHERE g.batch_id = $1 AND g.status = 'batched' ORDER BY g.record_id",
         )
         .bind(batch_id.to_string())
         .fetch_all(&mut *tx)
@@ -85,7 +85,7 @@ impl Store {
 /// Cuts batches from the school's pending records, in record_id order and one page at a
 /// time, until `chunk` holds `max_batches` or nothing is pending.
 async fn cut_new_batches(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     quarter: &Quarter,
     school_id: &str,
     max_batches: usize,
@@ -219,15 +219,15 @@ impl<'a> Cutter<'a> {
 }
 
 async fn resumable(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     quarter: &Quarter,
     school_id: &str,
     max_batches: usize,
 ) -> Result<Vec<PreparedBatch>, StoreError> {
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT batch_id, records, bytes FROM batches \
-         WHERE quarter = ? AND school_id = ? AND status = 'prepared' \
-         ORDER BY created_at, batch_id LIMIT ?",
+         WHERE quarter = $1 AND school_id = $2 AND status = 'prepared' \
+         ORDER BY created_at, batch_id LIMIT $3",
     )
     .bind(quarter.to_string())
     .bind(school_id)
@@ -251,15 +251,15 @@ pub(super) fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
 }
 
 async fn pending_page(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     quarter: &Quarter,
     school_id: &str,
     after: &str,
 ) -> Result<Vec<(String, usize)>, StoreError> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT record_id, bytes FROM grades \
-         WHERE quarter = ? AND school_id = ? AND status = 'pending' AND record_id > ? \
-         ORDER BY record_id LIMIT ?",
+         WHERE quarter = $1 AND school_id = $2 AND status = 'pending' AND record_id > $3 \
+         ORDER BY record_id LIMIT $4",
     )
     .bind(quarter.to_string())
     .bind(school_id)
@@ -274,7 +274,7 @@ async fn pending_page(
 }
 
 async fn reject_oversize(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     record_id: &str,
     framed: usize,
     max_bytes: usize,
@@ -282,8 +282,8 @@ async fn reject_oversize(
     let reason =
         format!("record is {framed} bytes encoded; a batch body may carry at most {max_bytes}");
     sqlx::query(
-        "UPDATE grades SET status = 'rejected', reason = ?, updated_at = ? \
-         WHERE record_id = ? AND status = 'pending'",
+        "UPDATE grades SET status = 'rejected', reason = $1, updated_at = $2 \
+         WHERE record_id = $3 AND status = 'pending'",
     )
     .bind(reason)
     .bind(now_ms())
@@ -297,7 +297,7 @@ async fn reject_oversize(
 /// records are exactly the pending ones in its record_id range: oversize ones in between
 /// were rejected already.
 async fn save_batch(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     quarter: &Quarter,
     school_id: &str,
     batch: OpenBatch,
@@ -306,9 +306,9 @@ async fn save_batch(
     let batch_id = insert_batch(tx, &quarter.to_string(), school_id, batch.records, bytes).await?;
     let now = now_ms();
     let moved = sqlx::query(
-        "UPDATE grades SET status = 'batched', batch_id = ?, cuts = cuts + 1, updated_at = ? \
-         WHERE quarter = ? AND school_id = ? AND status = 'pending' \
-         AND record_id >= ? AND record_id <= ?",
+        "UPDATE grades SET status = 'batched', batch_id = $1, cuts = cuts + 1, updated_at = $2 \
+         WHERE quarter = $3 AND school_id = $4 AND status = 'pending' \
+         AND record_id >= $5 AND record_id <= $6",
     )
     .bind(batch_id.to_string())
     .bind(now)
@@ -334,7 +334,7 @@ async fn save_batch(
 
 /// A new `prepared` batch row with a fresh id; its records are attached by the caller.
 pub(super) async fn insert_batch(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     quarter: &str,
     school_id: &str,
     records: usize,
@@ -344,7 +344,7 @@ pub(super) async fn insert_batch(
     let now = now_ms();
     sqlx::query(
         "INSERT INTO batches (batch_id, quarter, school_id, records, bytes, status, attempts, \
-         created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'prepared', 0, ?, ?)",
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'prepared', 0, $6, $7)",
     )
     .bind(batch_id.to_string())
     .bind(quarter)
@@ -361,7 +361,7 @@ pub(super) async fn insert_batch(
 /// Records a later call would still hand out: pending ones and those in prepared batches
 /// this call did not return.
 async fn remaining(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     quarter: &Quarter,
     school_id: &str,
     returned: &[PreparedBatch],
@@ -369,9 +369,9 @@ async fn remaining(
     let (pending, batched): (i64, i64) = sqlx::query_as(
         "SELECT \
            (SELECT COUNT(*) FROM grades \
-             WHERE quarter = ? AND school_id = ? AND status = 'pending'), \
-           (SELECT COALESCE(SUM(records), 0) FROM batches \
-             WHERE quarter = ? AND school_id = ? AND status = 'prepared')",
+             WHERE quarter = $1 AND school_id = $2 AND status = 'pending'), \
+           (SELECT CAST(COALESCE(SUM(records), 0) AS BIGINT) FROM batches \
+             WHERE quarter = $3 AND school_id = $4 AND status = 'prepared')",
     )
     .bind(quarter.to_string())
     .bind(school_id)

@@ -34,7 +34,7 @@ impl Store {
     pub async fn first_unsettled(&self, quarter: &Quarter) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(record_id) FROM grades \
-             WHERE quarter = ? AND status IN ('pending', 'batched')",
+             WHERE quarter = $1 AND status IN ('pending', 'batched')",
         )
         .bind(quarter.to_string())
         .fetch_one(&self.pool)
@@ -46,15 +46,16 @@ impl Store {
     pub async fn all_in_flight(&self, quarter: &Quarter) -> Result<bool, StoreError> {
         // CASE, not AND, so the batches are looked at only once nothing is pending: polled
         // all through a run, the pending check (one index probe) is what it costs.
-        let all: bool = sqlx::query_scalar(
-            "SELECT CASE WHEN EXISTS (SELECT 1 FROM grades WHERE quarter = ?1 AND status = 'pending') \
-                THEN 0 ELSE NOT EXISTS (SELECT 1 FROM batches WHERE quarter = ?1 \
-                                        AND status = 'prepared' AND in_flight_since IS NULL) END",
+        let all: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM grades WHERE quarter = $1 AND status = 'pending') \
+                THEN 0 WHEN EXISTS (SELECT 1 FROM batches WHERE quarter = $1 \
+                                    AND status = 'prepared' AND in_flight_since IS NULL) \
+                THEN 0 ELSE 1 END",
         )
         .bind(quarter.to_string())
         .fetch_one(&self.pool)
         .await?;
-        Ok(all)
+        Ok(all != 0)
     }
 
     /// How many records after `after` the API should list once everything in flight is
@@ -67,7 +68,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM (SELECT 1 FROM grades \
-             WHERE quarter = ? AND record_id > ? AND status IN ('batched', 'synced') LIMIT ?)",
+             WHERE quarter = $1 AND record_id > $2 AND status IN ('batched', 'synced') LIMIT $3) AS page",
         )
         .bind(quarter.to_string())
         .bind(after.unwrap_or(""))
@@ -88,8 +89,8 @@ impl Store {
         let offset = i64::try_from(n.max(1) - 1).unwrap_or(i64::MAX);
         Ok(sqlx::query_scalar(
             "SELECT record_id FROM grades \
-             WHERE quarter = ? AND status = 'synced' AND record_id > ? \
-             ORDER BY record_id LIMIT 1 OFFSET ?",
+             WHERE quarter = $1 AND status = 'synced' AND record_id > $2 \
+             ORDER BY record_id LIMIT 1 OFFSET $3",
         )
         .bind(quarter.to_string())
         .bind(after.unwrap_or(""))
@@ -112,7 +113,7 @@ impl Store {
             "INSERT INTO reconcile_pages \
                (quarter, pass, page_no, after_id, upto_id, next_token, records, digest, \
                 state, read_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'watching', ?) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'watching', $9) \
              ON CONFLICT (quarter, pass, page_no) DO UPDATE SET \
                after_id = excluded.after_id, upto_id = excluded.upto_id, \
                next_token = excluded.next_token, records = excluded.records, \
@@ -141,8 +142,8 @@ impl Store {
         page: &CheckedPage,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE reconcile_pages SET state = 'clean', records = ?, digest = ? \
-             WHERE quarter = ? AND pass = ? AND page_no = ? AND state = 'watching'",
+            "UPDATE reconcile_pages SET state = 'clean', records = $1, digest = $2 \
+             WHERE quarter = $3 AND pass = $4 AND page_no = $5 AND state = 'watching'",
         )
         .bind(i64::try_from(page.records).unwrap_or(i64::MAX))
         .bind(&page.digest)
@@ -162,7 +163,7 @@ impl Store {
     ) -> Result<Vec<CheckedPage>, StoreError> {
         let rows: Vec<PageRow> = sqlx::query_as(
             "SELECT page_no, after_id, upto_id, next_token, records, digest \
-             FROM reconcile_pages WHERE quarter = ? AND pass = ? AND state = 'clean' \
+             FROM reconcile_pages WHERE quarter = $1 AND pass = $2 AND state = 'clean' \
              ORDER BY page_no",
         )
         .bind(quarter.to_string())
@@ -192,13 +193,13 @@ impl Store {
         quarter: &Quarter,
         keep_pass: Option<&str>,
     ) -> Result<u64, StoreError> {
-        Ok(
-            sqlx::query("DELETE FROM reconcile_pages WHERE quarter = ? AND pass IS NOT ?")
-                .bind(quarter.to_string())
-                .bind(keep_pass)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
+        Ok(sqlx::query(
+            "DELETE FROM reconcile_pages WHERE quarter = $1 AND ($2 IS NULL OR pass <> $2)",
         )
+        .bind(quarter.to_string())
+        .bind(keep_pass)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 }

@@ -5,11 +5,12 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 
-use super::StoreError;
 use super::error::is_busy;
+use super::{Backend, Store, StoreError};
 
 /// How long a statement waits for another writer before failing with `Busy`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,33 +24,119 @@ pub(super) const CACHE_KIB: u32 = 2 * 1024;
 /// import's index pages hot.
 pub(super) const BULK_CACHE_KIB: u32 = 64 * 1024;
 
-pub(super) async fn open(url: &str, cache_kib: u32) -> Result<(SqlitePool, String), StoreError> {
+pub(super) async fn open(url: &str, cache_kib: u32) -> Result<Store, StoreError> {
+    sqlx::any::install_default_drivers();
     let location = redact(url);
-    let options = options(url, &location)?.pragma("cache_size", format!("-{cache_kib}"));
-    let in_memory = is_memory(url);
-    if !in_memory {
-        create_parent_dir(options.get_filename(), &location).await?;
+    let unsupported = |why: String| StoreError::UnsupportedUrl {
+        location: location.clone(),
+        why,
+    };
+    let opened = |source| StoreError::Open {
+        location: location.clone(),
+        source,
+    };
+    let (backend, pool) = match backend_of(url) {
+        Some(Backend::Postgres) => {
+            let options =
+                AnyConnectOptions::from_str(url).map_err(|e| unsupported(e.to_string()))?;
+            probe(&options, "").await.map_err(opened)?;
+            let pool = pool_options(false)
+                .connect_with(options)
+                .await
+                .map_err(opened)?;
+            (Backend::Postgres, pool)
+        }
+        Some(Backend::Sqlite) => {
+            let sqlite = sqlite_options(url).map_err(unsupported)?;
+            let in_memory = is_memory(url);
+            if !in_memory {
+                create_parent_dir(sqlite.get_filename(), &location).await?;
+            }
+            // SQLite's own URL for an in-memory database; a file's, made from the options.
+            let url = if in_memory {
+                url.replace(":memory:", "sqlite::memory:")
+                    .replace("sqlite:sqlite:", "sqlite:")
+            } else {
+                sqlite.to_url_lossy().to_string()
+            };
+            let options =
+                AnyConnectOptions::from_str(&url).map_err(|e| unsupported(e.to_string()))?;
+            let pool = connect_sqlite(options, in_memory, cache_kib)
+                .await
+                .map_err(opened)?;
+            (Backend::Sqlite, pool)
+        }
+        None if url.trim().is_empty() => return Err(unsupported("the URL is empty".into())),
+        None => {
+            return Err(unsupported(
+                "only sqlite: and postgres:// URLs are supported".into(),
+            ));
+        }
+    };
+    migrate(&pool, backend).await?;
+    Ok(Store {
+        pool,
+        backend,
+        location,
+    })
+}
+
+/// Which backend a URL names: PostgreSQL by its scheme, SQLite for `sqlite:` URLs and bare
+/// file paths.
+pub(super) fn backend_of(url: &str) -> Option<Backend> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Some(Backend::Postgres)
+    } else if url.starts_with("sqlite:") || url == ":memory:" {
+        Some(Backend::Sqlite)
+    } else if url.contains("://") || url.trim().is_empty() {
+        None
+    } else {
+        Some(Backend::Sqlite)
     }
-    let pool = connect_pool(options, in_memory)
-        .await
-        .map_err(|source| StoreError::Open {
-            location: location.clone(),
-            source,
-        })?;
-    migrate(&pool).await?;
-    Ok((pool, location))
 }
 
 /// Switching a fresh file to WAL needs an exclusive lock, and SQLite answers "database is
 /// locked" at once, without waiting, when another process is doing the same: retry a few
 /// times before giving up.
-async fn connect_pool(
-    options: SqliteConnectOptions,
+async fn connect_sqlite(
+    options: AnyConnectOptions,
     in_memory: bool,
-) -> Result<SqlitePool, sqlx::Error> {
+    cache_kib: u32,
+) -> Result<AnyPool, sqlx::Error> {
+    // The Any driver opens SQLite from a URL, which carries no PRAGMAs: each connection
+    // sets them as it opens.
+    let mut pragmas = format!(
+        "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{cache_kib};",
+        BUSY_TIMEOUT.as_millis()
+    );
+    if !in_memory {
+        // WAL lets readers (reports, counts) run while a batch transaction writes.
+        pragmas.push_str(" PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+    }
     let mut tries = 0;
     loop {
-        match pool_options(in_memory).connect_with(options.clone()).await {
+        if !in_memory {
+            match probe(&options, &pragmas).await {
+                Err(e) if tries < 5 && is_busy(&e) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50 << tries)).await;
+                    continue;
+                }
+                other => other?,
+            }
+        }
+        let pragmas = pragmas.clone();
+        let pool = pool_options(in_memory)
+            .after_connect(move |conn, _meta| {
+                let pragmas = pragmas.clone();
+                Box::pin(async move {
+                    conn.execute(pragmas.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options.clone())
+            .await;
+        match pool {
             Err(e) if tries < 5 && is_busy(&e) => tries += 1,
             other => return other,
         }
@@ -57,36 +144,36 @@ async fn connect_pool(
     }
 }
 
-fn options(url: &str, location: &str) -> Result<SqliteConnectOptions, StoreError> {
-    let unsupported = |why: &str| StoreError::UnsupportedUrl {
-        location: location.to_string(),
-        why: why.to_string(),
-    };
+/// Opens one connection outside any pool and runs `setup` on it. A pool retries a failing
+/// connection until its acquire timeout and then says only that it timed out; this says
+/// at once what is wrong (no server, wrong password, not a database file).
+async fn probe(options: &AnyConnectOptions, setup: &str) -> Result<(), sqlx::Error> {
+    let mut conn = AnyConnection::connect_with(options).await?;
+    if !setup.is_empty() {
+        conn.execute(setup).await?;
+    }
+    conn.close().await
+}
+
+fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, String> {
     let url = if url == ":memory:" {
         "sqlite::memory:"
     } else {
         url
     };
     let base = if url.starts_with("sqlite:") {
-        SqliteConnectOptions::from_str(url).map_err(|e| unsupported(&e.to_string()))?
-    } else if url.contains("://") {
-        return Err(unsupported("only SQLite is supported so far"));
-    } else if url.trim().is_empty() {
-        return Err(unsupported("the URL is empty"));
+        SqliteConnectOptions::from_str(url).map_err(|e| e.to_string())?
     } else {
         SqliteConnectOptions::new().filename(url)
     };
-    let base = base
-        .busy_timeout(BUSY_TIMEOUT)
-        .foreign_keys(true)
-        .create_if_missing(true);
-    Ok(if is_memory(url) {
-        base
-    } else {
-        // WAL lets readers (reports, counts) run while a batch transaction writes.
-        base.journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-    })
+    if is_memory(url) {
+        return Ok(base.create_if_missing(true));
+    }
+    // The options travel to the driver as a URL, where a relative path would read as a
+    // host name: make it absolute first.
+    let file = std::path::absolute(base.get_filename())
+        .map_err(|e| format!("cannot resolve the database path: {e}"))?;
+    Ok(base.filename(file).create_if_missing(true))
 }
 
 fn is_memory(url: &str) -> bool {
@@ -96,8 +183,8 @@ fn is_memory(url: &str) -> bool {
 /// An in-memory database lives as long as one of its connections does and is shared between
 /// them through SQLite's shared cache, whose table locks ignore the busy timeout: one
 /// connection that never expires avoids both problems.
-fn pool_options(in_memory: bool) -> SqlitePoolOptions {
-    let options = SqlitePoolOptions::new().acquire_timeout(Duration::from_secs(30));
+fn pool_options(in_memory: bool) -> AnyPoolOptions {
+    let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
     if in_memory {
         options
             .max_connections(1)
@@ -121,16 +208,20 @@ async fn create_parent_dir(file: &Path, location: &str) -> Result<(), StoreError
         })
 }
 
-/// Two workers starting on a fresh database may both try the first migration; SQLite has no
-/// migration lock, so the loser fails on the bookkeeping row. The migrations are written to
+/// Two workers starting on a fresh database may both try the first migration. PostgreSQL's
+/// migrator holds an advisory lock, so the second waits and finds it applied. SQLite has no
+/// migration lock, so the loser fails on the bookkeeping row; its migrations are written to
 /// be re-runnable, and a second pass sees them applied.
-async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    let migrator = sqlx::migrate!("./migrations");
+async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+    let migrator = match backend {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+    };
     let mut tries = 0;
     loop {
         match migrator.run(pool).await {
             Ok(()) => return Ok(()),
-            Err(_) if tries < 2 => tries += 1,
+            Err(_) if tries < 2 && backend == Backend::Sqlite => tries += 1,
             Err(e) => return Err(e.into()),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

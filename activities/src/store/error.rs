@@ -13,7 +13,7 @@ pub enum StoreError {
     },
 
     #[error(
-        "`{location}` is not a database this build can use: {why}; set GRADESYNC_DATABASE_URL to sqlite://PATH"
+        "`{location}` is not a database this build can use: {why}; set GRADESYNC_DATABASE_URL to sqlite://PATH or postgres://USER@HOST/DB"
     )]
     UnsupportedUrl { location: String, why: String },
 

@@ -12,11 +12,11 @@ use gradesync_govapi::contract::{
 };
 use serde_json::Value;
 use serde_json::error::Category;
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use super::model::{BadLine, ImportReport, MAX_REPORTED_BAD_LINES};
-use super::{Store, StoreError, now_ms};
+use super::{Store, StoreError, now_ms, placeholders, value_rows};
 
 /// Longer lines are not even parsed: no record this long can fit a request, whatever
 /// whitespace its JSON carries.
@@ -309,19 +309,18 @@ fn record_reason(e: &RecordError) -> String {
 }
 
 async fn existing_rows(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     rows: &[Row],
 ) -> Result<HashMap<String, Existing>, StoreError> {
-    let mut query = QueryBuilder::<Sqlite>::new(
-        "SELECT record_id, sha256, status, batch_id FROM grades WHERE record_id IN (",
+    let sql = format!(
+        "SELECT record_id, sha256, status, batch_id FROM grades WHERE record_id IN ({})",
+        placeholders(1, rows.len())
     );
-    let mut ids = query.separated(", ");
+    let mut query = sqlx::query_as(&sql);
     for row in rows {
-        ids.push_bind(row.record_id.as_str());
+        query = query.bind(row.record_id.as_str());
     }
-    query.push(")");
-    let found: Vec<(String, String, String, Option<String>)> =
-        query.build_query_as().fetch_all(&mut **tx).await?;
+    let found: Vec<(String, String, String, Option<String>)> = query.fetch_all(&mut **tx).await?;
     Ok(found
         .into_iter()
         .map(|(id, sha256, status, batch_id)| {
@@ -338,43 +337,48 @@ async fn existing_rows(
 }
 
 async fn insert_new(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     rows: &[&Row],
     now: i64,
 ) -> Result<(), StoreError> {
-    let mut query = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO grades (record_id, quarter, school_id, sha256, bytes, status, updated_at) ",
+    let sql = format!(
+        "INSERT INTO grades (record_id, quarter, school_id, sha256, bytes, status, updated_at) \
+         VALUES {}",
+        value_rows(rows.len(), 7)
     );
-    query.push_values(rows, |mut values, row| {
-        values
-            .push_bind(row.record_id.as_str())
-            .push_bind(row.quarter.as_str())
-            .push_bind(row.school_id.as_str())
-            .push_bind(row.sha256.as_str())
-            .push_bind(row.body.len() as i64)
-            .push_bind("pending")
-            .push_bind(now);
-    });
-    query.build().execute(&mut **tx).await?;
-    let mut bodies = QueryBuilder::<Sqlite>::new("INSERT INTO grade_bodies (record_id, body) ");
-    bodies.push_values(rows, |mut values, row| {
-        values
-            .push_bind(row.record_id.as_str())
-            .push_bind(row.body.as_str());
-    });
-    bodies.build().execute(&mut **tx).await?;
+    let mut query = sqlx::query(&sql);
+    for row in rows {
+        query = query
+            .bind(row.record_id.as_str())
+            .bind(row.quarter.as_str())
+            .bind(row.school_id.as_str())
+            .bind(row.sha256.as_str())
+            .bind(row.body.len() as i64)
+            .bind("pending")
+            .bind(now);
+    }
+    query.execute(&mut **tx).await?;
+    let sql = format!(
+        "INSERT INTO grade_bodies (record_id, body) VALUES {}",
+        value_rows(rows.len(), 2)
+    );
+    let mut bodies = sqlx::query(&sql);
+    for row in rows {
+        bodies = bodies.bind(row.record_id.as_str()).bind(row.body.as_str());
+    }
+    bodies.execute(&mut **tx).await?;
     Ok(())
 }
 
 /// A changed record starts over: pending, in no batch, no old rejection reason.
 async fn update_changed(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     row: &Row,
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE grades SET quarter = ?, school_id = ?, sha256 = ?, bytes = ?, \
-         status = 'pending', batch_id = NULL, reason = NULL, updated_at = ? WHERE record_id = ?",
+        "UPDATE grades SET quarter = $1, school_id = $2, sha256 = $3, bytes = $4, \
+         status = 'pending', batch_id = NULL, reason = NULL, updated_at = $5 WHERE record_id = $6",
     )
     .bind(&row.quarter)
     .bind(&row.school_id)
@@ -384,7 +388,7 @@ async fn update_changed(
     .bind(&row.record_id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE grade_bodies SET body = ? WHERE record_id = ?")
+    sqlx::query("UPDATE grade_bodies SET body = $1 WHERE record_id = $2")
         .bind(&row.body)
         .bind(&row.record_id)
         .execute(&mut **tx)
@@ -396,13 +400,13 @@ async fn update_changed(
 /// idempotency key must not carry a different body: retire it and requeue its other records.
 /// Returns 1 if the batch was retired by this call.
 async fn supersede_batch(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     batch_id: &str,
     now: i64,
 ) -> Result<u64, StoreError> {
     let retired = sqlx::query(
-        "UPDATE batches SET status = 'superseded', updated_at = ? \
-         WHERE batch_id = ? AND status IN ('prepared', 'dead')",
+        "UPDATE batches SET status = 'superseded', updated_at = $1 \
+         WHERE batch_id = $2 AND status IN ('prepared', 'dead')",
     )
     .bind(now)
     .bind(batch_id)
@@ -413,8 +417,8 @@ async fn supersede_batch(
         return Ok(0);
     }
     sqlx::query(
-        "UPDATE grades SET status = 'pending', batch_id = NULL, updated_at = ? \
-         WHERE batch_id = ? AND status IN ('batched', 'dead')",
+        "UPDATE grades SET status = 'pending', batch_id = NULL, updated_at = $1 \
+         WHERE batch_id = $2 AND status IN ('batched', 'dead')",
     )
     .bind(now)
     .bind(batch_id)
@@ -422,7 +426,7 @@ async fn supersede_batch(
     .await?;
     // Its records are queued again, which is what replaying a dead letter means.
     sqlx::query(
-        "UPDATE dead_letters SET replayed_at = ? WHERE batch_id = ? AND replayed_at IS NULL",
+        "UPDATE dead_letters SET replayed_at = $1 WHERE batch_id = $2 AND replayed_at IS NULL",
     )
     .bind(now)
     .bind(batch_id)

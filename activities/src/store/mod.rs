@@ -2,8 +2,10 @@
 //! the batches they are sent in, failed batches, quarterly runs and the shared rate-limit
 //! slots. It is the system of record for what was sent, what the API confirmed and what
 //! must go again, so every state change is one conditional SQL transaction that is safe to
-//! run twice (Temporal retries activities). SQLite only for now; the SQL sticks to forms
-//! PostgreSQL shares wherever that costs nothing.
+//! run twice (Temporal retries activities). Two backends run the same SQL through sqlx's
+//! `Any` driver: SQLite, embedded, for the demo and small networks, and PostgreSQL for
+//! workers on many hosts. Where they differ (how a writer takes the lock, whose clock the
+//! rate gate reads) [`Backend`] says which.
 
 mod batches;
 mod checked_pages;
@@ -15,18 +17,18 @@ mod outcomes;
 pub mod plan;
 mod queries;
 mod runs;
+pub mod scratch;
 mod split;
 mod webhooks;
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 
 pub use checked_pages::{CheckedPage, OPEN_END};
 pub use error::StoreError;
 pub use model::{
-    BadLine, BatchBody, BatchLimits, DeadLetter, ImportReport, MAX_REPORTED_BAD_LINES,
+    BadLine, BatchBody, BatchLimits, Claim, DeadLetter, ImportReport, MAX_REPORTED_BAD_LINES, Now,
     PreparedBatch, PreparedChunk, QuarterRun, RateSlot, Rejection, SchoolCounts, SchoolStatus,
     SlotReach, UnsentRecord, UnsentState, WebhookFailure,
 };
@@ -35,7 +37,8 @@ pub use split::Split;
 /// Handle on the grades database. Cloning shares the connection pool.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     /// The database URL with any password blanked, for messages.
     location: String,
 }
@@ -44,22 +47,27 @@ impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
             .field("database", &self.location)
+            .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.
-    /// Accepts `sqlite://PATH`, `sqlite:PATH`, a bare file path or `sqlite::memory:`.
+    /// Accepts `postgres://…` (or `postgresql://…`), `sqlite://PATH`, `sqlite:PATH`, a bare
+    /// file path or `sqlite::memory:`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let (pool, location) = connect::open(url, connect::CACHE_KIB).await?;
-        Ok(Store { pool, location })
+        connect::open(url, connect::CACHE_KIB).await
     }
 
     /// [`Store::connect`] with a larger page cache per connection, for bulk imports.
     pub async fn connect_for_bulk(url: &str) -> Result<Store, StoreError> {
-        let (pool, location) = connect::open(url, connect::BULK_CACHE_KIB).await?;
-        Ok(Store { pool, location })
+        connect::open(url, connect::BULK_CACHE_KIB).await
+    }
+
+    /// Which database this store is.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Where this store lives, password blanked.
@@ -70,16 +78,69 @@ impl Store {
     /// A transaction that holds the write lock from its first statement. A deferred SQLite
     /// transaction that reads and then writes fails at once (no busy wait) when another
     /// writer committed in between; taking the lock up front makes it wait instead.
-    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    ///
+    /// On PostgreSQL every write transaction takes one transaction-scoped advisory lock
+    /// first, so writers queue exactly as SQLite's do. Each transaction here reads and
+    /// then writes on what it read (cut the next batch, move a batch's records); with one
+    /// writer at a time those reads see every earlier commit, and two workers cannot cut
+    /// the same pending record into two batches. Readers are not blocked.
+    async fn write_tx(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITER_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
+    /// A read-only transaction whose statements all see one snapshot.
+    async fn read_tx(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        match self.backend {
+            // A SQLite transaction reads one snapshot from its first read on.
+            Backend::Sqlite => Ok(self.pool.begin().await?),
+            Backend::Postgres => Ok(self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?),
+        }
     }
 }
 
-/// Unix time in milliseconds, the unit of every timestamp column.
+/// The database behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The advisory lock key of the store's single writer ("gradesyn" in ASCII).
+const WRITER_LOCK: i64 = 0x6772_6164_6573_796e;
+
+/// Unix time in milliseconds, the unit of every timestamp column: this host's clock (with
+/// any injected skew; see [`crate::clock`]).
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    crate::clock::now_ms()
+}
+
+/// `$start, $start+1, …` for `n` values bound in a row.
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, …, $cols), ($cols+1, …), …` for `rows` rows of `cols` values.
+fn value_rows(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(1 + r * cols, cols)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Counts come back from SQL as i64; a negative one can only mean a broken database.

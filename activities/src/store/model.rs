@@ -182,7 +182,24 @@ pub enum RateSlot {
     NotYet(i64),
 }
 
-/// Which slots a rate-slot claim takes, relative to the caller's clock.
+/// What a rate-slot claim got, and what time it was on the clock slots are cut on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub slot: RateSlot,
+    pub now_ms: i64,
+}
+
+/// The time a rate-slot call takes as "now".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Now {
+    /// The store's clock, read once the write lock is held: the database server's on
+    /// PostgreSQL, this host's on SQLite.
+    Store,
+    /// This time, on the store's clock (tests, and a departure time already converted).
+    At(i64),
+}
+
+/// Which slots a rate-slot claim takes, relative to the store's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotReach {
     /// A slot up to this far ahead is taken, and the caller waits for it; one further

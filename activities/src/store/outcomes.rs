@@ -4,7 +4,7 @@
 
 use gradesync_govapi::Quarter;
 use gradesync_govapi::contract::envelope_bytes;
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 use uuid::Uuid;
 
 use super::batches::{parse_quarter, parse_uuid};
@@ -21,8 +21,8 @@ impl Store {
     /// Counts one send attempt and what came of it (status line, never record content).
     pub async fn record_attempt(&self, batch_id: Uuid, outcome: &str) -> Result<(), StoreError> {
         let changed = sqlx::query(
-            "UPDATE batches SET attempts = attempts + 1, last_outcome = ?, updated_at = ?, \
-             in_flight_since = NULL WHERE batch_id = ?",
+            "UPDATE batches SET attempts = attempts + 1, last_outcome = $1, updated_at = $2, \
+             in_flight_since = NULL WHERE batch_id = $3",
         )
         .bind(truncate(outcome, MAX_OUTCOME))
         .bind(now_ms())
@@ -39,7 +39,7 @@ impl Store {
     /// The batch is about to be POSTed: it is in flight until [`Store::record_attempt`]
     /// records the answer (see [`Store::all_in_flight`]).
     pub async fn mark_in_flight(&self, batch_id: Uuid) -> Result<(), StoreError> {
-        let changed = sqlx::query("UPDATE batches SET in_flight_since = ? WHERE batch_id = ?")
+        let changed = sqlx::query("UPDATE batches SET in_flight_since = $1 WHERE batch_id = $2")
             .bind(now_ms())
             .bind(batch_id.to_string())
             .execute(&self.pool)
@@ -54,7 +54,7 @@ impl Store {
     /// What the last attempt of a batch recorded, if any attempt did.
     pub async fn last_outcome(&self, batch_id: Uuid) -> Result<Option<String>, StoreError> {
         let row: Option<Option<String>> =
-            sqlx::query_scalar("SELECT last_outcome FROM batches WHERE batch_id = ?")
+            sqlx::query_scalar("SELECT last_outcome FROM batches WHERE batch_id = $1")
                 .bind(batch_id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -70,8 +70,8 @@ impl Store {
         let now = now_ms();
         let id = batch_id.to_string();
         let synced = sqlx::query(
-            "UPDATE grades SET status = 'synced', updated_at = ? \
-             WHERE batch_id = ? AND status = 'batched'",
+            "UPDATE grades SET status = 'synced', updated_at = $1 \
+             WHERE batch_id = $2 AND status = 'batched'",
         )
         .bind(now)
         .bind(&id)
@@ -79,8 +79,8 @@ impl Store {
         .await?
         .rows_affected();
         sqlx::query(
-            "UPDATE batches SET status = 'synced', receipt_id = ?, updated_at = ? \
-             WHERE batch_id = ? AND status = 'prepared'",
+            "UPDATE batches SET status = 'synced', receipt_id = $1, updated_at = $2 \
+             WHERE batch_id = $3 AND status = 'prepared'",
         )
         .bind(receipt_id)
         .bind(now)
@@ -143,7 +143,7 @@ impl Store {
                 bury(&mut tx, batch_id, &error, false, now).await?;
         } else {
             sqlx::query(
-                "UPDATE batches SET status = 'rejected', updated_at = ? WHERE batch_id = ?",
+                "UPDATE batches SET status = 'rejected', updated_at = $1 WHERE batch_id = $2",
             )
             .bind(now)
             .bind(batch_id.to_string())
@@ -176,7 +176,7 @@ impl Store {
 
     /// Notes that the dead letter of `batch_id` has been alerted on.
     pub async fn mark_alerted(&self, batch_id: Uuid) -> Result<(), StoreError> {
-        sqlx::query("UPDATE dead_letters SET alerted = 1 WHERE batch_id = ?")
+        sqlx::query("UPDATE dead_letters SET alerted = 1 WHERE batch_id = $1")
             .bind(batch_id.to_string())
             .execute(&self.pool)
             .await?;
@@ -188,7 +188,7 @@ impl Store {
         let rows: Vec<(String, String, i64, String, i64, i64)> = sqlx::query_as(
             "SELECT d.batch_id, d.school_id, b.records, d.error, d.alerted, d.created_at \
              FROM dead_letters d JOIN batches b ON b.batch_id = d.batch_id \
-             WHERE d.quarter = ? AND d.replayed_at IS NULL \
+             WHERE d.quarter = $1 AND d.replayed_at IS NULL \
              ORDER BY d.school_id, d.created_at, d.batch_id",
         )
         .bind(quarter.to_string())
@@ -214,15 +214,15 @@ impl Store {
     /// superseded instead and its records go back to pending, for a new batch. Returns the
     /// batches put back to prepared.
     pub async fn requeue_dead_letters(&self, quarter: &Quarter) -> Result<u64, StoreError> {
-        const OPEN: &str = "SELECT batch_id FROM dead_letters WHERE quarter = ? \
+        const OPEN: &str = "SELECT batch_id FROM dead_letters WHERE quarter = $2 \
              AND replayed_at IS NULL AND resend = 1";
-        const STUCK: &str = "SELECT batch_id FROM dead_letters WHERE quarter = ? \
+        const STUCK: &str = "SELECT batch_id FROM dead_letters WHERE quarter = $2 \
              AND replayed_at IS NULL AND resend = 0";
         let q = quarter.to_string();
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         sqlx::query(&format!(
-            "UPDATE grades SET status = 'pending', batch_id = NULL, updated_at = ? \
+            "UPDATE grades SET status = 'pending', batch_id = NULL, updated_at = $1 \
              WHERE status = 'dead' AND batch_id IN ({STUCK})"
         ))
         .bind(now)
@@ -230,7 +230,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(&format!(
-            "UPDATE batches SET status = 'superseded', updated_at = ? \
+            "UPDATE batches SET status = 'superseded', updated_at = $1 \
              WHERE status = 'dead' AND batch_id IN ({STUCK})"
         ))
         .bind(now)
@@ -238,7 +238,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(&format!(
-            "UPDATE grades SET status = 'batched', updated_at = ? \
+            "UPDATE grades SET status = 'batched', updated_at = $1 \
              WHERE status = 'dead' AND batch_id IN ({OPEN})"
         ))
         .bind(now)
@@ -246,7 +246,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let batches = sqlx::query(&format!(
-            "UPDATE batches SET status = 'prepared', updated_at = ? \
+            "UPDATE batches SET status = 'prepared', updated_at = $1 \
              WHERE status = 'dead' AND batch_id IN ({OPEN})"
         ))
         .bind(now)
@@ -255,7 +255,7 @@ impl Store {
         .await?
         .rows_affected();
         sqlx::query(
-            "UPDATE dead_letters SET replayed_at = ? WHERE quarter = ? AND replayed_at IS NULL",
+            "UPDATE dead_letters SET replayed_at = $1 WHERE quarter = $2 AND replayed_at IS NULL",
         )
         .bind(now)
         .bind(&q)
@@ -278,17 +278,20 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let mut requeued = 0;
         for ids in record_ids.chunks(IDS_PER_QUERY) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "UPDATE grades SET status = 'pending', batch_id = NULL, reason = NULL, updated_at = ",
+            // Numbered placeholders, which both backends read ($3, $4, ...).
+            let list = (3..ids.len() + 3)
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "UPDATE grades SET status = 'pending', batch_id = NULL, reason = NULL, \
+                 updated_at = $1 WHERE quarter = $2 AND status = 'synced' AND record_id IN ({list})"
             );
-            query.push_bind(now).push(" WHERE quarter = ").push_bind(&q);
-            query.push(" AND status = 'synced' AND record_id IN (");
-            let mut list = query.separated(", ");
+            let mut query = sqlx::query(&sql).bind(now).bind(&q);
             for id in ids {
-                list.push_bind(id.as_str());
+                query = query.bind(id.as_str());
             }
-            query.push(")");
-            requeued += query.build().execute(&mut *tx).await?.rows_affected();
+            requeued += query.execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(requeued)
@@ -297,10 +300,10 @@ impl Store {
 
 /// The status of a batch, or `BatchNotFound`.
 async fn batch_status(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     batch_id: Uuid,
 ) -> Result<String, StoreError> {
-    sqlx::query_scalar("SELECT status FROM batches WHERE batch_id = ?")
+    sqlx::query_scalar("SELECT status FROM batches WHERE batch_id = $1")
         .bind(batch_id.to_string())
         .fetch_optional(&mut **tx)
         .await?
@@ -309,20 +312,20 @@ async fn batch_status(
 
 /// Rejects the batched records of a batch: all of them, or the one named.
 async fn reject_records(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     batch_id: Uuid,
     record_id: Option<&str>,
     reason: &str,
     now: i64,
 ) -> Result<u64, StoreError> {
     let only_one = if record_id.is_some() {
-        " AND record_id = ?"
+        " AND record_id = $4"
     } else {
         ""
     };
     let sql = format!(
-        "UPDATE grades SET status = 'rejected', reason = ?, updated_at = ? \
-         WHERE batch_id = ? AND status = 'batched'{only_one}"
+        "UPDATE grades SET status = 'rejected', reason = $1, updated_at = $2 \
+         WHERE batch_id = $3 AND status = 'batched'{only_one}"
     );
     let mut query = sqlx::query(&sql)
         .bind(truncate(reason, MAX_TEXT))
@@ -337,14 +340,14 @@ async fn reject_records(
 /// The records of a rejected batch the API did not object to go back to pending, unless
 /// they were cut into `max_cuts` batches already.
 async fn requeue_batch_rest(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     batch_id: Uuid,
     max_cuts: u32,
     now: i64,
 ) -> Result<u64, StoreError> {
     let moved = sqlx::query(
-        "UPDATE grades SET status = 'pending', batch_id = NULL, updated_at = ? \
-         WHERE batch_id = ? AND status = 'batched' AND cuts < ?",
+        "UPDATE grades SET status = 'pending', batch_id = NULL, updated_at = $1 \
+         WHERE batch_id = $2 AND status = 'batched' AND cuts < $3",
     )
     .bind(now)
     .bind(batch_id.to_string())
@@ -357,15 +360,13 @@ async fn requeue_batch_rest(
 
 /// Sets a batch's record count and length to those of its still-batched records, so that
 /// `batch_body` rebuilds (and a replay sends) exactly them. Returns the record count.
-async fn remeasure(
-    tx: &mut Transaction<'static, Sqlite>,
-    batch_id: Uuid,
-) -> Result<u64, StoreError> {
+async fn remeasure(tx: &mut Transaction<'static, Any>, batch_id: Uuid) -> Result<u64, StoreError> {
     let id = batch_id.to_string();
     let (quarter, school_id, records, record_bytes): (String, String, i64, i64) = sqlx::query_as(
-        "SELECT b.quarter, b.school_id, COUNT(g.record_id), COALESCE(SUM(g.bytes), 0) \
+        "SELECT b.quarter, b.school_id, COUNT(g.record_id), \
+                CAST(COALESCE(SUM(g.bytes), 0) AS BIGINT) \
              FROM batches b LEFT JOIN grades g ON g.batch_id = b.batch_id AND g.status = 'batched' \
-             WHERE b.batch_id = ? GROUP BY b.batch_id",
+             WHERE b.batch_id = $1 GROUP BY b.batch_id",
     )
     .bind(&id)
     .fetch_optional(&mut **tx)
@@ -376,7 +377,7 @@ async fn remeasure(
         let quarter = parse_quarter(&quarter)?;
         let bytes =
             envelope_bytes(&quarter, &school_id, records as usize) + count(record_bytes) as usize;
-        sqlx::query("UPDATE batches SET records = ?, bytes = ? WHERE batch_id = ?")
+        sqlx::query("UPDATE batches SET records = $1, bytes = $2 WHERE batch_id = $3")
             .bind(records as i64)
             .bind(bytes as i64)
             .bind(&id)
@@ -391,7 +392,7 @@ async fn remeasure(
 /// whether the dead letter was created (or re-opened after a replay) by this call.
 /// `resend`: whether the batch may be sent again under its key (see migration 0013).
 async fn bury(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     batch_id: Uuid,
     error: &str,
     resend: bool,
@@ -399,14 +400,14 @@ async fn bury(
 ) -> Result<(u64, bool), StoreError> {
     let id = batch_id.to_string();
     sqlx::query(
-        "UPDATE batches SET status = 'dead', updated_at = ? WHERE batch_id = ? AND status = 'prepared'",
+        "UPDATE batches SET status = 'dead', updated_at = $1 WHERE batch_id = $2 AND status = 'prepared'",
     )
     .bind(now)
     .bind(&id)
     .execute(&mut **tx)
     .await?;
     let dead = sqlx::query(
-        "UPDATE grades SET status = 'dead', updated_at = ? WHERE batch_id = ? AND status = 'batched'",
+        "UPDATE grades SET status = 'dead', updated_at = $1 WHERE batch_id = $2 AND status = 'batched'",
     )
     .bind(now)
     .bind(&id)
@@ -415,14 +416,14 @@ async fn bury(
     .rows_affected();
     let created = sqlx::query(
         "INSERT INTO dead_letters (batch_id, quarter, school_id, error, alerted, created_at, resend) \
-         SELECT batch_id, quarter, school_id, ?, 0, ?, ? FROM batches WHERE batch_id = ? \
+         SELECT batch_id, quarter, school_id, $1, 0, $2, $3 FROM batches WHERE batch_id = $4 \
          ON CONFLICT (batch_id) DO UPDATE SET error = excluded.error, alerted = 0, \
            created_at = excluded.created_at, replayed_at = NULL, resend = excluded.resend \
          WHERE dead_letters.replayed_at IS NOT NULL",
     )
     .bind(truncate(error, MAX_TEXT))
     .bind(now)
-    .bind(resend)
+    .bind(i64::from(resend))
     .bind(&id)
     .execute(&mut **tx)
     .await?

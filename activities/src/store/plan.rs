@@ -89,15 +89,18 @@ impl Store {
         }
         let q = quarter.to_string();
         // A deferred transaction that only reads: one consistent snapshot, no write lock.
-        let mut tx = self.pool.begin().await?;
-        let has_grades: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM grades WHERE quarter = ?)")
-                .bind(&q)
-                .fetch_one(&mut *tx)
-                .await?;
+        let mut tx = self.read_tx().await?;
+        let has_grades: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM grades WHERE quarter = $1) THEN 1 ELSE 0 END",
+        )
+        .bind(&q)
+        .fetch_one(&mut *tx)
+        .await?;
+        let has_grades = has_grades != 0;
         let prepared: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT school_id, COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(bytes), 0) \
-             FROM batches WHERE quarter = ? AND status = 'prepared' \
+            "SELECT school_id, COUNT(*), CAST(COALESCE(SUM(records), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(bytes), 0) AS BIGINT) \
+             FROM batches WHERE quarter = $1 AND status = 'prepared' \
              GROUP BY school_id ORDER BY school_id",
         )
         .bind(&q)
@@ -117,7 +120,7 @@ impl Store {
             // Streamed, served by the partial index on pending rows: memory stays flat.
             let mut rows = sqlx::query_as::<_, (String, String, i64)>(
                 "SELECT school_id, record_id, bytes FROM grades \
-                 WHERE quarter = ? AND status = 'pending' ORDER BY school_id, record_id",
+                 WHERE quarter = $1 AND status = 'pending' ORDER BY school_id, record_id",
             )
             .bind(&q)
             .fetch(&mut *tx);

@@ -15,7 +15,7 @@ const COUNTS_BY_SCHOOL: &str = "SELECT school_id, \
        SUM(CASE WHEN status = 'synced' THEN 1 ELSE 0 END), \
        SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END), \
        SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END) \
-     FROM grades WHERE quarter = ? GROUP BY school_id ORDER BY school_id";
+     FROM grades WHERE quarter = $1 GROUP BY school_id ORDER BY school_id";
 
 type CountsRow = (String, i64, i64, i64, i64, i64);
 
@@ -25,8 +25,8 @@ const UNSENT_PAGE: &str = "SELECT g.school_id, g.record_id, g.status, g.batch_id
        CASE WHEN g.status = 'dead' THEN COALESCE(d.error, g.reason, '') \
             ELSE COALESCE(g.reason, '') END \
      FROM grades g LEFT JOIN dead_letters d ON d.batch_id = g.batch_id \
-     WHERE g.quarter = ? AND g.status IN ('rejected', 'dead') AND g.record_id > ? \
-     ORDER BY g.record_id LIMIT ?";
+     WHERE g.quarter = $1 AND g.status IN ('rejected', 'dead') AND g.record_id > $2 \
+     ORDER BY g.record_id LIMIT $3";
 
 type UnsentRow = (String, String, String, Option<String>, String);
 
@@ -56,8 +56,9 @@ impl Store {
     /// small partial index `grades_unsent`, without reading the quarter.
     pub async fn unsent_counts(&self, quarter: &Quarter) -> Result<(u64, u64), StoreError> {
         let (rejected, dead): (i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(SUM(status = 'rejected'), 0), COALESCE(SUM(status = 'dead'), 0) \
-             FROM grades WHERE quarter = ? AND status IN ('rejected', 'dead')",
+            "SELECT COALESCE(SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END), 0), \
+                    COALESCE(SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END), 0) \
+             FROM grades WHERE quarter = $1 AND status IN ('rejected', 'dead')",
         )
         .bind(quarter.to_string())
         .fetch_one(&self.pool)
@@ -114,8 +115,8 @@ impl Store {
     ) -> Result<Vec<UnsentRecord>, StoreError> {
         let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
             "SELECT school_id, record_id, status, batch_id FROM grades \
-             WHERE quarter = ? AND status IN ('pending', 'batched') AND record_id > ? \
-             ORDER BY record_id LIMIT ?",
+             WHERE quarter = $1 AND status IN ('pending', 'batched') AND record_id > $2 \
+             ORDER BY record_id LIMIT $3",
         )
         .bind(quarter.to_string())
         .bind(after.unwrap_or(""))
@@ -143,7 +144,7 @@ impl Store {
     /// The batch a record was last sent in, if any.
     pub async fn batch_of(&self, record_id: &str) -> Result<Option<Uuid>, StoreError> {
         let id: Option<Option<String>> =
-            sqlx::query_scalar("SELECT batch_id FROM grades WHERE record_id = ?")
+            sqlx::query_scalar("SELECT batch_id FROM grades WHERE record_id = $1")
                 .bind(record_id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -168,7 +169,7 @@ impl Store {
     /// How many records of `batch_id` are in `status` (served by the batch index).
     pub async fn records_in_batch(&self, batch_id: Uuid, status: &str) -> Result<u64, StoreError> {
         let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM grades WHERE batch_id = ? AND status = ?")
+            sqlx::query_scalar("SELECT COUNT(*) FROM grades WHERE batch_id = $1 AND status = $2")
                 .bind(batch_id.to_string())
                 .bind(status)
                 .fetch_one(&self.pool)
@@ -190,11 +191,11 @@ impl Store {
         // are never empty, so "" is below them all.
         let sql = if upto.is_some() {
             "SELECT school_id, record_id, sha256 FROM grades \
-             WHERE quarter = ? AND status = 'synced' AND record_id > ? AND record_id <= ? \
+             WHERE quarter = $1 AND status = 'synced' AND record_id > $2 AND record_id <= $3 \
              ORDER BY record_id"
         } else {
             "SELECT school_id, record_id, sha256 FROM grades \
-             WHERE quarter = ? AND status = 'synced' AND record_id > ? \
+             WHERE quarter = $1 AND status = 'synced' AND record_id > $2 \
              ORDER BY record_id"
         };
         let mut query = sqlx::query_as(sql)
@@ -210,7 +211,7 @@ impl Store {
     /// but we never confirmed).
     pub async fn school_of(&self, record_id: &str) -> Result<Option<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT school_id FROM grades WHERE record_id = ?")
+            sqlx::query_scalar("SELECT school_id FROM grades WHERE record_id = $1")
                 .bind(record_id)
                 .fetch_optional(&self.pool)
                 .await?,

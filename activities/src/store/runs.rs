@@ -2,11 +2,11 @@
 //! sharing the database draws from so together they stay under the API's request rate.
 
 use gradesync_govapi::Quarter;
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 
 use super::batches::parse_quarter;
-use super::model::{QuarterRun, RateSlot, SlotReach};
-use super::{Store, StoreError, now_ms};
+use super::model::{Claim, Now, QuarterRun, RateSlot, SlotReach};
+use super::{Backend, Store, StoreError, now_ms};
 
 /// How a run may end. `discrepancies` is the verdict of older builds, still accepted so a
 /// worker finishing a run started by one is not refused.
@@ -34,7 +34,7 @@ impl Store {
     pub async fn start_run(&self, quarter: &Quarter, workflow_id: &str) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO quarter_runs (quarter, workflow_id, status, started_at) \
-             VALUES (?, ?, 'running', ?) \
+             VALUES ($1, $2, 'running', $3) \
              ON CONFLICT (quarter) DO UPDATE SET \
                started_at = CASE WHEN quarter_runs.workflow_id = excluded.workflow_id \
                  AND quarter_runs.status = 'running' \
@@ -71,8 +71,8 @@ impl Store {
             ));
         }
         let changed = sqlx::query(
-            "UPDATE quarter_runs SET status = ?, report_path = ?, summary = ?, finished_at = ? \
-             WHERE quarter = ?",
+            "UPDATE quarter_runs SET status = $1, report_path = $2, summary = $3, finished_at = $4 \
+             WHERE quarter = $5",
         )
         .bind(status)
         .bind(report_path)
@@ -92,7 +92,7 @@ impl Store {
     pub async fn run(&self, quarter: &Quarter) -> Result<Option<QuarterRun>, StoreError> {
         let row: Option<RunRow> = sqlx::query_as(
             "SELECT quarter, workflow_id, status, report_path, summary, started_at, finished_at \
-             FROM quarter_runs WHERE quarter = ?",
+             FROM quarter_runs WHERE quarter = $1",
         )
         .bind(quarter.to_string())
         .fetch_optional(&self.pool)
@@ -120,31 +120,33 @@ impl Store {
     /// requests leave one by one instead of as a burst, whose late arrivals at the API
     /// could crowd the next window (at 20/s a burst of 20 was seen as 28 in one second).
     ///
-    /// One IMMEDIATE transaction (the write lock is held from its first statement), so
-    /// callers in any number of tasks or processes never share a lane slot. `now` is read
-    /// once the lock is held: a claim that waited for another writer must not be handed a
-    /// start that passed while it waited. `reach` says which slots the caller takes: one
-    /// too far ahead is left, and the answer is [`RateSlot::NotYet`] with the time to ask
-    /// again.
+    /// One write transaction (the write lock is held from its first statement), so
+    /// callers in any number of tasks, processes or hosts never share a lane slot. `now` is
+    /// read once the lock is held: a claim that waited for another writer must not be
+    /// handed a start that passed while it waited. [`Now::Store`] reads the database
+    /// server's clock on PostgreSQL, so workers on hosts whose clocks disagree still cut
+    /// starts on one clock. `reach` says which slots the caller takes: one too far ahead is
+    /// left, and the answer is [`RateSlot::NotYet`] with the time to ask again. The claim
+    /// also says what time it was, on the clock the slots are cut on.
     pub async fn claim_rate_slot(
         &self,
         name: &str,
         capacity: u32,
         window_ms: i64,
-        now: impl FnOnce() -> i64,
+        now: Now,
         reach: SlotReach,
-    ) -> Result<RateSlot, StoreError> {
+    ) -> Result<Claim, StoreError> {
         if window_ms < 0 || capacity == 0 {
             return Err(StoreError::InvalidArgument(
                 "a rate limit needs at least one lane and a non-negative window".into(),
             ));
         }
         let mut tx = self.write_tx().await?;
-        let now_ms = now();
+        let now_ms = self.read_now(&mut tx, now).await?;
         insert_lanes(&mut tx, name, capacity).await?;
         let (lane, free_at, last_free_at): (i64, i64, i64) = sqlx::query_as(
-            "SELECT lane, free_at_ms, (SELECT MAX(free_at_ms) FROM rate_lanes WHERE name = ?1) \
-             FROM rate_lanes WHERE name = ?1 AND lane < ?2 ORDER BY free_at_ms, lane LIMIT 1",
+            "SELECT lane, free_at_ms, (SELECT MAX(free_at_ms) FROM rate_lanes WHERE name = $1) \
+             FROM rate_lanes WHERE name = $1 AND lane < $2 ORDER BY free_at_ms, lane LIMIT 1",
         )
         .bind(name)
         .bind(i64::from(capacity))
@@ -160,16 +162,22 @@ impl Store {
         };
         if slot - now_ms > reach.ahead_ms {
             tx.commit().await?;
-            return Ok(RateSlot::NotYet(slot));
+            return Ok(Claim {
+                slot: RateSlot::NotYet(slot),
+                now_ms,
+            });
         }
-        sqlx::query("UPDATE rate_lanes SET free_at_ms = ? WHERE name = ? AND lane = ?")
+        sqlx::query("UPDATE rate_lanes SET free_at_ms = $1 WHERE name = $2 AND lane = $3")
             .bind(slot + window_ms)
             .bind(name)
             .bind(lane)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(RateSlot::Granted(slot))
+        Ok(Claim {
+            slot: RateSlot::Granted(slot),
+            now_ms,
+        })
     }
 
     /// Moves a granted start that passed before its request could leave (the claim's
@@ -182,16 +190,16 @@ impl Store {
         name: &str,
         window_ms: i64,
         granted: i64,
-        now: impl FnOnce() -> i64,
+        now: Now,
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.write_tx().await?;
-        let now_ms = now();
+        let now_ms = self.read_now(&mut tx, now).await?;
         if now_ms <= granted {
             return Ok(Some(granted));
         }
         let moved = sqlx::query(
-            "UPDATE rate_lanes SET free_at_ms = ?1 WHERE name = ?2 AND free_at_ms = ?3 \
-             AND (SELECT MAX(free_at_ms) FROM rate_lanes WHERE name = ?2) = ?3",
+            "UPDATE rate_lanes SET free_at_ms = $1 WHERE name = $2 AND free_at_ms = $3 \
+             AND (SELECT MAX(free_at_ms) FROM rate_lanes WHERE name = $2) = $3",
         )
         .bind(now_ms + window_ms)
         .bind(name)
@@ -204,17 +212,49 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Now on the clock rate slots are cut on (see [`Now::Store`]), outside any
+    /// transaction: for a gate to learn how far its host's clock is from it.
+    pub async fn clock_ms(&self) -> Result<i64, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(now_ms()),
+            Backend::Postgres => Ok(sqlx::query_scalar(DB_NOW).fetch_one(&self.pool).await?),
+        }
+    }
+
+    /// What time it is on the clock rate slots are cut on: the database server's for
+    /// PostgreSQL (`clock_timestamp()`, the time of this statement, not of the
+    /// transaction's start), this host's for SQLite, which only one host opens.
+    async fn read_now(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        now: Now,
+    ) -> Result<i64, StoreError> {
+        match (now, self.backend) {
+            (Now::At(ms), _) => Ok(ms),
+            (Now::Store, Backend::Sqlite) => Ok(now_ms()),
+            (Now::Store, Backend::Postgres) => {
+                Ok(sqlx::query_scalar(DB_NOW).fetch_one(&mut **tx).await?)
+            }
+        }
+    }
+}
+
+/// The PostgreSQL server's wall clock in Unix ms, at this statement (not the transaction's
+/// start, which `now()` would give).
+const DB_NOW: &str = "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)";
+
 /// Creates the lanes of a limit that are missing: on first use, or when the capacity grew
 /// since the last run. One statement, as it runs on every claim.
 async fn insert_lanes(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     name: &str,
     capacity: u32,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "WITH RECURSIVE lanes (lane) AS \
-           (SELECT 0 UNION ALL SELECT lane + 1 FROM lanes WHERE lane + 1 < ?2) \
-         INSERT INTO rate_lanes (name, lane, free_at_ms) SELECT ?1, lane, 0 FROM lanes WHERE true \
+           (SELECT 0 UNION ALL SELECT lane + 1 FROM lanes WHERE lane + 1 < $2) \
+         INSERT INTO rate_lanes (name, lane, free_at_ms) SELECT $1, lane, 0 FROM lanes WHERE true \
          ON CONFLICT (name, lane) DO NOTHING",
     )
     .bind(name)

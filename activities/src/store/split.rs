@@ -5,7 +5,7 @@
 //! large is rejected with the reason.
 
 use gradesync_govapi::contract::envelope_bytes;
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 use uuid::Uuid;
 
 use super::batches::{insert_batch, parse_quarter};
@@ -28,7 +28,7 @@ impl Store {
     pub async fn split_batch(&self, batch_id: Uuid, reason: &str) -> Result<Split, StoreError> {
         let mut tx = self.write_tx().await?;
         let row: Option<(String, String, String)> =
-            sqlx::query_as("SELECT quarter, school_id, status FROM batches WHERE batch_id = ?")
+            sqlx::query_as("SELECT quarter, school_id, status FROM batches WHERE batch_id = $1")
                 .bind(batch_id.to_string())
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -37,7 +37,7 @@ impl Store {
             return Ok(Split::default());
         }
         let records: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT record_id, bytes FROM grades WHERE batch_id = ? AND status = 'batched' \
+            "SELECT record_id, bytes FROM grades WHERE batch_id = $1 AND status = 'batched' \
              ORDER BY record_id",
         )
         .bind(batch_id.to_string())
@@ -89,7 +89,7 @@ impl Store {
 /// A new batch takes the old batch's records up to `last` (those not moved yet); each
 /// record counts the cut.
 async fn move_into_new_batch(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     old: Uuid,
     quarter: &str,
     school_id: &str,
@@ -100,8 +100,8 @@ async fn move_into_new_batch(
     let batch_id = insert_batch(tx, quarter, school_id, records, bytes).await?;
     let now = now_ms();
     let moved = sqlx::query(
-        "UPDATE grades SET batch_id = ?, cuts = cuts + 1, updated_at = ? \
-         WHERE batch_id = ? AND status = 'batched' AND record_id <= ?",
+        "UPDATE grades SET batch_id = $1, cuts = cuts + 1, updated_at = $2 \
+         WHERE batch_id = $3 AND status = 'batched' AND record_id <= $4",
     )
     .bind(batch_id.to_string())
     .bind(now)
@@ -123,13 +123,13 @@ async fn move_into_new_batch(
 }
 
 async fn reject_all(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     batch_id: Uuid,
     reason: &str,
 ) -> Result<Split, StoreError> {
     let rejected = sqlx::query(
-        "UPDATE grades SET status = 'rejected', reason = ?, updated_at = ? \
-         WHERE batch_id = ? AND status = 'batched'",
+        "UPDATE grades SET status = 'rejected', reason = $1, updated_at = $2 \
+         WHERE batch_id = $3 AND status = 'batched'",
     )
     .bind(reason)
     .bind(now_ms())
@@ -144,11 +144,11 @@ async fn reject_all(
 }
 
 async fn set_status(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     batch_id: Uuid,
     status: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE batches SET status = ?, updated_at = ? WHERE batch_id = ?")
+    sqlx::query("UPDATE batches SET status = $1, updated_at = $2 WHERE batch_id = $3")
         .bind(status)
         .bind(now_ms())
         .bind(batch_id.to_string())

@@ -16,7 +16,7 @@ impl Store {
         error: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO webhook_failures (quarter, hook, error, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO webhook_failures (quarter, hook, error, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(quarter.to_string())
         .bind(truncate(hook, MAX_TEXT))
@@ -33,7 +33,7 @@ impl Store {
         quarter: &Quarter,
     ) -> Result<Vec<WebhookFailure>, StoreError> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT hook, error, created_at FROM webhook_failures WHERE quarter = ? \
+            "SELECT hook, error, created_at FROM webhook_failures WHERE quarter = $1 \
              ORDER BY created_at, id",
         )
         .bind(quarter.to_string())
