@@ -414,3 +414,233 @@ pub(crate) fn one_line(text: &str) -> String {
         .collect();
     lines.join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No flag set.
+    fn args() -> TemporalArgs {
+        TemporalArgs {
+            temporal_address: None,
+            namespace: None,
+            ignore_environment: false,
+            ..TemporalArgs::local("", "q")
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const PROFILES: &str = r#"
+[profile.default]
+address = "profile-default:7233"
+namespace = "ns-default"
+
+[profile.cloud]
+address = "cloud:7233"
+namespace = "ns-cloud"
+api_key = "profile-key"
+
+[profile.staging]
+address = "staging:7233"
+"#;
+
+    /// A config file in a temp dir, found as the default file (no TEMPORAL_CONFIG_FILE).
+    fn config_file() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("temporal.toml");
+        std::fs::write(&path, PROFILES).unwrap();
+        (dir, path)
+    }
+
+    fn resolve_in(
+        args: &TemporalArgs,
+        env: &HashMap<String, String>,
+        file: Option<&Path>,
+    ) -> Result<ConnectionConfig, TemporalError> {
+        resolve_with(args, Some(env), file.map(Path::to_path_buf))
+    }
+
+    #[test]
+    fn defaults_without_flags_environment_or_file() {
+        let c = resolve_in(&args(), &env(&[]), None).unwrap();
+        assert_eq!(c.address, "127.0.0.1:7233");
+        assert_eq!(c.url.as_str(), "http://127.0.0.1:7233/");
+        assert_eq!(c.namespace, "default");
+        assert!(c.tls.is_none() && c.api_key.is_none() && c.profile.is_none());
+        assert_eq!(c.tls_mode(), "plaintext");
+    }
+
+    #[test]
+    fn the_default_profile_beats_the_defaults() {
+        let (_dir, file) = config_file();
+        let c = resolve_in(&args(), &env(&[]), Some(&file)).unwrap();
+        assert_eq!(c.address, "profile-default:7233");
+        assert_eq!(c.namespace, "ns-default");
+        assert_eq!(c.profile.unwrap().name, "default");
+    }
+
+    #[test]
+    fn environment_beats_the_profile_and_flags_beat_the_environment() {
+        let (_dir, file) = config_file();
+        let vars = env(&[("TEMPORAL_ADDRESS", "from-env:1")]);
+        let c = resolve_in(&args(), &vars, Some(&file)).unwrap();
+        assert_eq!(c.address, "from-env:1");
+        assert_eq!(c.namespace, "ns-default", "namespace still from the profile");
+
+        let vars = env(&[
+            ("TEMPORAL_ADDRESS", "from-env:1"),
+            ("TEMPORAL_NAMESPACE", "ns-env"),
+        ]);
+        let mut flags = args();
+        flags.temporal_address = Some("from-flag:2".into());
+        let c = resolve_in(&flags, &vars, Some(&file)).unwrap();
+        assert_eq!(c.address, "from-flag:2");
+        assert_eq!(c.namespace, "ns-env");
+
+        flags.namespace = Some("ns-flag".into());
+        let c = resolve_in(&flags, &vars, Some(&file)).unwrap();
+        assert_eq!(c.namespace, "ns-flag");
+    }
+
+    #[test]
+    fn the_profile_flag_beats_temporal_profile() {
+        let (_dir, file) = config_file();
+        let vars = env(&[("TEMPORAL_PROFILE", "staging")]);
+        let c = resolve_in(&args(), &vars, Some(&file)).unwrap();
+        assert_eq!(c.address, "staging:7233");
+        assert_eq!(c.namespace, "default", "staging sets no namespace");
+
+        let mut flags = args();
+        flags.temporal_profile = Some("cloud".into());
+        let c = resolve_in(&flags, &vars, Some(&file)).unwrap();
+        assert_eq!(c.address, "cloud:7233");
+        assert_eq!(c.profile.as_ref().unwrap().name, "cloud");
+    }
+
+    #[test]
+    fn temporal_config_file_beats_the_default_file() {
+        let (_dir, file) = config_file();
+        let other = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(other.path(), "[profile.default]\naddress = \"other:1\"\n").unwrap();
+        let vars = env(&[("TEMPORAL_CONFIG_FILE", other.path().to_str().unwrap())]);
+        let c = resolve_in(&args(), &vars, Some(&file)).unwrap();
+        assert_eq!(c.address, "other:1");
+        assert_eq!(c.profile.unwrap().file, other.path());
+    }
+
+    #[test]
+    fn an_unknown_profile_lists_the_file_and_its_profiles() {
+        let (_dir, file) = config_file();
+        let mut flags = args();
+        flags.temporal_profile = Some("prod".into());
+        let e = resolve_in(&flags, &env(&[]), Some(&file)).unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("no Temporal profile `prod` in "), "{text}");
+        assert!(text.contains("cloud, default, staging"), "{text}");
+
+        let e = resolve_in(&flags, &env(&[]), None).unwrap_err();
+        assert!(e.to_string().contains("TEMPORAL_CONFIG_FILE"), "{e}");
+    }
+
+    #[test]
+    fn an_api_key_turns_tls_on_and_never_prints() {
+        let vars = env(&[
+            ("TEMPORAL_ADDRESS", "ns.acct.tmprl.cloud:7233"),
+            ("TEMPORAL_API_KEY", "sekrit-key"),
+        ]);
+        let c = resolve_in(&args(), &vars, None).unwrap();
+        assert_eq!(c.url.as_str(), "https://ns.acct.tmprl.cloud:7233/");
+        assert_eq!(c.tls_mode(), "TLS, system CAs");
+        assert_eq!(c.api_key.as_ref().unwrap().expose(), "sekrit-key");
+        assert!(!format!("{c:?}").contains("sekrit"), "{c:?}");
+    }
+
+    #[test]
+    fn the_environment_api_key_beats_the_profiles() {
+        let (_dir, file) = config_file();
+        let mut flags = args();
+        flags.temporal_profile = Some("cloud".into());
+        let c = resolve_in(&flags, &env(&[]), Some(&file)).unwrap();
+        assert_eq!(c.api_key.unwrap().expose(), "profile-key");
+        let vars = env(&[("TEMPORAL_API_KEY", "env-key")]);
+        let c = resolve_in(&flags, &vars, Some(&file)).unwrap();
+        assert_eq!(c.api_key.unwrap().expose(), "env-key");
+    }
+
+    #[test]
+    fn a_tls_flag_turns_tls_on_even_where_the_environment_turned_it_off() {
+        let vars = env(&[("TEMPORAL_TLS", "false")]);
+        assert!(resolve_in(&args(), &vars, None).unwrap().tls.is_none());
+        let mut flags = args();
+        flags.temporal_tls_server_name = Some("temporal.internal".into());
+        let c = resolve_in(&flags, &vars, None).unwrap();
+        assert_eq!(c.tls.unwrap().server_name.as_deref(), Some("temporal.internal"));
+        assert_eq!(c.url.scheme(), "https");
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_fails_before_any_file_is_read() {
+        let mut flags = args();
+        flags.temporal_tls_cert = Some("/no/such/cert.pem".into());
+        let e = resolve_in(&flags, &env(&[]), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--temporal-tls-cert was given without a client key; pass --temporal-tls-key (or \
+             set TEMPORAL_TLS_CLIENT_KEY_PATH) with the certificate's private key"
+        );
+        let vars = env(&[("TEMPORAL_TLS_CLIENT_KEY_PATH", "/no/such/key.pem")]);
+        let e = resolve_in(&args(), &vars, None).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("TEMPORAL_TLS_CLIENT_KEY_PATH was given without a client certificate"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unreadable_and_invalid_pem_files_are_named() {
+        let mut flags = args();
+        flags.temporal_tls_ca_cert = Some("/no/such/ca.pem".into());
+        let e = resolve_in(&flags, &env(&[]), None).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot read the Temporal TLS CA certificate /no/such/ca.pem: "),
+            "{e}"
+        );
+        let junk = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(junk.path(), "not a certificate").unwrap();
+        flags.temporal_tls_ca_cert = Some(junk.path().to_path_buf());
+        let e = resolve_in(&flags, &env(&[]), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "the Temporal TLS CA certificate {} is not valid PEM; it must hold a PEM \
+                 certificate (-----BEGIN CERTIFICATE-----)",
+                junk.path().display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_broken_config_file_is_one_line_naming_the_file() {
+        let bad = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(bad.path(), "[profile.default\naddress = 1\n").unwrap();
+        let vars = env(&[("TEMPORAL_CONFIG_FILE", bad.path().to_str().unwrap())]);
+        let e = resolve_in(&args(), &vars, None).unwrap_err().to_string();
+        assert!(e.contains(&bad.path().display().to_string()), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+
+    #[test]
+    fn local_reads_no_environment_and_no_file() {
+        let c = resolve(&TemporalArgs::local("127.0.0.1:7999", "q")).unwrap();
+        assert_eq!(c.address, "127.0.0.1:7999");
+        assert!(c.tls.is_none() && c.api_key.is_none());
+    }
+}
