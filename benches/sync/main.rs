@@ -224,8 +224,8 @@ impl Temporal {
 
     async fn client(&self, task_queue: &str) -> Result<Client> {
         gradesync::temporal::connect(&TemporalArgs::local(self.address.clone(), task_queue))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
 

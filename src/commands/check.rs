@@ -12,8 +12,8 @@ use temporalio_client::tonic;
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
 
 use crate::errors::{CliError, CliResult};
-use crate::temporal::{ConnectionConfig, classify_status};
 use crate::settings::{GovArgs, StoreArgs, TemporalArgs};
+use crate::temporal::{ConnectionConfig, classify_status};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {

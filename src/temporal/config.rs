@@ -491,7 +491,10 @@ address = "staging:7233"
         let vars = env(&[("TEMPORAL_ADDRESS", "from-env:1")]);
         let c = resolve_in(&args(), &vars, Some(&file)).unwrap();
         assert_eq!(c.address, "from-env:1");
-        assert_eq!(c.namespace, "ns-default", "namespace still from the profile");
+        assert_eq!(
+            c.namespace, "ns-default",
+            "namespace still from the profile"
+        );
 
         let vars = env(&[
             ("TEMPORAL_ADDRESS", "from-env:1"),
@@ -580,7 +583,10 @@ address = "staging:7233"
         let mut flags = args();
         flags.temporal_tls_server_name = Some("temporal.internal".into());
         let c = resolve_in(&flags, &vars, None).unwrap();
-        assert_eq!(c.tls.unwrap().server_name.as_deref(), Some("temporal.internal"));
+        assert_eq!(
+            c.tls.unwrap().server_name.as_deref(),
+            Some("temporal.internal")
+        );
         assert_eq!(c.url.scheme(), "https");
     }
 

@@ -47,7 +47,10 @@ pub enum TemporalError {
         reason: String,
     },
     /// A file (or variable) that holds no PEM of the expected kind.
-    #[error("the Temporal TLS {what} {origin} is not valid PEM; {}", pem_hint(what))]
+    #[error(
+        "the Temporal TLS {what} {origin} is not valid PEM; {}",
+        pem_hint(what)
+    )]
     InvalidPem { what: &'static str, origin: String },
     /// The server's certificate is not signed by the CA we trust: pass the right CA.
     #[error("{}", untrusted(address, ca.as_deref()))]
@@ -77,6 +80,13 @@ pub enum TemporalError {
          TLS settings and TEMPORAL_API_KEY, or use the server's TLS port"
     )]
     NotTls { address: String },
+    /// Plaintext to a server that hung up: it may want TLS.
+    #[error(
+        "Temporal at {address} closed a plaintext connection without answering; if it \
+         expects TLS, pass --temporal-tls-ca-cert (or set TEMPORAL_API_KEY for Temporal \
+         Cloud, which turns TLS on)"
+    )]
+    ClosedPlaintext { address: String },
     /// The API key was refused, or the server wants one.
     #[error("{}", unauthenticated(address, *api_key_set, message))]
     Unauthenticated {
@@ -166,6 +176,7 @@ pub fn classify(config: &ConnectionConfig, e: &ClientConnectError) -> TemporalEr
 /// A failed RPC made on an open connection (the first one is where a rejected API key or
 /// a missing client certificate shows when TLS 1.3 lets the handshake finish first).
 pub fn classify_status(config: &ConnectionConfig, status: &tonic::Status) -> TemporalError {
+    tracing::debug!(code = ?status.code(), message = status.message(), "Temporal call failed");
     let address = config.address.clone();
     match status.code() {
         tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
@@ -203,16 +214,39 @@ fn chain_text(e: &dyn std::error::Error) -> String {
     one_line(&parts.join(": "))
 }
 
+/// What each library says, matched on lowercase text. rustls names alerts and certificate
+/// errors in CamelCase (`UnknownIssuer`, `received fatal alert: CertificateRequired`); a
+/// proxy that checks credentials over HTTP (nginx) answers a non-gRPC status, which tonic
+/// reports as "... while receiving response with status: 401 Unauthorized". nginx with
+/// `ssl_verify_client on` answers 400 to a request without a valid client certificate
+/// rather than failing the handshake, so a 400 over TLS is read as a certificate problem.
 fn classify_text(config: &ConnectionConfig, text: &str) -> TemporalError {
+    tracing::debug!(error = text, "Temporal connection failed");
     let address = config.address.clone();
     let lower = text.to_lowercase();
     let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
     let tls = config.tls.as_ref();
-    let client_cert = tls.and_then(|t| t.client.as_ref()).map(|(c, _)| c.origin.clone());
-    if has(&["unknownissuer", "unknown issuer", "certificate verify failed"]) {
+    let client_cert = tls
+        .and_then(|t| t.client.as_ref())
+        .map(|(c, _)| c.origin.clone());
+    let http_400 = has(&["status: 400 "]);
+    if has(&["status: 401 ", "status: 403 "]) {
+        return TemporalError::Unauthenticated {
+            address,
+            api_key_set: config.api_key.is_some(),
+            message: short_reason(text),
+        };
+    }
+    if has(&[
+        "unknownissuer",
+        "unknown issuer",
+        "certificate verify failed",
+    ]) {
         return TemporalError::UntrustedServer {
             address,
-            ca: tls.and_then(|t| t.ca_cert.as_ref()).map(|c| c.origin.clone()),
+            ca: tls
+                .and_then(|t| t.ca_cert.as_ref())
+                .map(|c| c.origin.clone()),
         };
     }
     if has(&["notvalidforname", "not valid for name"]) {
@@ -222,25 +256,35 @@ fn classify_text(config: &ConnectionConfig, text: &str) -> TemporalError {
             .unwrap_or_default();
         return TemporalError::WrongServerName { address, name };
     }
-    if has(&["certificaterequired", "certificate required", "no required ssl certificate"])
-        || (client_cert.is_none() && tls.is_some() && has(&["handshakefailure"]))
+    if tls.is_some()
+        && client_cert.is_none()
+        && (http_400 || has(&["certificaterequired", "handshakefailure"]))
     {
         return TemporalError::ClientCertRequired { address };
     }
     if let Some(cert) = client_cert
-        && has(&[
-            "badcertificate",
-            "unknownca",
-            "unknown ca",
-            "certificateunknown",
-            "ssl certificate error",
-            "handshakefailure",
-        ])
+        && (http_400
+            || has(&[
+                "badcertificate",
+                "unknownca",
+                "certificateunknown",
+                "unsupportedcertificate",
+                "handshakefailure",
+            ]))
     {
         return TemporalError::ClientCertRejected { address, cert };
     }
-    if tls.is_some() && has(&["invalidcontenttype", "corrupt message", "wrong version number"]) {
+    if tls.is_some() && has(&["invalidcontenttype", "corrupt message"]) {
         return TemporalError::NotTls { address };
+    }
+    if tls.is_none()
+        && has(&[
+            "frame with invalid size",
+            "connection closed",
+            "connection reset",
+        ])
+    {
+        return TemporalError::ClosedPlaintext { address };
     }
     TemporalError::Unreachable {
         address,
@@ -254,4 +298,133 @@ fn short_reason(text: &str) -> String {
         .find(|p| !p.trim().is_empty())
         .unwrap_or(text)
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::TemporalArgs;
+    use crate::temporal::config::{Pem, Tls};
+
+    fn config(tls: Option<Tls>, api_key: bool) -> ConnectionConfig {
+        let mut c =
+            crate::temporal::config::resolve(&TemporalArgs::local("tmp:7233", "q")).unwrap();
+        c.tls = tls;
+        c.api_key = api_key.then(|| gradesync_activities::gov::Secret::new("k"));
+        c
+    }
+
+    fn pem(origin: &str) -> Pem {
+        Pem {
+            origin: origin.into(),
+            bytes: Vec::new(),
+        }
+    }
+
+    fn tls(ca: bool, client: bool) -> Option<Tls> {
+        Some(Tls {
+            ca_cert: ca.then(|| pem("ca.pem")),
+            client: client.then(|| (pem("client.pem"), pem("client.key"))),
+            server_name: None,
+        })
+    }
+
+    fn kind(c: &ConnectionConfig, text: &str) -> String {
+        let e = classify_text(c, text);
+        let text = e.to_string();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        format!("{e:?}")
+            .split([' ', '{', '('])
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn library_texts_map_to_what_to_change() {
+        let mtls = config(tls(true, true), false);
+        let server_tls = config(tls(true, false), false);
+        let plain = config(None, false);
+        let cases: &[(&ConnectionConfig, &str, &str)] = &[
+            (
+                &mtls,
+                "transport error: invalid peer certificate: UnknownIssuer",
+                "UntrustedServer",
+            ),
+            (
+                &mtls,
+                "invalid peer certificate: NotValidForName",
+                "WrongServerName",
+            ),
+            (
+                &server_tls,
+                "received fatal alert: CertificateRequired",
+                "ClientCertRequired",
+            ),
+            (
+                &server_tls,
+                "protocol error: received message with invalid compression flag: 60 (valid flags are 0 and 1) while receiving response with status: 400 Bad Request",
+                "ClientCertRequired",
+            ),
+            (
+                &mtls,
+                "received fatal alert: BadCertificate",
+                "ClientCertRejected",
+            ),
+            (
+                &mtls,
+                "while receiving response with status: 400 Bad Request",
+                "ClientCertRejected",
+            ),
+            (
+                &server_tls,
+                "while receiving response with status: 401 Unauthorized",
+                "Unauthenticated",
+            ),
+            (
+                &server_tls,
+                "received corrupt message of type InvalidContentType",
+                "NotTls",
+            ),
+            (
+                &plain,
+                "operation was canceled: connection closed",
+                "ClosedPlaintext",
+            ),
+            (
+                &plain,
+                "tcp connect error: Connection refused (os error 111)",
+                "Unreachable",
+            ),
+        ];
+        for (c, text, want) in cases {
+            assert_eq!(&kind(c, text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn an_unauthenticated_status_blames_the_api_key_when_one_is_set() {
+        let status = tonic::Status::unauthenticated("Request unauthorized.");
+        let e = classify_status(&config(tls(false, false), true), &status).to_string();
+        assert_eq!(
+            e,
+            "Temporal at tmp:7233 rejected the API key (Request unauthorized.); set \
+             TEMPORAL_API_KEY (or api_key in the profile) to a valid key for this namespace"
+        );
+        let e = classify_status(&config(tls(false, false), false), &status).to_string();
+        assert!(e.contains("requires authentication"), "{e}");
+    }
+
+    #[test]
+    fn unreachable_keeps_only_the_innermost_reason() {
+        let e = classify_text(
+            &config(None, false),
+            "transport error: client error (Connect): tcp connect error: Connection refused (os error 111)",
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot reach Temporal at tmp:7233 (Connection refused (os error 111)); start one \
+             with `temporal server start-dev` or set TEMPORAL_ADDRESS"
+        );
+    }
 }

@@ -223,7 +223,9 @@ impl TestApp {
 
     pub fn temporal_address(&self) -> &str {
         let address = &self.worker_args.temporal.temporal_address;
-        address.as_deref().expect("TestApp sets the Temporal address")
+        address
+            .as_deref()
+            .expect("TestApp sets the Temporal address")
     }
 
     pub fn task_queue(&self) -> &str {
