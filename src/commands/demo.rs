@@ -137,11 +137,7 @@ pub async fn run(a: DemoArgs) -> CliResult {
         a.p_commit_drop
     );
 
-    let temporal = TemporalArgs {
-        temporal_address: address.clone(),
-        namespace: "default".into(),
-        task_queue: "gradesync-demo".into(),
-    };
+    let temporal = TemporalArgs::local(address.clone(), "gradesync-demo");
     let worker_args = WorkerArgs {
         temporal: temporal.clone(),
         store: store_args,

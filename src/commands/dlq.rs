@@ -19,7 +19,7 @@ pub enum DlqCommand {
     /// List the dead-lettered batches of a quarter that were not replayed yet.
     List(DlqArgs),
     /// Re-queue them and start a sync of the quarter that sends them again.
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -48,7 +48,7 @@ pub struct ReplayArgs {
 pub async fn run(cmd: DlqCommand) -> CliResult {
     match cmd {
         DlqCommand::List(a) => list(a).await,
-        DlqCommand::Replay(a) => replay(a).await,
+        DlqCommand::Replay(a) => replay(*a).await,
     }
 }
 

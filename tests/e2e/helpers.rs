@@ -181,11 +181,7 @@ impl TestApp {
             Some(address) => address,
             None => temporal_address().await,
         };
-        let temporal = TemporalArgs {
-            temporal_address,
-            namespace: "default".into(),
-            task_queue,
-        };
+        let temporal = TemporalArgs::local(temporal_address, task_queue);
         let worker_args = WorkerArgs {
             temporal: temporal.clone(),
             store: StoreArgs { database_url },
@@ -225,6 +221,13 @@ impl TestApp {
         self
     }
 
+    pub fn temporal_address(&self) -> &str {
+        let address = &self.worker_args.temporal.temporal_address;
+        address
+            .as_deref()
+            .expect("TestApp sets the Temporal address")
+    }
+
     pub fn task_queue(&self) -> &str {
         &self.worker_args.temporal.task_queue
     }
@@ -251,7 +254,7 @@ impl TestApp {
     pub fn gradesync_command(&self) -> std::process::Command {
         let a = &self.worker_args;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gradesync"));
-        cmd.env("TEMPORAL_ADDRESS", &a.temporal.temporal_address)
+        cmd.env("TEMPORAL_ADDRESS", self.temporal_address())
             .env("GRADESYNC_TASK_QUEUE", &a.temporal.task_queue)
             .env("GRADESYNC_DATABASE_URL", &a.store.database_url)
             .env("GRADESYNC_GOV_API_URL", &a.gov.gov_api_url)
@@ -399,7 +402,7 @@ impl TestApp {
     pub fn temporal_cli(&self, args: &[&str]) -> std::process::Output {
         std::process::Command::new("temporal")
             .args(args)
-            .args(["--address", &self.worker_args.temporal.temporal_address])
+            .args(["--address", self.temporal_address()])
             .output()
             .expect("the temporal CLI runs")
     }

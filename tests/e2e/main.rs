@@ -10,4 +10,5 @@ mod helpers;
 mod history;
 mod plan;
 mod sync;
+mod temporal_tls;
 mod verdict;
