@@ -18,10 +18,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Faults a test can inject into a worker process; hidden from `--help`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerFaults {
+    /// Run as if this host's clock were this many ms off (negative: behind). The rate
+    /// budget must hold anyway: it is cut on the database server's clock.
+    #[arg(long, hide = true, env = "GRADESYNC_FAULT_CLOCK_SKEW_MS", default_value_t = 0, allow_negative_numbers = true)]
+    pub fault_clock_skew_ms: i64,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the Temporal worker (workflows, store activities and SendBatch).
-    Worker(WorkerArgs),
+    Worker {
+        #[command(flatten)]
+        args: WorkerArgs,
+        #[command(flatten)]
+        faults: WorkerFaults,
+    },
     /// Start or follow a quarter's sync.
     #[command(subcommand)]
     Sync(sync::SyncCommand),

@@ -62,7 +62,16 @@ async fn run() {
     );
     init_logging(&cli.log_format, quiet);
     let result = match cli.command {
-        Command::Worker(args) => gradesync::worker::run(args).await,
+        Command::Worker { args, faults } => {
+            if faults.fault_clock_skew_ms != 0 {
+                gradesync_activities::clock::set_skew_ms(faults.fault_clock_skew_ms);
+                tracing::warn!(
+                    skew_ms = faults.fault_clock_skew_ms,
+                    "fault injection: this worker's clock is set off"
+                );
+            }
+            gradesync::worker::run(args).await
+        }
         Command::Sync(cmd) => sync::run(cmd).await,
         Command::Schedule(cmd) => schedule::run(cmd).await,
         Command::Import(args) => import::run(args).await,

@@ -15,7 +15,7 @@ use gradesync::devserver;
 use gradesync::settings::{GovArgs, OutputArgs, StoreArgs, TemporalArgs};
 use gradesync::worker::{BackgroundWorkers, WorkerArgs};
 use gradesync_activities::model::{Policy, SyncSummary};
-use gradesync_activities::store::Store;
+use gradesync_activities::store::{Store, scratch};
 use gradesync_govapi::Quarter;
 use gradesync_govapi::sim::{self, Faults, Ledger, SimConfig, SimHandle};
 use serde_json::Value;
@@ -168,8 +168,8 @@ impl TestApp {
     pub async fn spawn_with(name: &str, config: SimConfig, temporal: Option<String>) -> Self {
         init_logs();
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("grades.db");
-        let database_url = format!("sqlite://{}", db.display());
+        // SQLite in the test's dir, or a database of its own on the test PostgreSQL server.
+        let database_url = scratch::url_for(dir.path()).await.unwrap();
         let store = Store::connect(&database_url).await.unwrap();
         let (client_id, client_secret) = (config.client_id.clone(), config.client_secret.clone());
         let sim = sim::spawn(config).await.unwrap();
@@ -513,11 +513,9 @@ impl TestApp {
 
     /// `(record_id, reason)` of every rejected record of the quarter, by record id.
     pub async fn rejections(&self, quarter: &Quarter) -> Vec<(String, Option<String>)> {
-        let pool = sqlx::SqlitePool::connect(&self.worker_args.store.database_url)
-            .await
-            .unwrap();
+        let pool = raw_pool(&self.worker_args.store.database_url).await;
         let rows = sqlx::query_as(
-            "SELECT record_id, reason FROM grades WHERE quarter = ? AND status = 'rejected' \
+            "SELECT record_id, reason FROM grades WHERE quarter = $1 AND status = 'rejected' \
              ORDER BY record_id",
         )
         .bind(quarter.to_string())
@@ -530,11 +528,9 @@ impl TestApp {
 
     /// `(status, records, attempts)` of one batch in the store, if the store has it.
     pub async fn batch_row(&self, batch_id: uuid::Uuid) -> Option<(String, i64, i64)> {
-        let pool = sqlx::SqlitePool::connect(&self.worker_args.store.database_url)
-            .await
-            .unwrap();
+        let pool = raw_pool(&self.worker_args.store.database_url).await;
         let row =
-            sqlx::query_as("SELECT status, records, attempts FROM batches WHERE batch_id = ?")
+            sqlx::query_as("SELECT status, records, attempts FROM batches WHERE batch_id = $1")
                 .bind(batch_id.to_string())
                 .fetch_optional(&pool)
                 .await
@@ -571,6 +567,12 @@ impl TestApp {
     }
 }
 
+/// A plain pool on the test's database, whichever backend it is.
+async fn raw_pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url).await.unwrap()
+}
+
 /// Every record applied exactly once and none missing: the exactly-once half of
 /// [`assert_ledger_clean`], for runs where 429s are expected.
 pub fn assert_applied_once(ledger: &Ledger, expected: u64) {
@@ -595,9 +597,7 @@ impl TestApp {
     /// `(status, batches)` of the store's batches table, by status: what a dry run must
     /// leave untouched.
     pub async fn batch_statuses(&self) -> Vec<(String, i64)> {
-        let pool = sqlx::SqlitePool::connect(&self.worker_args.store.database_url)
-            .await
-            .unwrap();
+        let pool = raw_pool(&self.worker_args.store.database_url).await;
         let rows =
             sqlx::query_as("SELECT status, COUNT(*) FROM batches GROUP BY status ORDER BY status")
                 .fetch_all(&pool)
