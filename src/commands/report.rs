@@ -263,10 +263,13 @@ async fn list(a: QuarterArgs) -> CliResult {
             r.workflow_id
         );
     }
+    let count = match reports.len() {
+        1 => "1 report".to_string(),
+        n => format!("{n} reports"),
+    };
     println!(
-        "{} reports of {q}; the latest, {}, is what `report show` and `report export` read \
+        "{count} of {q}; the latest, {}, is what `report show` and `report export` read \
          unless given --stamp",
-        reports.len(),
         latest.stamp
     );
     Ok(())
