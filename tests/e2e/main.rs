@@ -9,6 +9,7 @@ mod faults;
 mod helpers;
 mod history;
 mod plan;
+mod report;
 mod sync;
 mod temporal_tls;
 mod verdict;
