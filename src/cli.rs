@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{check, demo, dlq, import, schedule, sync};
+use crate::commands::{check, demo, dlq, import, report, schedule, sync};
 use crate::worker::WorkerArgs;
 
 /// gradesync pushes every grade of every school to the government API each quarter, on
@@ -47,6 +47,9 @@ pub enum Command {
     /// List or replay dead-lettered batches.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Show, export or list the reconciliation reports kept in the grades database.
+    #[command(subcommand)]
+    Report(report::ReportCommand),
     /// Run the government API simulator (fault injection for tests and the demo).
     GovSim(gradesync_govapi::sim::args::SimArgs),
     /// Check that Temporal, the grades store and the government API answer (sends no grades).

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use gradesync::cli::{Cli, Command};
-use gradesync::commands::{check, demo, dlq, import, schedule, sync};
+use gradesync::commands::{check, demo, dlq, import, report, schedule, sync};
 use gradesync::errors::CliError;
 
 /// Logs go to stderr; `GRADESYNC_LOG` overrides the level (e.g. `debug`). Interactive
@@ -58,7 +58,11 @@ async fn run() {
     let cli = Cli::parse();
     let quiet = matches!(
         cli.command,
-        Command::Demo(_) | Command::Import(_) | Command::Sync(_) | Command::Check(_)
+        Command::Demo(_)
+            | Command::Import(_)
+            | Command::Sync(_)
+            | Command::Check(_)
+            | Command::Report(_)
     );
     init_logging(&cli.log_format, quiet);
     let result = match cli.command {
@@ -76,6 +80,7 @@ async fn run() {
         Command::Schedule(cmd) => schedule::run(cmd).await,
         Command::Import(args) => import::run(args).await,
         Command::Dlq(cmd) => dlq::run(cmd).await,
+        Command::Report(cmd) => report::run(cmd).await,
         Command::GovSim(args) => gradesync_govapi::sim::args::run(args)
             .await
             .map_err(|e| CliError::Usage(e.to_string())),

@@ -157,7 +157,8 @@ pub struct OutputArgs {
     /// Webhook that receives each reconciliation report.
     #[arg(long, env = "GRADESYNC_COMPLIANCE_WEBHOOK_URL")]
     pub compliance_webhook_url: Option<String>,
-    /// Directory for reconciliation reports (JSON + CSV).
-    #[arg(long, env = "GRADESYNC_REPORT_DIR", default_value = "reports")]
-    pub report_dir: PathBuf,
+    /// Also write each report as JSON and CSV files in this directory; the database
+    /// always keeps them.
+    #[arg(long, env = "GRADESYNC_REPORT_DIR")]
+    pub report_dir: Option<PathBuf>,
 }

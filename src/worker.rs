@@ -62,7 +62,12 @@ impl Workers {
             gov: gov.clone(),
             alerts: Webhook::new(args.output.alert_webhook_url.clone()),
             compliance: Webhook::new(args.output.compliance_webhook_url.clone()),
-            report_dir: args.output.report_dir.clone(),
+            // `GRADESYNC_REPORT_DIR=` (set but empty) means no files, as unset does.
+            report_dir: args
+                .output
+                .report_dir
+                .clone()
+                .filter(|dir| !dir.as_os_str().is_empty()),
         };
         let runtime = Runtime::from_current_tokio(Default::default())
             .context("cannot start the Temporal runtime")?;

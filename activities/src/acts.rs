@@ -28,7 +28,7 @@ use crate::model::{
 use crate::model::{RECORDS_PAGE, SplitBatches};
 use crate::read_ahead::{self, ReadAhead};
 use crate::report::{self, Discrepancy, DiscrepancyKind, RecordState, Report, ReportRow};
-use crate::store::{BatchLimits, Store, StoreError, UnsentState};
+use crate::store::{BatchLimits, Store, StoreError, StoredReport, UnsentState};
 
 /// Reconcile attempts that meet an unreadable listing before the report says so (the
 /// API is down or refuses the reads): the records synced are then unverified, and the
@@ -96,7 +96,8 @@ pub struct SyncActivities {
     pub gov: Arc<GovClient>,
     pub alerts: Webhook,
     pub compliance: Webhook,
-    pub report_dir: PathBuf,
+    /// Where each report is also written as JSON and CSV files; the store always keeps it.
+    pub report_dir: Option<PathBuf>,
 }
 
 #[activities]
@@ -466,13 +467,19 @@ impl SyncActivities {
             + summary.missing_at_api
             + summary.hash_mismatches;
         summary.verdict = report::verdict(summary.rejected, unconfirmed, listing_read);
+        let stamp = report_stamp(ctx);
+        let findings = Findings {
+            rows: &rows,
+            discrepancies: &discrepancies,
+            listing_read,
+        };
         if req.repair && !repairable.is_empty() {
             summary.requeued = self
                 .store
                 .requeue_records(q, &repairable)
                 .await
                 .map_err(store_error)?;
-            self.write_report(q, &req, &mut summary, &rows, &discrepancies, listing_read)
+            self.write_report(q, &req, &stamp, &mut summary, &findings)
                 .await?;
             tracing::warn!(
                 quarter = %q, requeued = summary.requeued, report = %summary.report_json,
@@ -480,7 +487,7 @@ impl SyncActivities {
             );
             return Ok(summary);
         }
-        self.publish(q, &req, &mut summary, &rows, &discrepancies, listing_read)
+        self.publish(q, &req, &stamp, &mut summary, &findings)
             .await?;
         Ok(summary)
     }
@@ -724,15 +731,15 @@ impl SyncActivities {
         }
     }
 
-    /// Writes this round's report files and records their paths in `summary`.
+    /// Builds this round's report, keeps it in the store and, when a report directory is
+    /// set, writes it there too; records where it is in `summary`.
     async fn write_report(
         &self,
         q: &Quarter,
         req: &ReconcileRequest,
+        stamp: &str,
         summary: &mut ReconcileSummary,
-        rows: &[ReportRow],
-        discrepancies: &[Discrepancy],
-        listing_read: bool,
+        findings: &Findings<'_>,
     ) -> Result<serde_json::Value, ActivityError> {
         let failures = self.store.webhook_failures(q).await.map_err(store_error)?;
         summary.webhook_failures = failures.len() as u64;
@@ -741,43 +748,61 @@ impl SyncActivities {
             .map(|f| serde_json::json!({ "hook": f.hook, "error": f.error, "at_ms": f.created_at }))
             .collect();
         let now = SystemTime::now();
-        let stamp = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis())
-            .to_string();
         let quarter_text = q.to_string();
         let report = Report {
             quarter: &quarter_text,
             workflow_id: &req.workflow_id,
             generated_at: httpdate::fmt_http_date(now),
             verdict: summary.verdict,
-            listing_read,
+            listing_read: findings.listing_read,
             clean: summary.clean,
             counts: serde_json::json!({ "store": &*summary, "run": req.totals }),
             webhook_failures: serde_json::Value::Array(failures),
             earlier_reports: &req.earlier_reports,
-            records: rows,
-            discrepancies,
+            records: findings.rows,
+            discrepancies: findings.discrepancies,
         };
-        let (json, csv) = report::write(&self.report_dir, &stamp, &report)?;
-        summary.report_json = json.display().to_string();
-        summary.report_csv = csv.display().to_string();
+        let (json, csv) = report::render(&report)?;
+        let files = self.report_dir.as_deref().and_then(|dir| {
+            report::write(dir, &quarter_text, stamp, &json, &csv)
+                .inspect_err(|e| {
+                    tracing::warn!(quarter = %q, dir = %dir.display(), error = %e,
+                        "Reconcile: cannot write the report files; the report is kept in the store")
+                })
+                .ok()
+        });
+        self.store
+            .save_report(&StoredReport {
+                quarter: *q,
+                stamp: stamp.to_string(),
+                workflow_id: req.workflow_id.clone(),
+                verdict: summary.verdict.as_str().to_string(),
+                generated_at: unix_ms(now),
+                json,
+                csv,
+            })
+            .await
+            .map_err(store_error)?;
+        (summary.report_json, summary.report_csv) = match files {
+            Some((json, csv)) => (json.display().to_string(), csv.display().to_string()),
+            None => {
+                let stored = report::db_reference(&quarter_text, stamp);
+                (stored.clone(), stored)
+            }
+        };
         Ok(serde_json::to_value(&report)?)
     }
 
-    /// The final round: report files, the compliance webhook, the quarter's run row.
+    /// The final round: the report, the compliance webhook, the quarter's run row.
     async fn publish(
         &self,
         q: &Quarter,
         req: &ReconcileRequest,
+        stamp: &str,
         summary: &mut ReconcileSummary,
-        rows: &[ReportRow],
-        discrepancies: &[Discrepancy],
-        listing_read: bool,
+        findings: &Findings<'_>,
     ) -> Result<(), ActivityError> {
-        let report = self
-            .write_report(q, req, summary, rows, discrepancies, listing_read)
-            .await?;
+        let report = self.write_report(q, req, stamp, summary, findings).await?;
         let status = summary.verdict.as_str();
         let text = format!(
             "gradesync reconciliation for {q}: {status}; {} synced, {} at the API, {} missing, \
@@ -793,7 +818,7 @@ impl SyncActivities {
             summary.unsent,
             summary.unverified,
             summary.repaired,
-            summary.report_json
+            report_location(&summary.report_json)
         );
         let extra = serde_json::json!({ "verdict": status, "report": report });
         self.post_or_record(&self.compliance, "compliance", q, &text, Some(extra))
@@ -813,6 +838,40 @@ impl SyncActivities {
         self.store.forget_checked_pages(q, None).await?;
         tracing::info!(quarter = %q, verdict = status, report = %summary.report_json, "Reconcile");
         Ok(())
+    }
+}
+
+/// What one Reconcile round found, for its report.
+struct Findings<'a> {
+    /// Every record not confirmed at the API.
+    rows: &'a [ReportRow],
+    /// The store-versus-API comparison alone.
+    discrepancies: &'a [Discrepancy],
+    /// Whether the API's listing could be read.
+    listing_read: bool,
+}
+
+/// A report's stamp: the time its Reconcile round was first scheduled, in Unix ms. Every
+/// attempt of the round has the same one, so a retried round rewrites its report (row and
+/// files) instead of adding a second.
+fn report_stamp(ctx: &ActivityContext) -> String {
+    unix_ms(ctx.info().scheduled_time.unwrap_or_else(SystemTime::now)).to_string()
+}
+
+fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Where the compliance team finds a report: its files, or the command that reads it from
+/// the store.
+fn report_location(reference: &str) -> String {
+    match report::parse_db_reference(reference) {
+        Some((quarter, stamp)) => format!(
+            "in the grades database (`gradesync report show --quarter {quarter}`, \
+             `gradesync report export --quarter {quarter} --stamp {stamp} --format csv`)"
+        ),
+        None => reference.to_string(),
     }
 }
 

@@ -249,6 +249,22 @@ impl Verdict {
     }
 }
 
+impl std::str::FromStr for Verdict {
+    type Err = String;
+
+    /// The verdict named by [`Verdict::as_str`], as stored with a run or a report.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [
+            Verdict::Complete,
+            Verdict::Incomplete,
+            Verdict::NeedsCorrection,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == text)
+        .ok_or_else(|| format!("`{text}` is not a verdict"))
+    }
+}
+
 impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

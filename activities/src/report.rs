@@ -1,7 +1,8 @@
 //! The reconciliation report: the quarter's verdict and every record that is not confirmed
 //! at the API (rejected, dead-lettered, not sent, missing or different at the API), each
 //! with its school, batch and the reason, plus the store-versus-API comparison it came
-//! from. Written as JSON (for machines) and CSV (for the compliance team's spreadsheet).
+//! from. Rendered as JSON (for machines) and CSV (for the compliance team's spreadsheet),
+//! kept in the store and, when a report directory is set, written as files too.
 //! Only record ids, school ids, batch ids and the API's own reasons appear: no grade and
 //! no student id.
 
@@ -183,14 +184,12 @@ pub struct Report<'a> {
     pub discrepancies: &'a [Discrepancy],
 }
 
-/// Writes `<dir>/<quarter>-<stamp>.json` and `.csv`; returns both paths.
-pub fn write(dir: &Path, stamp: &str, report: &Report<'_>) -> std::io::Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir)?;
-    let base = dir.join(format!("reconcile-{}-{stamp}", report.quarter));
-    let json_path = base.with_extension("json");
-    let csv_path = base.with_extension("csv");
-    std::fs::write(&json_path, serde_json::to_vec_pretty(report)?)?;
-    let mut csv = String::from("school_id,record_id,state,batch_id,reason\n");
+/// The report as its two documents: the JSON (pretty-printed) and the CSV of `records`.
+/// These are the exact texts the store keeps and the files hold.
+pub fn render(report: &Report<'_>) -> serde_json::Result<(String, String)> {
+    let json = serde_json::to_string_pretty(report)?;
+    let mut csv = String::from(CSV_HEADER);
+    csv.push('\n');
     for r in report.records {
         csv.push_str(&format!(
             "{},{},{},{},{}\n",
@@ -201,9 +200,41 @@ pub fn write(dir: &Path, stamp: &str, report: &Report<'_>) -> std::io::Result<(P
             csv_field(&r.reason)
         ));
     }
+    Ok((json, csv))
+}
+
+/// The CSV's first line.
+pub const CSV_HEADER: &str = "school_id,record_id,state,batch_id,reason";
+
+/// Writes the rendered `json` and `csv` as `<dir>/reconcile-<quarter>-<stamp>.json` and
+/// `.csv`; returns both paths.
+pub fn write(
+    dir: &Path,
+    quarter: &str,
+    stamp: &str,
+    json: &str,
+    csv: &str,
+) -> std::io::Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir)?;
+    let base = dir.join(format!("reconcile-{quarter}-{stamp}"));
+    let json_path = base.with_extension("json");
+    let csv_path = base.with_extension("csv");
+    std::fs::write(&json_path, json)?;
     std::fs::write(&csv_path, csv)?;
     Ok((json_path, csv_path))
 }
+
+/// How a summary names a report kept only in the store: `db:<quarter>/<stamp>`.
+pub fn db_reference(quarter: &str, stamp: &str) -> String {
+    format!("{DB_PREFIX}{quarter}/{stamp}")
+}
+
+/// The quarter and stamp of a [`db_reference`]; `None` for a file path.
+pub fn parse_db_reference(reference: &str) -> Option<(&str, &str)> {
+    reference.strip_prefix(DB_PREFIX)?.split_once('/')
+}
+
+const DB_PREFIX: &str = "db:";
 
 /// RFC 4180 quoting for ids that may contain commas or quotes.
 fn csv_field(value: &str) -> String {
@@ -294,8 +325,16 @@ mod tests {
             records: &records,
             discrepancies: &[],
         };
-        let (json, csv) = write(dir.path(), "1", &report).unwrap();
+        let (json_text, csv_text) = render(&report).unwrap();
+        let (json, csv) = write(dir.path(), "2026-Q4", "1", &json_text, &csv_text).unwrap();
+        assert!(
+            json.ends_with("reconcile-2026-Q4-1.json"),
+            "{}",
+            json.display()
+        );
         let csv = std::fs::read_to_string(csv).unwrap();
+        assert_eq!(csv, csv_text);
+        assert_eq!(std::fs::read_to_string(&json).unwrap(), json_text);
         let lines: Vec<_> = csv.lines().collect();
         assert_eq!(lines[0], "school_id,record_id,state,batch_id,reason");
         assert_eq!(
@@ -308,6 +347,17 @@ mod tests {
         assert_eq!(json["verdict"], "incomplete");
         assert_eq!(json["records"][0]["state"], "rejected");
         assert_eq!(json["records"][0]["batch_id"], batch.to_string());
+    }
+
+    #[test]
+    fn a_stored_report_is_named_by_quarter_and_stamp() {
+        let reference = db_reference("2026-Q4", "1700000000123");
+        assert_eq!(reference, "db:2026-Q4/1700000000123");
+        assert_eq!(
+            parse_db_reference(&reference),
+            Some(("2026-Q4", "1700000000123"))
+        );
+        assert_eq!(parse_db_reference("reports/reconcile-2026-Q4-1.json"), None);
     }
 
     #[test]

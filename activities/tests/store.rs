@@ -1,8 +1,9 @@
 //! The grades store against real SQLite files: import, batching, resume, the conditional
-//! outcome transitions, dead letters, rate slots and counts.
+//! outcome transitions, dead letters, rate slots, counts and reports.
 
 use gradesync_activities::store::{
-    BatchLimits, ImportReport, Now, RateSlot, SlotReach, Split, Store, StoreError, scratch,
+    BatchLimits, ImportReport, Now, RateSlot, SlotReach, Split, Store, StoreError, StoredReport,
+    scratch,
 };
 use gradesync_govapi::Quarter;
 use gradesync_govapi::contract::{MAX_BODY_BYTES, encode_batch, record_sha256};
@@ -1831,6 +1832,116 @@ async fn webhook_failures_are_kept_per_quarter_and_cut_short() {
     );
     assert!(failures[1].error.ends_with('…'));
     assert_eq!(store.webhook_failures(&q4).await.unwrap().len(), 1);
+}
+
+fn stored_report(quarter: &Quarter, stamp: &str, verdict: &str, at: i64) -> StoredReport {
+    StoredReport {
+        quarter: *quarter,
+        stamp: stamp.to_string(),
+        workflow_id: format!("wf-{stamp}"),
+        verdict: verdict.to_string(),
+        generated_at: at,
+        json: format!("{{\n  \"stamp\": \"{stamp}\"\n}}"),
+        csv: format!("school_id,record_id,state,batch_id,reason\ns1,r-{stamp},dead,,503\n"),
+    }
+}
+
+#[tokio::test]
+async fn a_report_saved_again_under_its_stamp_replaces_the_first_copy() {
+    let store = scratch_store().await;
+    assert!(store.latest_report(&q()).await.unwrap().is_none());
+    assert!(store.reports(&q()).await.unwrap().is_empty());
+    let first = stored_report(&q(), "1000", "incomplete", 1_000);
+    store.save_report(&first).await.unwrap();
+    // Reconcile retried by Temporal: the same round's report again, built a bit later.
+    let retried = StoredReport {
+        generated_at: 1_005,
+        verdict: "complete".into(),
+        json: "{\"retried\": true}".into(),
+        ..first.clone()
+    };
+    store.save_report(&retried).await.unwrap();
+    let listed = store.reports(&q()).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].stamp.as_str(), listed[0].verdict.as_str()),
+        ("1000", "complete")
+    );
+    assert_eq!(store.latest_report(&q()).await.unwrap(), Some(retried));
+    assert!(matches!(
+        store
+            .save_report(&stored_report(&q(), "1001", "discrepancies", 1))
+            .await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        store
+            .save_report(&stored_report(&q(), "", "complete", 1))
+            .await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    assert_eq!(store.reports(&q()).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_latest_report_is_the_newest_built_then_the_highest_stamp() {
+    let store = scratch_store().await;
+    let q4: Quarter = "2026-Q4".parse().unwrap();
+    // A repair round's report, then the final one; another quarter's newer one beside.
+    for r in [
+        stored_report(&q(), "2000", "complete", 2_000),
+        stored_report(&q(), "1000", "incomplete", 1_000),
+        stored_report(&q(), "1999", "needs_correction", 2_000),
+        stored_report(&q4, "9000", "incomplete", 9_000),
+    ] {
+        store.save_report(&r).await.unwrap();
+    }
+    let latest = store.latest_report(&q()).await.unwrap().unwrap();
+    assert_eq!(
+        (latest.stamp.as_str(), latest.verdict.as_str()),
+        ("2000", "complete")
+    );
+    let stamps: Vec<_> = store
+        .reports(&q())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.stamp, r.generated_at, r.workflow_id))
+        .collect();
+    assert_eq!(
+        stamps,
+        [
+            ("1000".to_string(), 1_000, "wf-1000".to_string()),
+            ("1999".to_string(), 2_000, "wf-1999".to_string()),
+            ("2000".to_string(), 2_000, "wf-2000".to_string()),
+        ]
+    );
+    let older = store.report(&q(), "1000").await.unwrap().unwrap();
+    assert_eq!(older.verdict, "incomplete");
+    assert!(store.report(&q(), "9000").await.unwrap().is_none());
+    assert_eq!(store.reports(&q4).await.unwrap().len(), 1);
+}
+
+/// Another host opening the same database reads the report byte for byte, whatever its
+/// text holds (quotes, commas, CRLF, non-ASCII, a large body).
+#[tokio::test]
+async fn a_report_reads_back_byte_for_byte_from_another_connection() {
+    let (dir, store) = temp_store().await;
+    let mut report = stored_report(&q(), "1700000000123", "needs_correction", 1_700_000_000_123);
+    report.csv = "school_id,record_id,state,batch_id,reason\r\n\
+                  s1,\"r,1\",rejected,,\"grade: \"\"A+\"\" expected\"\r\n\
+                  école-7,r2,dead,,l'API répond 503 — réessayer\n"
+        .to_string();
+    report.json = format!(
+        "{{\n  \"records\": [{}]\n}}",
+        vec!["\"r\""; 50_000].join(", ")
+    );
+    store.save_report(&report).await.unwrap();
+    let elsewhere = Store::connect(&url(&dir).await).await.unwrap();
+    let read = elsewhere.latest_report(&q()).await.unwrap().unwrap();
+    assert_eq!(read.csv.as_bytes(), report.csv.as_bytes());
+    assert_eq!(read.json.as_bytes(), report.json.as_bytes());
+    assert_eq!(read, report);
 }
 
 #[tokio::test]

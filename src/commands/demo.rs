@@ -152,7 +152,7 @@ pub async fn run(a: DemoArgs) -> CliResult {
         output: OutputArgs {
             alert_webhook_url: None,
             compliance_webhook_url: None,
-            report_dir: a.dir.join("reports"),
+            report_dir: Some(a.dir.join("reports")),
         },
     };
     let client = crate::temporal::connect(&temporal).await?;

@@ -4,5 +4,6 @@ pub mod check;
 pub mod demo;
 pub mod dlq;
 pub mod import;
+pub mod report;
 pub mod schedule;
 pub mod sync;

@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use gradesync_activities::model::{
     Policy, Progress, SyncInput, SyncSummary, Verdict, quarter_workflow_id,
 };
+use gradesync_activities::report::parse_db_reference;
 use gradesync_govapi::Quarter;
 use gradesync_workflows::QuarterlySync;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -121,18 +122,46 @@ async fn start_command(args: StartArgs) -> CliResult {
 /// Exit 0 only for a complete quarter; otherwise 4, naming the verdict and the report
 /// that lists every record not at the API.
 pub fn verdict_result(summary: &SyncSummary) -> CliResult {
-    match summary.verdict {
+    verdict_exit(
+        &summary.quarter,
+        summary.verdict,
+        &report_csv_text(&summary.quarter, &summary.reconcile.report_csv),
+    )
+}
+
+/// The exit of a command that reports a quarter's verdict: 0 for `complete`, else 4 with
+/// what to do and where the records not at the API are listed (`listed`).
+pub fn verdict_exit(quarter: &str, verdict: Verdict, listed: &str) -> CliResult {
+    match verdict {
         Verdict::Complete => Ok(()),
         verdict => Err(CliError::Attention(format!(
-            "quarter {} is {verdict}: {}; every record not at the API is listed in {}",
-            summary.quarter,
+            "quarter {quarter} is {verdict}: {}; every record not at the API is listed {listed}",
             verdict_hint(verdict),
-            summary.reconcile.report_csv
         ))),
     }
 }
 
-fn verdict_hint(verdict: Verdict) -> &'static str {
+/// Where a run's CSV is: its file, or the command that exports it from the database.
+fn report_csv_text(quarter: &str, reference: &str) -> String {
+    match parse_db_reference(reference) {
+        Some(_) => format!("by `gradesync report export --quarter {quarter} --format csv`"),
+        None => format!("in {reference}"),
+    }
+}
+
+/// Where a run's report is, for a summary line: its files, or the command that shows it.
+fn report_text(quarter: &str, json: &str, csv: &str) -> String {
+    match parse_db_reference(json) {
+        Some((_, stamp)) => format!(
+            "{stamp} in the grades database; read it with `gradesync report show --quarter \
+             {quarter}` or `gradesync report export --quarter {quarter} --format json|csv`"
+        ),
+        None if csv.is_empty() => json.to_string(),
+        None => format!("{json} and {csv}"),
+    }
+}
+
+pub fn verdict_hint(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Complete => "every valid grade is confirmed at the API",
         Verdict::NeedsCorrection => {
@@ -254,7 +283,10 @@ pub fn print_summary(s: &SyncSummary) {
             r.webhook_failures
         );
     }
-    println!("  report: {} and {}", r.report_json, r.report_csv);
+    println!(
+        "  report: {}",
+        report_text(&s.quarter, &r.report_json, &r.report_csv)
+    );
 }
 
 async fn status_command(args: StatusArgs) -> CliResult {
@@ -301,10 +333,13 @@ async fn status_command(args: StatusArgs) -> CliResult {
             "running" => "running".to_string(),
             status => format!("verdict {status}"),
         };
+        let report = match run.report_path.as_deref() {
+            Some(path) => report_text(&q.to_string(), path, ""),
+            None => "-".to_string(),
+        };
         println!(
-            "last run: {verdict} (workflow {}), report {}",
-            run.workflow_id,
-            run.report_path.as_deref().unwrap_or("-")
+            "last run: {verdict} (workflow {}), report {report}",
+            run.workflow_id
         );
     }
     let failures = store

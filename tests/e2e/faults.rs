@@ -945,6 +945,27 @@ async fn canary_records_never_leave_the_store_and_the_api() {
         hits.extend(canary_hits(&path.display().to_string(), &text));
         scanned.push(format!("report {}", path.display()));
     }
+    // Every report the store keeps, JSON and CSV, of every round.
+    let stored_reports = app.store.reports(&quarter()).await.unwrap();
+    assert!(
+        !stored_reports.is_empty(),
+        "the store keeps the run's reports"
+    );
+    for info in stored_reports {
+        let stored = app
+            .store
+            .report(&quarter(), &info.stamp)
+            .await
+            .unwrap()
+            .unwrap();
+        for (kind, text) in [("json", &stored.json), ("csv", &stored.csv)] {
+            hits.extend(canary_hits(
+                &format!("stored report {} ({kind})", info.stamp),
+                text,
+            ));
+        }
+        scanned.push(format!("stored report {}", info.stamp));
+    }
     // Sanity: the canaries did go all the way.
     for id in [
         "rec-school-001-0000005",

@@ -196,7 +196,7 @@ impl TestApp {
             output: OutputArgs {
                 alert_webhook_url: Some(alerts.url.clone()),
                 compliance_webhook_url: Some(compliance.url.clone()),
-                report_dir: dir.path().join("reports"),
+                report_dir: Some(dir.path().join("reports")),
             },
         };
         let client = gradesync::temporal::connect(&temporal).await.unwrap();
@@ -210,6 +210,13 @@ impl TestApp {
             compliance,
             workers: None,
         }
+    }
+
+    /// No report directory: reports are kept in the store only, as on a worker started
+    /// without `GRADESYNC_REPORT_DIR`. Call before starting a worker.
+    pub fn without_report_files(mut self) -> Self {
+        self.worker_args.output.report_dir = None;
+        self
     }
 
     pub async fn with_worker(mut self) -> Self {
@@ -264,10 +271,13 @@ impl TestApp {
                 "GRADESYNC_HTTP_TIMEOUT_SECS",
                 a.gov.http_timeout_secs.to_string(),
             )
-            .env("GRADESYNC_REPORT_DIR", &a.output.report_dir)
             .env("GRADESYNC_ALERT_WEBHOOK_URL", &self.alerts.url)
             .env("GRADESYNC_COMPLIANCE_WEBHOOK_URL", &self.compliance.url)
             .stdin(std::process::Stdio::null());
+        match &a.output.report_dir {
+            Some(dir) => cmd.env("GRADESYNC_REPORT_DIR", dir),
+            None => cmd.env_remove("GRADESYNC_REPORT_DIR"),
+        };
         cmd
     }
 
@@ -394,6 +404,7 @@ impl TestApp {
         self.sim.ledger().await
     }
 
+    /// Where the worker writes report files (none written without a report directory).
     pub fn report_dir(&self) -> PathBuf {
         self.dir.path().join("reports")
     }

@@ -1,5 +1,5 @@
-//! End-to-end tests: real workflows on a real Temporal dev server, a real SQLite store and
-//! the government API simulator over loopback. Each test asserts what the API's ledger and
+//! End-to-end tests: real workflows on a real Temporal dev server, a real store (SQLite, or
+//! PostgreSQL in the second pass of `scripts/test.sh`) and the government API simulator over loopback. Each test asserts what the API's ledger and
 //! the store say, never what the code intended.
 
 mod cli;
@@ -10,6 +10,7 @@ mod helpers;
 mod history;
 mod plan;
 mod postgres;
+mod report;
 mod sync;
 mod temporal_tls;
 mod verdict;

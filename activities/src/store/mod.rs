@@ -1,11 +1,11 @@
 //! The grades store: the local database that holds every grade record of every quarter,
-//! the batches they are sent in, failed batches, quarterly runs and the shared rate-limit
-//! slots. It is the system of record for what was sent, what the API confirmed and what
-//! must go again, so every state change is one conditional SQL transaction that is safe to
-//! run twice (Temporal retries activities). Two backends run the same SQL through sqlx's
-//! `Any` driver: SQLite, embedded, for the demo and small networks, and PostgreSQL for
-//! workers on many hosts. Where they differ (how a writer takes the lock, whose clock the
-//! rate gate reads) [`Backend`] says which.
+//! the batches they are sent in, failed batches, quarterly runs and their reports, and the
+//! shared rate-limit slots. It is the system of record for what was sent, what the API
+//! confirmed and what must go again, so every state change is one conditional SQL
+//! transaction that is safe to run twice (Temporal retries activities). Two backends run
+//! the same SQL through sqlx's `Any` driver: SQLite, embedded, for the demo and small
+//! networks, and PostgreSQL for workers on many hosts. Where they differ (how a writer
+//! takes the lock, whose clock the rate gate reads) [`Backend`] says which.
 
 mod batches;
 mod checked_pages;
@@ -16,6 +16,7 @@ mod model;
 mod outcomes;
 pub mod plan;
 mod queries;
+mod reports;
 mod runs;
 pub mod scratch;
 mod split;
@@ -29,8 +30,8 @@ pub use checked_pages::{CheckedPage, OPEN_END};
 pub use error::StoreError;
 pub use model::{
     BadLine, BatchBody, BatchLimits, Claim, DeadLetter, ImportReport, MAX_REPORTED_BAD_LINES, Now,
-    PreparedBatch, PreparedChunk, QuarterRun, RateSlot, Rejection, SchoolCounts, SchoolStatus,
-    SlotReach, UnsentRecord, UnsentState, WebhookFailure,
+    PreparedBatch, PreparedChunk, QuarterRun, RateSlot, Rejection, ReportInfo, SchoolCounts,
+    SchoolStatus, SlotReach, StoredReport, UnsentRecord, UnsentState, WebhookFailure,
 };
 pub use split::Split;
 

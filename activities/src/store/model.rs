@@ -172,6 +172,36 @@ pub struct WebhookFailure {
     pub created_at: i64,
 }
 
+/// One of Reconcile's reports, whole: what `report export` writes out byte for byte.
+/// Like the report itself it holds ids, counts and reasons, never record content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReport {
+    pub quarter: Quarter,
+    /// The report's name within its quarter (the ms of its Reconcile round).
+    pub stamp: String,
+    /// The run that built it.
+    pub workflow_id: String,
+    /// complete | incomplete | needs_correction.
+    pub verdict: String,
+    /// When it was built, Unix milliseconds.
+    pub generated_at: i64,
+    /// The JSON document, as built.
+    pub json: String,
+    /// The CSV of every record not confirmed at the API, as built.
+    pub csv: String,
+}
+
+/// A stored report without its JSON and CSV, for listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportInfo {
+    pub quarter: Quarter,
+    pub stamp: String,
+    pub workflow_id: String,
+    pub verdict: String,
+    /// Unix milliseconds.
+    pub generated_at: i64,
+}
+
 /// The answer to a rate-slot claim (Unix ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateSlot {
