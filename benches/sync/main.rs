@@ -25,7 +25,7 @@ use gradesync_activities::gov::{
     Credentials, GovClient, GovClientConfig, NoGate, Secret, SendOutcome,
 };
 use gradesync_activities::model::Policy;
-use gradesync_activities::store::{BatchLimits, Store};
+use gradesync_activities::store::{BatchLimits, Store, scratch};
 use gradesync_govapi::Quarter;
 use gradesync_govapi::sim::{self, ArrivalKind, Faults, Ledger, SimConfig, SimHandle, TightSpan};
 use gradesync_workflows::QuarterlySync;
@@ -136,8 +136,15 @@ async fn main() -> Result<()> {
     if args.list {
         for s in all.iter().chain([&scenario::smoke()]) {
             println!(
-                "{:22} {:>9} records  {:>4} ms latency  503 p={:.2}  {:?}, {}/s",
-                s.name, s.records, s.latency_ms, s.p_503, s.engine, s.rate
+                "{:24} {:>9} records  {:>4} ms latency  503 p={:.2}  {:?}, {}/s, {} worker(s) on {}",
+                s.name,
+                s.records,
+                s.latency_ms,
+                s.p_503,
+                s.engine,
+                s.rate,
+                s.workers,
+                if s.postgres { "PostgreSQL" } else { "SQLite" }
             );
         }
         return Ok(());
@@ -229,10 +236,29 @@ impl Temporal {
     }
 }
 
-/// A fresh SQLite store under `out` holding the scenario's records, generated from a seed
-/// school by school (no 8 GB intermediate file for 1M records).
+/// A fresh store holding the scenario's records, generated from a seed school by school
+/// (no 8 GB intermediate file for 1M records): a SQLite file under `dir`, or a new
+/// database on the benchmark's PostgreSQL server.
 async fn load_store(s: &Scenario, dir: &Path) -> Result<(Store, String)> {
-    let url = format!("sqlite://{}", dir.join("grades.db").display());
+    let url = if s.postgres {
+        let admin = scratch::test_server().with_context(|| {
+            format!(
+                "scenario {} needs PostgreSQL: run it through scripts/bench.sh, which starts \
+                 one, or set {} to a server's admin URL",
+                s.name,
+                scratch::TEST_POSTGRES_URL
+            )
+        })?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let name = format!("bench_{}_{stamp}", s.name.replace('-', "_"));
+        scratch::database(&admin, &name)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+    } else {
+        format!("sqlite://{}", dir.join("grades.db").display())
+    };
     let store = Store::connect_for_bulk(&url)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -324,6 +350,10 @@ async fn run_temporal(s: &Scenario, temporal: &Temporal, out: &Path) -> Result<R
             .context("cannot start `gradesync worker`")
     };
     let mut worker = spawn_worker(1)?;
+    // The other hosts of a production deployment: more workers on the same store.
+    let mut others = (2..=s.workers)
+        .map(|n| spawn_worker(n + 10))
+        .collect::<Result<Vec<_>>>()?;
     let pid = worker.id();
     let (result, stall) = match s.kill_after_batches {
         None if s.outage.is_some() => {
@@ -344,8 +374,10 @@ async fn run_temporal(s: &Scenario, temporal: &Temporal, out: &Path) -> Result<R
         proc_stats::memory_mb(pid).map(|m| m.0),
         proc_stats::cpu_time(pid),
     );
-    let _ = worker.kill();
-    let _ = worker.wait();
+    for w in others.iter_mut().chain([&mut worker]) {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
     let elapsed = result?;
     let ledger = sim.ledger().await;
     let id = workflow_id(&queue);

@@ -31,6 +31,11 @@ pub struct Scenario {
     /// `(after, ms)`: the API answers every request 503 for `ms` once it has committed
     /// `after` batches; nobody acts, the run's redrive waves must bring the quarter home.
     pub outage: Option<(u64, u64)>,
+    /// The store: the embedded SQLite file, or a database on the PostgreSQL server that
+    /// `scripts/bench.sh` starts (`GRADESYNC_TEST_POSTGRES_URL`).
+    pub postgres: bool,
+    /// `gradesync worker` processes sharing the store and the API budget.
+    pub workers: u32,
 }
 
 impl Scenario {
@@ -58,6 +63,8 @@ const fn sync(
         record_bytes: 8_000,
         kill_after_batches: None,
         outage: None,
+        postgres: false,
+        workers: 1,
     }
 }
 
@@ -90,12 +97,24 @@ pub fn all() -> Vec<Scenario> {
             ..sync("seed-10k-1s", 10_000, 10, 1_000, 0.0)
         },
         sync("sync-100k-200ms", 100_000, 50, 200, 0.0),
+        // Production's shape: three workers on one PostgreSQL store, one budget between
+        // them, cut on the database server's clock.
+        Scenario {
+            postgres: true,
+            workers: 3,
+            ..sync("sync-100k-200ms-pg-3w", 100_000, 50, 200, 0.0)
+        },
         sync("sync-100k-1s", 100_000, 50, 1_000, 0.0),
         sync("sync-100k-200ms-503", 100_000, 50, 200, 0.10),
         sync("sync-100k-1s-503", 100_000, 50, 1_000, 0.10),
         Scenario {
             engine: Engine::PrepOnly,
             ..sync("prep-1m", 1_000_000, 200, 0, 0.0)
+        },
+        Scenario {
+            engine: Engine::PrepOnly,
+            postgres: true,
+            ..sync("prep-1m-pg", 1_000_000, 200, 0, 0.0)
         },
         Scenario {
             rate: 20,

@@ -1,6 +1,7 @@
-//! End-to-end tests: real workflows on a real Temporal dev server, a real store (SQLite, or
-//! PostgreSQL in the second pass of `scripts/test.sh`) and the government API simulator over loopback. Each test asserts what the API's ledger and
-//! the store say, never what the code intended.
+//! End-to-end tests: real workflows on a real Temporal dev server, a real store (SQLite,
+//! or PostgreSQL in the second pass of `scripts/test.sh`) and the government API simulator
+//! over loopback. Each test asserts what the API's ledger and the store say, never what
+//! the code intended.
 
 mod cli;
 mod durability;
