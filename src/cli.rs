@@ -23,7 +23,13 @@ pub struct Cli {
 pub struct WorkerFaults {
     /// Run as if this host's clock were this many ms off (negative: behind). The rate
     /// budget must hold anyway: it is cut on the database server's clock.
-    #[arg(long, hide = true, env = "GRADESYNC_FAULT_CLOCK_SKEW_MS", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        hide = true,
+        env = "GRADESYNC_FAULT_CLOCK_SKEW_MS",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub fault_clock_skew_ms: i64,
 }
 

@@ -17,7 +17,10 @@ fn require_postgres(app: &TestApp) {
          to a server's admin URL"
     );
     assert!(
-        app.worker_args.store.database_url.starts_with("postgres://"),
+        app.worker_args
+            .store
+            .database_url
+            .starts_with("postgres://"),
         "the test store is not on PostgreSQL: {}",
         app.worker_args.store.database_url
     );
