@@ -313,6 +313,20 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The flags of an mTLS connection through the proxy's client-certificate port.
+fn mtls_args<'a>(proxy: &'a TlsProxy, ca: &'a Path, cert: &'a Path, key: &'a Path) -> [&'a str; 8] {
+    [
+        "--temporal-address",
+        &proxy.mtls,
+        "--temporal-tls-ca-cert",
+        path(ca),
+        "--temporal-tls-cert",
+        path(cert),
+        "--temporal-tls-key",
+        path(key),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temporal_tls_mtls_with_ca_cert_and_key_checks_ok() {
     let proxy = TlsProxy::start().await;
@@ -320,16 +334,7 @@ async fn temporal_tls_mtls_with_ca_cert_and_key_checks_ok() {
     let c = &proxy.certs;
     let out = check(
         &app,
-        &[
-            "--temporal-address",
-            &proxy.mtls,
-            "--temporal-tls-ca-cert",
-            path(&c.ca),
-            "--temporal-tls-cert",
-            path(&c.client),
-            "--temporal-tls-key",
-            path(&c.client_key),
-        ],
+        &mtls_args(&proxy, &c.ca, &c.client, &c.client_key),
         &[],
     );
     let text = stdout(&out);
@@ -412,16 +417,7 @@ async fn temporal_tls_wrong_ca_is_one_line_naming_the_ca_file() {
     let c = &proxy.certs;
     let out = check(
         &app,
-        &[
-            "--temporal-address",
-            &proxy.mtls,
-            "--temporal-tls-ca-cert",
-            path(&c.other_ca),
-            "--temporal-tls-cert",
-            path(&c.client),
-            "--temporal-tls-key",
-            path(&c.client_key),
-        ],
+        &mtls_args(&proxy, &c.other_ca, &c.client, &c.client_key),
         &[],
     );
     assert_eq!(out.status.code(), Some(2));
