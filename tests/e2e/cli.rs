@@ -103,6 +103,23 @@ fn unreachable_database_is_reported_in_one_line() {
         "{}",
         stderr(&out)
     );
+    // A PostgreSQL server that is not there: at once, one line, the password blanked.
+    let out = gradesync(
+        &["sync", "status", "--quarter", "2026-Q4"],
+        &[(
+            "GRADESYNC_DATABASE_URL",
+            "postgres://gradesync:hunter2@127.0.0.1:1/grades",
+        )],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("postgres://gradesync:***@127.0.0.1:1/grades")
+            && err.contains("GRADESYNC_DATABASE_URL")
+            && !err.contains("hunter2"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
