@@ -47,6 +47,10 @@ pub struct DemoArgs {
     /// Keep the dev server (and its Web UI) running after the sync until Ctrl-C.
     #[arg(long)]
     pub keep_ui: bool,
+    /// Grades database for the demo (e.g. an empty PostgreSQL database); unset: a fresh
+    /// SQLite file in --dir. A database that already holds the quarter is refused.
+    #[arg(long, env = "GRADESYNC_DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Temporal address to use if a server answers there; otherwise one is started.
     #[arg(long, env = "TEMPORAL_ADDRESS", default_value = "127.0.0.1:7233")]
     pub temporal_address: String,
@@ -83,10 +87,19 @@ pub async fn run(a: DemoArgs) -> CliResult {
         addr
     };
 
-    let db = a.dir.join("demo.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    let database_url = match &a.database_url {
+        Some(url) => {
+            refuse_a_used_quarter(url, &quarter).await?;
+            url.clone()
+        }
+        None => {
+            let db = a.dir.join("demo.db");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+            format!("sqlite://{}", db.display())
+        }
+    };
     let data = a.dir.join(format!("grades-{quarter}.jsonl"));
     let spec = DataSpec {
         quarter: quarter.to_string(),
@@ -106,9 +119,7 @@ pub async fn run(a: DemoArgs) -> CliResult {
         bytes as f64 / 1e6,
         data.display()
     );
-    let store_args = StoreArgs {
-        database_url: format!("sqlite://{}", db.display()),
-    };
+    let store_args = StoreArgs { database_url };
     crate::commands::import::run(crate::commands::import::ImportArgs {
         file: data.clone(),
         max_errors_shown: 10,
@@ -204,4 +215,30 @@ pub async fn run(a: DemoArgs) -> CliResult {
         )));
     }
     crate::commands::sync::verdict_result(&summary)
+}
+
+/// The demo syncs a quarter it generates against a fresh simulator: in a database that
+/// already holds that quarter (a production store, an earlier demo) its verdict would
+/// mean nothing, and it would add runs and reports to real ones.
+async fn refuse_a_used_quarter(url: &str, quarter: &Quarter) -> Result<(), CliError> {
+    let store = crate::worker::open_store(&StoreArgs {
+        database_url: url.to_string(),
+    })
+    .await?;
+    let held: u64 = store
+        .status_counts(quarter)
+        .await
+        .map_err(|e| CliError::Unreachable(e.to_string()))?
+        .iter()
+        .map(|c| c.pending + c.batched + c.synced + c.rejected + c.dead)
+        .sum();
+    if held > 0 || store.run(quarter).await.ok().flatten().is_some() {
+        return Err(CliError::Usage(format!(
+            "the database at {} already holds quarter {quarter}; the demo needs one that does \
+             not: pass an empty database with --database-url, another --quarter, or unset \
+             GRADESYNC_DATABASE_URL for a fresh SQLite file",
+            store.location()
+        )));
+    }
+    Ok(())
 }
