@@ -69,6 +69,21 @@ pub async fn run(a: DemoArgs) -> CliResult {
     std::fs::create_dir_all(&a.dir)
         .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", a.dir.display())))?;
 
+    // The store first: a refused database must not cost a dev server's start.
+    let database_url = match &a.database_url {
+        Some(url) => {
+            refuse_a_used_quarter(url, &quarter).await?;
+            url.clone()
+        }
+        None => {
+            let db = a.dir.join("demo.db");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+            format!("sqlite://{}", db.display())
+        }
+    };
+
     let mut server = None;
     let address = if devserver::answers(&a.temporal_address).await {
         println!("using the Temporal server at {}", a.temporal_address);
@@ -87,19 +102,6 @@ pub async fn run(a: DemoArgs) -> CliResult {
         addr
     };
 
-    let database_url = match &a.database_url {
-        Some(url) => {
-            refuse_a_used_quarter(url, &quarter).await?;
-            url.clone()
-        }
-        None => {
-            let db = a.dir.join("demo.db");
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-            }
-            format!("sqlite://{}", db.display())
-        }
-    };
     let data = a.dir.join(format!("grades-{quarter}.jsonl"));
     let spec = DataSpec {
         quarter: quarter.to_string(),

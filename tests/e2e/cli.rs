@@ -199,3 +199,30 @@ async fn status_of_an_unknown_quarter_says_what_to_do() {
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     app.stop().await;
 }
+
+/// The demo syncs data it generates against a fresh simulator: pointed at a database that
+/// already holds the quarter (a production store), it refuses before touching anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_refuses_a_database_that_already_holds_the_quarter() {
+    let app = TestApp::spawn_without_worker("demo-refuse", Faults::default()).await;
+    app.seed_grades(1, 3).await;
+    let q = crate::helpers::quarter().to_string();
+    let url = app.worker_args.store.database_url.clone();
+    let dir = app.dir.path().join("demo");
+    let out = gradesync(
+        &["demo", "--quarter", &q, "--dir", dir.to_str().unwrap()],
+        &[("GRADESYNC_DATABASE_URL", &url)],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(&format!("already holds quarter {q}")), "{err}");
+    // Nothing generated, and the quarter's records are as they were.
+    assert!(!dir.join(format!("grades-{q}.jsonl")).exists());
+    let counts = app
+        .store
+        .status_counts(&crate::helpers::quarter())
+        .await
+        .unwrap();
+    assert_eq!(counts.iter().map(|c| c.pending).sum::<u64>(), 3);
+}
