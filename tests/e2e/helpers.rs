@@ -446,8 +446,9 @@ pub fn assert_ledger_clean(ledger: &Ledger) {
     );
     assert!(
         ledger.max_requests_in_window <= 2,
-        "rate window exceeded: {} requests in 1 s",
-        ledger.max_requests_in_window
+        "rate window exceeded: {} requests in 1 s (tightest span of 3 arrivals: {:?} ms)",
+        ledger.max_requests_in_window,
+        ledger.tightest_span_ms
     );
     assert_eq!(
         ledger.status_counts.get(&429).copied().unwrap_or(0),
