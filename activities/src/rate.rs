@@ -220,7 +220,6 @@ impl RateGate for StoreRateGate {
                     .claim_rate_slot(LIMIT, self.capacity, self.window_ms, Now::Store, reach)
                     .await;
                 self.observe_claim(asked.elapsed());
-                let claim = claim.map(|c| c.slot);
                 match claim {
                     Ok(RateSlot::Granted(slot)) => {
                         self.sleep_until_ms(slot).await;

@@ -695,7 +695,6 @@ async fn claim(
     match store
         .claim_rate_slot(name, capacity, window, Now::At(now), AHEAD)
         .await?
-        .slot
     {
         RateSlot::Granted(slot) => Ok(slot),
         RateSlot::NotYet(at) => panic!("an unbounded claim was refused until {at}"),
@@ -788,7 +787,6 @@ async fn a_rate_slot_is_taken_only_when_due() {
                 .claim_rate_slot("gov", 2, 100, Now::At(now), reach)
                 .await
                 .unwrap()
-                .slot
         }
     };
     assert_eq!(due(0, 0).await, RateSlot::Granted(0));
@@ -814,8 +812,7 @@ async fn a_rate_slot_is_taken_only_when_due() {
         store
             .claim_rate_slot("gov", 2, 100, Now::At(240), ahead)
             .await
-            .unwrap()
-            .slot,
+            .unwrap(),
         RateSlot::Granted(286)
     );
 }

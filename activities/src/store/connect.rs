@@ -52,10 +52,11 @@ pub(super) async fn open(url: &str, cache_kib: u32) -> Result<Store, StoreError>
             if !in_memory {
                 create_parent_dir(sqlite.get_filename(), &location).await?;
             }
-            // SQLite's own URL for an in-memory database; a file's, made from the options.
-            let url = if in_memory {
-                url.replace(":memory:", "sqlite::memory:")
-                    .replace("sqlite:sqlite:", "sqlite:")
+            // An in-memory database keeps its own URL; a file's is made from the options.
+            let url = if url == ":memory:" {
+                "sqlite::memory:".to_string()
+            } else if in_memory {
+                url.to_string()
             } else {
                 sqlite.to_url_lossy().to_string()
             };

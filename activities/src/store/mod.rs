@@ -29,7 +29,7 @@ use sqlx::{Any, AnyPool, Transaction};
 pub use checked_pages::{CheckedPage, OPEN_END};
 pub use error::StoreError;
 pub use model::{
-    BadLine, BatchBody, BatchLimits, Claim, DeadLetter, ImportReport, MAX_REPORTED_BAD_LINES, Now,
+    BadLine, BatchBody, BatchLimits, DeadLetter, ImportReport, MAX_REPORTED_BAD_LINES, Now,
     PreparedBatch, PreparedChunk, QuarterRun, RateSlot, Rejection, ReportInfo, SchoolCounts,
     SchoolStatus, SlotReach, StoredReport, UnsentRecord, UnsentState, WebhookFailure,
 };

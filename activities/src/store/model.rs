@@ -212,13 +212,6 @@ pub enum RateSlot {
     NotYet(i64),
 }
 
-/// What a rate-slot claim got, and what time it was on the clock slots are cut on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Claim {
-    pub slot: RateSlot,
-    pub now_ms: i64,
-}
-
 /// The time a rate-slot call takes as "now".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Now {

@@ -5,7 +5,7 @@ use gradesync_govapi::Quarter;
 use sqlx::{Any, Transaction};
 
 use super::batches::parse_quarter;
-use super::model::{Claim, Now, QuarterRun, RateSlot, SlotReach};
+use super::model::{Now, QuarterRun, RateSlot, SlotReach};
 use super::{Backend, Store, StoreError, now_ms};
 
 /// How a run may end. `discrepancies` is the verdict of older builds, still accepted so a
@@ -126,8 +126,7 @@ impl Store {
     /// handed a start that passed while it waited. [`Now::Store`] reads the database
     /// server's clock on PostgreSQL, so workers on hosts whose clocks disagree still cut
     /// starts on one clock. `reach` says which slots the caller takes: one too far ahead is
-    /// left, and the answer is [`RateSlot::NotYet`] with the time to ask again. The claim
-    /// also says what time it was, on the clock the slots are cut on.
+    /// left, and the answer is [`RateSlot::NotYet`] with the time to ask again.
     pub async fn claim_rate_slot(
         &self,
         name: &str,
@@ -135,7 +134,7 @@ impl Store {
         window_ms: i64,
         now: Now,
         reach: SlotReach,
-    ) -> Result<Claim, StoreError> {
+    ) -> Result<RateSlot, StoreError> {
         if window_ms < 0 || capacity == 0 {
             return Err(StoreError::InvalidArgument(
                 "a rate limit needs at least one lane and a non-negative window".into(),
@@ -162,10 +161,7 @@ impl Store {
         };
         if slot - now_ms > reach.ahead_ms {
             tx.commit().await?;
-            return Ok(Claim {
-                slot: RateSlot::NotYet(slot),
-                now_ms,
-            });
+            return Ok(RateSlot::NotYet(slot));
         }
         sqlx::query("UPDATE rate_lanes SET free_at_ms = $1 WHERE name = $2 AND lane = $3")
             .bind(slot + window_ms)
@@ -174,10 +170,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Claim {
-            slot: RateSlot::Granted(slot),
-            now_ms,
-        })
+        Ok(RateSlot::Granted(slot))
     }
 
     /// Moves a granted start that passed before its request could leave (the claim's
