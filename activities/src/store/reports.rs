@@ -5,12 +5,11 @@
 
 use gradesync_govapi::Quarter;
 
+use crate::model::Verdict;
+
 use super::batches::parse_quarter;
 use super::model::{ReportInfo, StoredReport};
 use super::{Store, StoreError};
-
-/// The verdicts a report may carry (see `crate::model::Verdict`).
-const VERDICTS: [&str; 3] = ["complete", "incomplete", "needs_correction"];
 
 type InfoRow = (String, String, String, String, i64);
 type ReportRow = (String, String, String, String, i64, String, String);
@@ -19,10 +18,9 @@ impl Store {
     /// Keeps `report`. Saving a report under a quarter and stamp already stored replaces
     /// it, so a retried Reconcile neither fails nor leaves two copies.
     pub async fn save_report(&self, report: &StoredReport) -> Result<(), StoreError> {
-        if !VERDICTS.contains(&report.verdict.as_str()) {
+        if let Err(e) = report.verdict.parse::<Verdict>() {
             return Err(StoreError::InvalidArgument(format!(
-                "a report's verdict is one of {VERDICTS:?}, not `{}`",
-                report.verdict
+                "a report's verdict: {e}"
             )));
         }
         if report.stamp.is_empty() {
