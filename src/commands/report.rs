@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Args, Subcommand, ValueEnum};
-use gradesync_activities::model::Verdict;
+use gradesync_activities::model::{Counts, ReconcileSummary, Verdict};
 use gradesync_activities::store::{Store, StoredReport};
 use gradesync_govapi::Quarter;
 use serde_json::Value;
 
-use crate::commands::sync::{parse_quarter, verdict_exit};
+use crate::commands::sync::{parse_quarter, print_counts, verdict_exit};
 use crate::errors::{CliError, CliResult};
 use crate::settings::StoreArgs;
 
@@ -105,7 +105,19 @@ async fn show(a: ShowArgs) -> CliResult {
             report.stamp
         ))
     })?;
-    print_report(&report, &doc, &place, a.limit);
+    // Typed, so a renamed field fails here instead of printing 0.
+    let counts = serde_json::from_value::<(Counts, ReconcileSummary)>(serde_json::json!([
+        doc["counts"]["run"],
+        doc["counts"]["store"]
+    ]))
+    .map_err(|e| {
+        CliError::Other(anyhow::anyhow!(
+            "report {} of quarter {q} has counts this build cannot read: {e}; export it with \
+             `gradesync report export` to inspect it",
+            report.stamp
+        ))
+    })?;
+    print_report(&report, &doc, &counts, &place, a.limit);
     verdict_exit(
         &q.to_string(),
         verdict,
@@ -115,8 +127,13 @@ async fn show(a: ShowArgs) -> CliResult {
 
 /// The human view: the verdict, the counts, the records by state and the first `limit`
 /// records.
-fn print_report(report: &StoredReport, doc: &Value, place: &str, limit: usize) {
-    let n = |v: &Value| v.as_u64().unwrap_or(0);
+fn print_report(
+    report: &StoredReport,
+    doc: &Value,
+    counts: &(Counts, ReconcileSummary),
+    place: &str,
+    limit: usize,
+) {
     println!("quarter {}: {}", report.quarter, report.verdict);
     println!(
         "  report {} ({place}), built {} by workflow {}",
@@ -124,31 +141,11 @@ fn print_report(report: &StoredReport, doc: &Value, place: &str, limit: usize) {
         when(report.generated_at),
         report.workflow_id
     );
-    let run = &doc["counts"]["run"];
-    let r = &doc["counts"]["store"];
-    println!(
-        "  synced {} records in {} batches; rejected {}; dead-lettered {} ({} batches)",
-        n(&run["records_synced"]),
-        n(&run["batches_sent"]),
-        n(&run["records_rejected"]),
-        n(&run["records_dead"]),
-        n(&run["batches_dead"])
-    );
-    println!(
-        "  reconcile: {} synced in store, {} at the API, {} missing, {} mismatched, {} unexpected",
-        n(&r["synced_in_store"]),
-        n(&r["received_by_api"]),
-        n(&r["missing_at_api"]),
-        n(&r["hash_mismatches"]),
-        n(&r["unexpected_at_api"])
-    );
+    let (totals, r) = counts;
+    print_counts(totals, r);
     println!(
         "  not at the API: {} rejected, {} dead-lettered, {} not sent, {} unverified; {} repaired",
-        n(&r["rejected"]),
-        n(&r["dead_lettered"]),
-        n(&r["unsent"]),
-        n(&r["unverified"]),
-        n(&r["repaired"])
+        r.rejected, r.dead_lettered, r.unsent, r.unverified, r.repaired
     );
     if doc["listing_read"] == Value::Bool(false) {
         println!("  the API's listing could not be read: synced records are unverified");

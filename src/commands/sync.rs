@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use gradesync_activities::model::{
-    Policy, Progress, SyncInput, SyncSummary, Verdict, quarter_workflow_id,
+    Counts, Policy, Progress, ReconcileSummary, SyncInput, SyncSummary, Verdict,
+    quarter_workflow_id,
 };
 use gradesync_activities::report::parse_db_reference;
 use gradesync_govapi::Quarter;
@@ -251,10 +252,9 @@ fn show(bar: &ProgressBar, p: &Progress) {
     bar.set_message(eta_text::bar_message(p));
 }
 
-pub fn print_summary(s: &SyncSummary) {
-    let t = &s.totals;
-    let r = &s.reconcile;
-    println!("quarter {}: {}", s.quarter, s.verdict);
+/// The run's totals and Reconcile's comparison, as `sync start --wait` and `report show`
+/// print them.
+pub fn print_counts(t: &Counts, r: &ReconcileSummary) {
     println!(
         "  synced {} records in {} batches; rejected {}; dead-lettered {} ({} batches); {} retries, {} throttled waits",
         t.records_synced,
@@ -273,6 +273,13 @@ pub fn print_summary(s: &SyncSummary) {
         r.hash_mismatches,
         r.unexpected_at_api
     );
+}
+
+pub fn print_summary(s: &SyncSummary) {
+    let t = &s.totals;
+    let r = &s.reconcile;
+    println!("quarter {}: {}", s.quarter, s.verdict);
+    print_counts(t, r);
     println!(
         "  not at the API: {} rejected, {} dead-lettered, {} not sent, {} unverified; {} redrive waves",
         r.rejected, r.dead_lettered, r.unsent, r.unverified, s.redrives
