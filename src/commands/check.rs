@@ -33,7 +33,7 @@ pub async fn run(args: CheckArgs) -> CliResult {
     }
     let store = match crate::worker::open_store(&args.store).await {
         Ok(store) => {
-            println!("store     ok  {}", redact_url(&args.store.database_url));
+            println!("store     ok  {}", store.location());
             Some(store)
         }
         Err(e) => {
@@ -132,16 +132,5 @@ fn gov_error(e: GovError) -> CliError {
         }
         e if e.is_retryable() => CliError::Unreachable(e.to_string()),
         e => CliError::Other(e.into()),
-    }
-}
-
-/// A PostgreSQL URL may carry a password; show the URL without it.
-fn redact_url(url: &str) -> String {
-    match temporalio_client::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
     }
 }
