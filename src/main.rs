@@ -1,6 +1,8 @@
 //! `gradesync`: parses the command line, sets up logging and maps failures to exit codes
 //! (2 usage, 3 unreachable service, 4 needs attention, 1 anything else).
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use gradesync::cli::{Cli, Command};
 use gradesync::commands::{check, demo, dlq, import, report, schedule, sync};
@@ -16,11 +18,16 @@ fn init_logging(format: &str, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRADESYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour codes only for a person at a terminal: a redirected worker's log file, a
+    // container's log stream or a CI log gets plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     if format == "json" {
-        builder.json().init();
+        // The current span (an activity's ids, see log_span) on every line; not the list.
+        builder.json().with_span_list(false).init();
     } else {
         builder.init();
     }
@@ -52,6 +59,9 @@ fn main() {
         std::process::exit(1);
     });
     runtime.block_on(run());
+    // Tasks still parked on the runtime (a store connection's thread, a listener) must not
+    // hold the exit of a worker that has drained.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
 }
 
 async fn run() {

@@ -19,6 +19,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::alert::Webhook;
 use crate::gov::{GovClient, RetryReason, SendOutcome};
+use crate::metrics;
 use crate::model::{
     BatchEvent, BatchRef, DeadlineAlert, PendingOverview, Policy, PrepRequest, PreparedBatches,
     QuarterRef, ReconcileAheadRequest, ReconcileAheadSummary, ReconcileRequest, ReconcileSummary,
@@ -56,7 +57,14 @@ fn store_error(e: StoreError) -> ActivityError {
 /// Runs `work` while heartbeating, so a worker killed in the middle (while it waits for
 /// the rate gate, for an answer, or on the store) is noticed within the heartbeat timeout
 /// and the work is handed to another worker. The SDK throttles the beats it sends.
-async fn heartbeating<T>(ctx: &ActivityContext, work: impl Future<Output = T>) -> T {
+///
+/// A cancel ends the work at once: a draining worker's grace period is over (the SDK then
+/// reports the attempt failed, so another worker takes it up at once, with the same batch
+/// bytes and idempotency key), or the workflow no longer needs it.
+async fn heartbeating<T>(
+    ctx: &ActivityContext,
+    work: impl Future<Output = Result<T, ActivityError>>,
+) -> Result<T, ActivityError> {
     let every = ctx
         .info()
         .heartbeat_timeout
@@ -71,6 +79,14 @@ async fn heartbeating<T>(ctx: &ActivityContext, work: impl Future<Output = T>) -
     tokio::select! {
         out = work => out,
         never = beat => never,
+        () = ctx.cancelled() => {
+            tracing::warn!(
+                activity = %ctx.info().activity_type,
+                attempt = ctx.info().attempt,
+                "activity cancelled (worker draining or workflow no longer waiting); handed back"
+            );
+            Err(ActivityError::cancelled())
+        }
     }
 }
 
@@ -185,6 +201,10 @@ impl SyncActivities {
                 .mark_synced(ev.batch_id, &ev.detail)
                 .await
                 .map_err(store_error)?;
+            metrics::get()
+                .records
+                .with_label_values(&[ev.quarter.as_str(), "synced"])
+                .inc_by(changed);
             if changed == 0 {
                 // A retry whose first attempt did the update but whose answer never reached
                 // Temporal (worker killed, server unreachable): the run must still count the
@@ -234,6 +254,16 @@ impl SyncActivities {
                 .reject_batch(ev.batch_id, problem.status, &reason, &named, max_cuts)
                 .await
                 .map_err(store_error)?;
+            let m = metrics::get();
+            for (outcome, n) in [
+                ("rejected", done.rejected),
+                ("requeued", done.requeued),
+                ("dead", done.dead),
+            ] {
+                m.records
+                    .with_label_values(&[ev.quarter.as_str(), outcome])
+                    .inc_by(n);
+            }
             if done.rejected == 0 && done.requeued == 0 && done.dead == 0 {
                 // A retry after a lost answer, as in MarkSynced: count what the first attempt
                 // rejected or dead-lettered (the requeued records have left the batch and are
@@ -275,6 +305,13 @@ impl SyncActivities {
                 ev.detail
             );
             let split = self.store.split_batch(ev.batch_id, &reason).await?;
+            let m = metrics::get();
+            m.batches
+                .with_label_values(&[ev.quarter.as_str(), "split"])
+                .inc();
+            m.records
+                .with_label_values(&[ev.quarter.as_str(), "rejected"])
+                .inc_by(split.rejected);
             tracing::warn!(
                 quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
                 halves = split.halves.len(), rejected = split.rejected,
@@ -309,6 +346,10 @@ impl SyncActivities {
                 .dead_letter(ev.batch_id, &ev.detail)
                 .await
                 .map_err(store_error)?;
+            metrics::get()
+                .batches
+                .with_label_values(&[ev.quarter.as_str(), "dead"])
+                .inc();
             tracing::error!(
                 quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
                 error = %ev.detail, "DeadLetter: batch dead-lettered"
@@ -349,6 +390,13 @@ impl SyncActivities {
                 .await
                 .map_err(store_error)?;
             let redriven = Redriven { schools };
+            let m = metrics::get();
+            m.redrives
+                .with_label_values(&[req.quarter.as_str()])
+                .inc_by(batches);
+            m.batches
+                .with_label_values(&[req.quarter.as_str(), "redriven"])
+                .inc_by(batches);
             tracing::warn!(
                 quarter = %q, wave = req.wave, batches, records = redriven.records(),
                 "RedriveDeadLetters: dead letters sent again"
@@ -375,7 +423,18 @@ impl SyncActivities {
             page_size: page_size(req.page_size),
             poll: Duration::from_millis(req.poll_ms.max(10)),
         };
-        let summary = heartbeating(&ctx, ahead.run(&ctx)).await?;
+        let summary = tokio::select! {
+            summary = heartbeating(&ctx, ahead.run(&ctx)) => summary?,
+            // Another worker takes it up from the pages already checked; the final
+            // Reconcile reads whatever is left if none does.
+            () = crate::drain::started() => {
+                return Err(ActivityError::application(
+                    ApplicationFailure::builder("this worker is stopping; ReconcileAhead goes on elsewhere")
+                        .type_name("WorkerDraining".to_string())
+                        .build(),
+                ));
+            }
+        };
         tracing::info!(quarter = %q, pages_read = summary.pages_read,
             pages_checked = summary.pages_checked, "ReconcileAhead");
         Ok(summary)
@@ -916,6 +975,11 @@ impl SendActivities {
             .batch_body(req.batch_id)
             .await
             .map_err(store_error)?;
+        // The span (see log_span) knows the batch only; the rest of its lines name where
+        // it belongs too.
+        let span = tracing::Span::current();
+        span.record("quarter", tracing::field::display(&batch.quarter));
+        span.record("school_id", batch.school_id.as_str());
         self.store
             .mark_in_flight(req.batch_id)
             .await
@@ -943,6 +1007,10 @@ impl SendActivities {
             ));
         }
         let (note, result) = decide(outcome);
+        metrics::get()
+            .batches
+            .with_label_values(&[batch.quarter.to_string().as_str(), outcome_label(&result)])
+            .inc();
         self.store
             .record_attempt(req.batch_id, &note)
             .await
@@ -974,6 +1042,16 @@ impl SendActivities {
                 .record_webhook_failure(quarter, "alert", &e.to_string())
                 .await;
         }
+    }
+}
+
+/// The `outcome` label of a SendBatch result.
+fn outcome_label(result: &SendResult) -> &'static str {
+    match result {
+        SendResult::Sent { .. } => "sent",
+        SendResult::Failed { .. } => "failed",
+        SendResult::Throttled { .. } => "throttled",
+        SendResult::Rejected { .. } => "rejected",
     }
 }
 

@@ -7,6 +7,8 @@
 //!   `MarkSynced`, `ClientError`, `DeadLetter`, `Reconcile`, `DeadlineAtRisk`).
 //! - [`alert`]: Slack-compatible webhooks for alerts and compliance reports.
 //! - [`http`]: how HTTP clients are built (TLS provider).
+//! - [`log_span`]: the ids every log line of an activity carries.
+//! - [`metrics`]: gradesync's Prometheus series (outcomes, API answers, rate budget, ETA).
 //! - [`report`]: the reconciliation report (JSON + CSV).
 //! - [`model`]: the ids-and-counts values that cross Temporal payloads.
 //!
@@ -15,8 +17,11 @@
 pub mod acts;
 pub mod alert;
 pub mod clock;
+pub mod drain;
 pub mod gov;
 pub mod http;
+pub mod log_span;
+pub mod metrics;
 pub mod model;
 pub mod rate;
 pub mod read_ahead;

@@ -205,6 +205,8 @@ impl fmt::Debug for StoreRateGate {
 impl RateGate for StoreRateGate {
     fn acquire(&self) -> BoxFuture<'_, Option<i64>> {
         Box::pin(async move {
+            let waited = Instant::now();
+            let metrics = crate::metrics::get();
             // Tokio's mutex is fair: this process's requests take their turns in order.
             let _head = self.head.lock().await;
             self.sync_clock().await;
@@ -224,6 +226,10 @@ impl RateGate for StoreRateGate {
                     Ok(RateSlot::Granted(slot)) => {
                         self.sleep_until_ms(slot).await;
                         if let Some(start) = self.start_by(slot).await {
+                            metrics.rate_gate_slots.inc();
+                            metrics
+                                .rate_gate_wait
+                                .observe(waited.elapsed().as_secs_f64());
                             return Some(start);
                         }
                     }

@@ -167,6 +167,7 @@ pub async fn run(a: DemoArgs) -> CliResult {
             compliance_webhook_url: None,
             report_dir: Some(a.dir.join("reports")),
         },
+        ops: crate::ops::OpsArgs::none(),
     };
     let client = crate::temporal::connect(&temporal).await?;
     let workers = BackgroundWorkers::start(worker_args).await?;

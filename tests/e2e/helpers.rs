@@ -198,6 +198,7 @@ impl TestApp {
                 compliance_webhook_url: Some(compliance.url.clone()),
                 report_dir: Some(dir.path().join("reports")),
             },
+            ops: gradesync::ops::OpsArgs::none(),
         };
         let client = gradesync::temporal::connect(&temporal).await.unwrap();
         Self {

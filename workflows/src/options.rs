@@ -76,7 +76,8 @@ pub(crate) fn send_batch(policy: &Policy, queue: &str, summary: String) -> Activ
 }
 
 /// ReconcileAhead: lives as long as the sending (up to the run's deadline), heartbeats each
-/// poll; a few attempts, as the final Reconcile reads whatever it leaves.
+/// poll; a limited number of attempts, as the final Reconcile reads whatever it leaves.
+/// Each worker drain (a rolling deploy) hands it back at the cost of one, hence ten.
 pub(crate) fn reconcile_ahead(policy: &Policy) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(ms(policy.deadline_ms))
         .heartbeat_timeout(ms(policy.send_heartbeat_timeout_ms))
@@ -84,7 +85,7 @@ pub(crate) fn reconcile_ahead(policy: &Policy) -> ActivityOptions {
             RetryPolicy::builder()
                 .initial_interval(Duration::from_secs(1))
                 .backoff_coefficient(2.0)
-                .maximum_attempts(3)
+                .maximum_attempts(10)
                 .build(),
         )
         .summary("ReconcileAhead".to_string())

@@ -142,10 +142,20 @@ const FATAL: [&str; 3] = ["CredentialsRefused", "StoreCorrupt", "InvalidConfigur
 /// (killed or cut off) before it counts as a failed attempt.
 const MAX_LOST_WORKERS: u32 = 10;
 
+/// Marks runs that resend a batch handed back by a draining worker at once, as they do
+/// one whose worker went silent, instead of counting it as a failed attempt.
+const HANDED_BACK_PATCH: &str = "drain-hand-back";
+
+/// The failure type the SDK reports for an attempt a stopping worker cancelled when its
+/// grace period ran out.
+const WORKER_SHUTDOWN: &str = "WorkerShutdown";
+
 /// What a SendBatch that did not complete means for the batch.
 enum Incomplete {
     /// The worker holding it went silent: send it again at once, elsewhere.
     WorkerLost,
+    /// The worker holding it was stopped and handed it back unfinished.
+    HandedBack,
     /// A non-retryable failure no resend can fix: the run must stop.
     Fatal(Box<ApplicationFailure>),
     /// Counts as a failed attempt on the retry ladder.
@@ -168,6 +178,11 @@ fn classify(e: &ActivityExecutionError) -> Incomplete {
             .non_retryable(true)
             .build();
         return Incomplete::Fatal(Box::new(failure));
+    }
+    if let Some(temporalio_common::error::IncomingError::Application(app)) = e.cause()
+        && app.type_name() == Some(WORKER_SHUTDOWN)
+    {
+        return Incomplete::HandedBack;
     }
     Incomplete::Failed(format!("SendBatch did not complete: {e}"))
 }
@@ -232,7 +247,15 @@ async fn deliver(
                     lost += 1;
                     continue;
                 }
-                Incomplete::WorkerLost => (format!("SendBatch did not complete: {e}"), None),
+                Incomplete::HandedBack
+                    if lost < MAX_LOST_WORKERS && ctx.patched(HANDED_BACK_PATCH) =>
+                {
+                    lost += 1;
+                    continue;
+                }
+                Incomplete::WorkerLost | Incomplete::HandedBack => {
+                    (format!("SendBatch did not complete: {e}"), None)
+                }
                 Incomplete::Fatal(failure) => {
                     return Err(WorkflowTermination::failed_application(*failure));
                 }

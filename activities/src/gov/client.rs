@@ -193,20 +193,29 @@ impl GovClient {
     /// wait a token round trip at the API's latency. A failure is left for the sends to
     /// meet, retry and report.
     pub async fn warm_up(&self) {
+        if let Err(e) = self.token_ready().await {
+            tracing::debug!(error = %e, "token warm-up failed");
+        }
+    }
+
+    /// Proves a request could leave now: a fresh token is cached, or one is fetched (on a
+    /// rate slot) and cached. The worker's readiness probe asks this, so probing costs at
+    /// most one token request per token lifetime.
+    pub async fn token_ready(&self) -> Result<(), GovError> {
         if self.cached_token(Instant::now()).await.is_some() {
-            return;
+            return Ok(());
         }
         self.inner.gate.acquire().await;
         let mut cache = self.inner.token.lock().await;
         if usable(cache.as_ref(), Instant::now()).is_some() {
-            return;
+            return Ok(());
         }
-        match self.fetch_token().await {
-            Ok(token) => *cache = Some(token),
-            Err(e) => {
-                tracing::debug!(error = %self.gov_error(e, "a token request"), "token warm-up failed");
-            }
-        }
+        let token = self
+            .fetch_token()
+            .await
+            .map_err(|f| self.gov_error(f, "a token request"))?;
+        *cache = Some(token);
+        Ok(())
     }
 
     /// How many records the API holds for the quarter, per school.
@@ -472,13 +481,19 @@ impl GovClient {
             }
         };
         let (response, ()) = futures::join!(request.send(), report);
-        let response = response?;
+        let response = response.inspect_err(|_| {
+            crate::metrics::get()
+                .api_answers
+                .with_label_values(&["transport"])
+                .inc();
+        })?;
         let status = response.status().as_u16();
         let headers = response.headers();
         let retry_after = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        crate::metrics::get().api_answer(status, retry_after);
         let replayed = headers
             .get(IDEMPOTENT_REPLAYED)
             .and_then(|v| v.to_str().ok())

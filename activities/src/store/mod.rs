@@ -66,6 +66,12 @@ impl Store {
         connect::open(url, connect::BULK_CACHE_KIB).await
     }
 
+    /// One round trip to the database: the worker's readiness probe.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Which database this store is.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -183,6 +183,17 @@ impl Store {
         Ok(())
     }
 
+    /// How many dead letters of the quarter wait for a redrive.
+    pub async fn open_dead_letters(&self, quarter: &Quarter) -> Result<u64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM dead_letters WHERE quarter = $1 AND replayed_at IS NULL",
+        )
+        .bind(quarter.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count(n))
+    }
+
     /// Dead letters of the quarter not yet replayed, by school then age.
     pub async fn dead_letters(&self, quarter: &Quarter) -> Result<Vec<DeadLetter>, StoreError> {
         let rows: Vec<(String, String, i64, String, i64, i64)> = sqlx::query_as(

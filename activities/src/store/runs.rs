@@ -113,6 +113,19 @@ impl Store {
         .transpose()
     }
 
+    /// The quarters whose run is going on, oldest first: what the worker's metrics watch.
+    pub async fn running_runs(&self) -> Result<Vec<(Quarter, String)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT quarter, workflow_id FROM quarter_runs WHERE status = 'running' \
+             ORDER BY started_at, quarter",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(q, workflow_id)| Ok((parse_quarter(&q)?, workflow_id)))
+            .collect()
+    }
+
     /// Claims a start time under the named limit of at most `capacity` requests in any
     /// `window_ms`. The limit has `capacity` lanes, each free again one window after its
     /// last start; the claim takes the earliest-free lane, so any window holds at most one
