@@ -620,6 +620,20 @@ impl TestApp {
         rows
     }
 
+    /// Batches a SendBatch has started sending (`in_flight_since` set) and that are not
+    /// settled yet.
+    pub async fn in_flight_batches(&self) -> i64 {
+        let pool = raw_pool(&self.worker_args.store.database_url).await;
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM batches WHERE in_flight_since IS NOT NULL AND status = 'prepared'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        n
+    }
+
     /// The running quarter workflow's `progress` query, if it answers.
     pub async fn progress(&self, id: &str) -> Option<gradesync_activities::model::Progress> {
         self.client

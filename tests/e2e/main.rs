@@ -9,6 +9,7 @@ mod eta;
 mod faults;
 mod helpers;
 mod history;
+mod ops;
 mod plan;
 mod postgres;
 mod report;
