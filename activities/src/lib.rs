@@ -7,18 +7,22 @@
 //!   `MarkSynced`, `ClientError`, `DeadLetter`, `Reconcile`, `DeadlineAtRisk`).
 //! - [`alert`]: Slack-compatible webhooks for alerts and compliance reports.
 //! - [`http`]: how HTTP clients are built (TLS provider).
-//! - [`report`]: the reconciliation report (JSON + CSV).
+//! - [`report`]: the reconciliation report (JSON + CSV); [`html_report`]: its HTML page.
 //! - [`model`]: the ids-and-counts values that cross Temporal payloads.
 //!
 //! Workflows (in `gradesync-workflows`) name these activities; nothing here depends on them.
 
 pub mod acts;
 pub mod alert;
+pub mod answer_class;
 pub mod clock;
 pub mod gov;
+pub mod html_report;
 pub mod http;
 pub mod model;
 pub mod rate;
 pub mod read_ahead;
 pub mod report;
 pub mod store;
+pub mod svg_chart;
+pub mod utc;
