@@ -10,7 +10,7 @@
 use std::fmt::Write;
 
 const LEFT: f64 = 60.0;
-const RIGHT: f64 = 20.0;
+const RIGHT: f64 = 40.0;
 const TOP: f64 = 34.0;
 const BOTTOM: f64 = 42.0;
 
@@ -285,6 +285,6 @@ mod tests {
         assert!(svg.contains(r#"class="series x" data-points="3""#), "{svg}");
         assert!(svg.contains("dead&lt;line&gt;"));
         // Out-of-range x is clamped to the plot's right edge, not drawn off the chart.
-        assert!(svg.contains(r#"x1="380.0""#), "{svg}");
+        assert!(svg.contains(r#"x1="360.0""#), "{svg}");
     }
 }

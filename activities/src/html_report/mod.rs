@@ -239,24 +239,26 @@ fn changed_since(doc: &Doc, store: &[SchoolStatus]) -> Option<String> {
 fn totals(page: &mut String, doc: &Doc, total: u64) {
     let s = &doc.counts.store;
     let confirmed = if doc.listing_read {
-        s.synced_in_store
-            .saturating_sub(s.missing_at_api + s.hash_mismatches)
-            .to_string()
+        plots::count_label(
+            s.synced_in_store
+                .saturating_sub(s.missing_at_api + s.hash_mismatches) as f64,
+        )
     } else {
         "unverified".to_string()
     };
+    let n = |v: u64| plots::count_label(v as f64);
     let tiles = [
-        ("records", total.to_string(), ""),
+        ("records", n(total), ""),
         ("confirmed at the API", confirmed, "ok"),
-        ("rejected by the API", s.rejected.to_string(), "bad"),
-        ("dead-lettered", s.dead_lettered.to_string(), "bad"),
-        ("not sent", s.unsent.to_string(), "bad"),
-        ("missing at the API", s.missing_at_api.to_string(), "bad"),
-        ("different at the API", s.hash_mismatches.to_string(), "bad"),
-        ("unexpected at the API", s.unexpected_at_api.to_string(), ""),
-        ("repaired (sent again)", s.repaired.to_string(), ""),
-        ("batches sent", doc.counts.run.batches_sent.to_string(), ""),
-        ("retries", doc.counts.run.retries.to_string(), ""),
+        ("rejected by the API", n(s.rejected), "bad"),
+        ("dead-lettered", n(s.dead_lettered), "bad"),
+        ("not sent", n(s.unsent), "bad"),
+        ("missing at the API", n(s.missing_at_api), "bad"),
+        ("different at the API", n(s.hash_mismatches), "bad"),
+        ("unexpected at the API", n(s.unexpected_at_api), ""),
+        ("repaired (sent again)", n(s.repaired), ""),
+        ("batches sent", n(doc.counts.run.batches_sent), ""),
+        ("retries", n(doc.counts.run.retries), ""),
         (
             "webhook posts failed",
             doc.webhook_failures.len().to_string(),
