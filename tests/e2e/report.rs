@@ -439,6 +439,10 @@ async fn the_html_report_shows_the_verdict_and_each_school_and_renders_in_chromi
         dom.contains(r#"class="bar c-5xx""#),
         "the outage's 503s plotted"
     );
+    assert!(
+        dom.contains(r#"class="bar c-4xx""#),
+        "the 400s naming F grades plotted"
+    );
     assert!(dom.contains(r#"class="deadline""#), "the deadline marked");
     // ... and it renders: a screenshot that is not blank, with the red verdict banner.
     let png = host.cwd.path().join("report.png");
