@@ -18,6 +18,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::alert::Webhook;
+use crate::answer_class::AnswerClass;
 use crate::gov::{GovClient, RetryReason, SendOutcome};
 use crate::metrics;
 use crate::model::{
@@ -812,6 +813,8 @@ impl SyncActivities {
             quarter: &quarter_text,
             workflow_id: &req.workflow_id,
             generated_at: httpdate::fmt_http_date(now),
+            started_at_ms: (req.started_ms > 0).then_some(req.started_ms),
+            deadline_at_ms: (req.deadline_at_ms > 0).then_some(req.deadline_at_ms),
             verdict: summary.verdict,
             listing_read: findings.listing_read,
             clean: summary.clean,
@@ -1006,6 +1009,7 @@ impl SendActivities {
                     .build(),
             ));
         }
+        let class = AnswerClass::of_outcome(&outcome);
         let (note, result) = decide(outcome);
         metrics::get()
             .batches
@@ -1015,6 +1019,14 @@ impl SendActivities {
             .record_attempt(req.batch_id, &note)
             .await
             .map_err(store_error)?;
+        // For the report's plot only: a failed count must not resend the batch.
+        if let Err(e) = self
+            .store
+            .count_api_answer(&batch.quarter, class.as_str())
+            .await
+        {
+            tracing::warn!(batch_id = %req.batch_id, error = %e, "SendBatch: answer not counted");
+        }
         tracing::info!(
             batch_id = %req.batch_id, school_id = %batch.school_id, attempt = req.attempt,
             records = batch.records, outcome = label(&result), "SendBatch"

@@ -9,16 +9,18 @@
 //! - [`http`]: how HTTP clients are built (TLS provider).
 //! - [`log_span`]: the ids every log line of an activity carries.
 //! - [`metrics`]: gradesync's Prometheus series (outcomes, API answers, rate budget, ETA).
-//! - [`report`]: the reconciliation report (JSON + CSV).
+//! - [`report`]: the reconciliation report (JSON + CSV); [`html_report`]: its HTML page.
 //! - [`model`]: the ids-and-counts values that cross Temporal payloads.
 //!
 //! Workflows (in `gradesync-workflows`) name these activities; nothing here depends on them.
 
 pub mod acts;
 pub mod alert;
+pub mod answer_class;
 pub mod clock;
 pub mod drain;
 pub mod gov;
+pub mod html_report;
 pub mod http;
 pub mod log_span;
 pub mod metrics;
@@ -27,3 +29,5 @@ pub mod rate;
 pub mod read_ahead;
 pub mod report;
 pub mod store;
+pub mod svg_chart;
+pub mod utc;

@@ -8,6 +8,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::answer_class::AnswerClass;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -21,8 +22,8 @@ pub struct Metrics {
     /// SendBatch results and what became of batches: sent, rejected, failed, throttled,
     /// dead, split, redriven.
     pub batches: IntCounterVec,
-    /// Every answer of the government API by status class (2xx, 4xx, 429, 5xx) or
-    /// `transport` when none came.
+    /// Every answer of the government API by status class, as the HTML report plots them
+    /// (2xx, 4xx, 429, 5xx, other), or `timeout` when none came.
     pub api_answers: IntCounterVec,
     /// Seconds of `Retry-After` the API asked us to wait.
     pub retry_after_seconds: prometheus::Counter,
@@ -116,7 +117,7 @@ impl Metrics {
             api_answers: counter_vec(
                 r,
                 "gradesync_api_answers_total",
-                "Answers of the government API by status class (2xx, 4xx, 429, 5xx, transport)",
+                "Answers of the government API by class (2xx, 4xx, 429, 5xx, other; timeout: none came)",
                 &["class"],
             ),
             retry_after_seconds,
@@ -169,7 +170,7 @@ impl Metrics {
     /// Counts one answer of the government API.
     pub fn api_answer(&self, status: u16, retry_after: Option<Duration>) {
         self.api_answers
-            .with_label_values(&[status_class(status)])
+            .with_label_values(&[AnswerClass::of_status(status).as_str()])
             .inc();
         if let Some(wait) = retry_after {
             self.retry_after_seconds.inc_by(wait.as_secs_f64());
@@ -191,18 +192,6 @@ impl Metrics {
 /// The states of `gradesync_quarter_records`.
 pub const QUARTER_STATES: [&str; 4] = ["synced", "rejected", "dead", "owed"];
 
-/// The label of an HTTP status: 429 apart (the rate limit is watched on its own).
-pub fn status_class(status: u16) -> &'static str {
-    match status {
-        429 => "429",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "other",
-    }
-}
-
 /// The process's metrics.
 pub fn get() -> &'static Metrics {
     static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -212,15 +201,6 @@ pub fn get() -> &'static Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_classes_keep_429_apart() {
-        assert_eq!(status_class(201), "2xx");
-        assert_eq!(status_class(429), "429");
-        assert_eq!(status_class(400), "4xx");
-        assert_eq!(status_class(503), "5xx");
-        assert_eq!(status_class(0), "other");
-    }
 
     #[test]
     fn answers_render_by_class_with_retry_after_summed() {

@@ -525,6 +525,12 @@ pub struct ReconcileRequest {
     /// Records per listing page; 0 (inputs from before it existed) means [`RECORDS_PAGE`].
     #[serde(default)]
     pub page_size: usize,
+    /// The quarter's first start and its deadline (unix ms, workflow time), for the
+    /// report's timeline; 0 from a workflow that predates them.
+    #[serde(default)]
+    pub started_ms: u64,
+    #[serde(default)]
+    pub deadline_at_ms: u64,
 }
 
 /// Input of `ReconcileAhead`, run beside the sending of a quarter.

@@ -168,6 +168,11 @@ pub struct Report<'a> {
     pub quarter: &'a str,
     pub workflow_id: &'a str,
     pub generated_at: String,
+    /// The quarter's first start and its deadline (Unix ms), when the run said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_at_ms: Option<u64>,
     pub verdict: Verdict,
     /// Whether the API's listing could be read; when not, nothing synced is confirmed.
     pub listing_read: bool,
@@ -316,6 +321,8 @@ mod tests {
             quarter: "2026-Q4",
             workflow_id: "w",
             generated_at: String::new(),
+            started_at_ms: None,
+            deadline_at_ms: None,
             verdict: Verdict::Incomplete,
             listing_read: true,
             clean: false,

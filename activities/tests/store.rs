@@ -2080,3 +2080,55 @@ async fn a_file_that_is_not_a_database_fails_fast_and_says_to_restore() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn api_answers_add_up_per_minute_and_class_and_confirmations_per_second() {
+    let (_dir, store) = temp_store().await;
+    let other: Quarter = "2026-Q4".parse().unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for class in ["2xx", "2xx", "5xx", "2xx", "429"] {
+        store.count_api_answer(&q(), class).await.unwrap();
+    }
+    store.count_api_answer(&other, "2xx").await.unwrap();
+    let rows = store.api_answers(&q()).await.unwrap();
+    // One row per minute and class (two minutes at most, if the test crossed one).
+    assert!(rows.len() <= 6, "{rows:?}");
+    let mut total = std::collections::BTreeMap::new();
+    for r in &rows {
+        assert_eq!(r.minute_ms % 60_000, 0, "{r:?}");
+        assert!(r.minute_ms >= before - 60_000, "{r:?}");
+        *total.entry(r.class.as_str()).or_insert(0) += r.answers;
+    }
+    assert_eq!(
+        total.into_iter().collect::<Vec<_>>(),
+        [("2xx", 3), ("429", 1), ("5xx", 1)]
+    );
+    assert_eq!(store.api_answers(&other).await.unwrap()[0].answers, 1);
+
+    seed(&store, 250).await;
+    assert!(store.confirmed_per_second(&q()).await.unwrap().is_empty());
+    let chunk = store
+        .prepare_batches(&q(), SCHOOL, 10, BatchLimits::default())
+        .await
+        .unwrap();
+    for b in &chunk.batches[..2] {
+        store.mark_synced(b.batch_id, "rcpt").await.unwrap();
+    }
+    let confirmed = store.confirmed_per_second(&q()).await.unwrap();
+    assert_eq!(
+        confirmed.iter().map(|(_, n)| n).sum::<u64>(),
+        200,
+        "{confirmed:?}"
+    );
+    assert!(
+        confirmed.iter().all(|(s, _)| *s >= before / 1000),
+        "{confirmed:?}"
+    );
+    assert!(
+        confirmed.windows(2).all(|w| w[0].0 < w[1].0),
+        "{confirmed:?}"
+    );
+}

@@ -122,6 +122,7 @@ pub async fn run(a: DemoArgs) -> CliResult {
         data.display()
     );
     let store_args = StoreArgs { database_url };
+    let report_store = store_args.clone();
     crate::commands::import::run(crate::commands::import::ImportArgs {
         file: data.clone(),
         max_errors_shown: 10,
@@ -185,6 +186,8 @@ pub async fn run(a: DemoArgs) -> CliResult {
     workers.stop().await?;
     let summary = summary?;
     print_summary(&summary);
+    let html = write_html_report(&report_store, &quarter, &a.dir.join("reports")).await?;
+    println!("  HTML report: {}", html.display());
 
     let ledger = sim.ledger().await;
     let twice = ledger.records.values().filter(|r| r.applied > 1).count();
@@ -218,6 +221,30 @@ pub async fn run(a: DemoArgs) -> CliResult {
         )));
     }
     crate::commands::sync::verdict_result(&summary)
+}
+
+/// Writes the quarter's latest report as HTML beside its JSON and CSV files.
+async fn write_html_report(
+    store: &StoreArgs,
+    quarter: &Quarter,
+    dir: &std::path::Path,
+) -> Result<PathBuf, CliError> {
+    let store = crate::worker::open_store(store).await?;
+    let report = store
+        .latest_report(quarter)
+        .await
+        .map_err(|e| CliError::Unreachable(e.to_string()))?
+        .ok_or_else(|| {
+            CliError::Other(anyhow::anyhow!(
+                "the run left no report for quarter {quarter}"
+            ))
+        })?;
+    let page = crate::commands::report::html_page(&store, &report).await?;
+    let path = dir.join(format!("reconcile-{quarter}-{}.html", report.stamp));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&path, page))
+        .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
 }
 
 /// The demo syncs a quarter it generates against a fresh simulator: in a database that

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Args, Subcommand, ValueEnum};
+use gradesync_activities::html_report;
 use gradesync_activities::model::{Counts, ReconcileSummary, Verdict};
-use gradesync_activities::store::{Store, StoredReport};
+use gradesync_activities::store::{Store, StoreError, StoredReport};
 use gradesync_govapi::Quarter;
 use serde_json::Value;
 
@@ -21,7 +22,8 @@ pub enum ReportCommand {
     /// The latest report's verdict, counts and first records. Exits like `sync start
     /// --wait`: 0 when the quarter is `complete`, 4 when `incomplete` or `needs_correction`.
     Show(ShowArgs),
-    /// Write a stored report's JSON or CSV, byte for byte as Reconcile built it.
+    /// Write a stored report's JSON or CSV, byte for byte as Reconcile built it, or the
+    /// compliance team's one-page HTML (verdict, counts, plots, a table per school).
     Export(ExportArgs),
     /// List the quarter's stored reports (one per Reconcile round).
     List(QuarterArgs),
@@ -52,7 +54,8 @@ pub struct ShowArgs {
 pub struct ExportArgs {
     #[command(flatten)]
     pub quarter: QuarterArgs,
-    /// The document: the whole report as JSON, or the CSV of every record not confirmed.
+    /// The document: the whole report as JSON, the CSV of every record not confirmed, or a
+    /// self-contained HTML page (verdict, counts, plots over time, a table per school).
     #[arg(long, value_enum)]
     pub format: Format,
     /// Write to this file instead of standard output.
@@ -67,6 +70,7 @@ pub struct ExportArgs {
 pub enum Format {
     Json,
     Csv,
+    Html,
 }
 
 pub async fn run(cmd: ReportCommand) -> CliResult {
@@ -204,9 +208,14 @@ async fn export(a: ExportArgs) -> CliResult {
     let store = crate::worker::open_store(&a.quarter.store).await?;
     let q = a.quarter.quarter;
     let report = find(&store, &q, a.stamp.as_deref()).await?;
+    let html;
     let body = match a.format {
         Format::Json => report.json.as_bytes(),
         Format::Csv => report.csv.as_bytes(),
+        Format::Html => {
+            html = html_page(&store, &report).await?;
+            html.as_bytes()
+        }
     };
     match &a.output {
         Some(path) => {
@@ -238,6 +247,32 @@ async fn export(a: ExportArgs) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// The report's HTML page, with the store's per-school counts and timeline read now.
+pub async fn html_page(store: &Store, report: &StoredReport) -> Result<String, CliError> {
+    let q = &report.quarter;
+    let unreachable = |e: StoreError| CliError::Unreachable(e.to_string());
+    let schools = store.status_counts(q).await.map_err(unreachable)?;
+    let confirmed = store.confirmed_per_second(q).await.map_err(unreachable)?;
+    let answers = store.api_answers(q).await.map_err(unreachable)?;
+    let built_at_ms = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    html_report::render(&html_report::Inputs {
+        stamp: &report.stamp,
+        report_json: &report.json,
+        schools: &schools,
+        confirmed_per_second: &confirmed,
+        answers: &answers,
+        built_at_ms,
+    })
+    .map_err(|e| {
+        CliError::Other(anyhow::anyhow!(
+            "report {} of quarter {q}: {e}",
+            report.stamp
+        ))
+    })
 }
 
 async fn list(a: QuarterArgs) -> CliResult {

@@ -3,7 +3,7 @@
 //! database URL, as on a host that did not run Reconcile. What they print is what the run
 //! produced, byte for byte, with or without report files.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -13,7 +13,7 @@ use gradesync_govapi::Quarter;
 use gradesync_govapi::sim::{Faults, RejectRule};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, fast_policy, unique_quarter, workflow_id_of};
+use crate::helpers::{TestApp, fast_policy, no_redrive, outage, unique_quarter, workflow_id_of};
 
 /// A host that shares only the database with the workers: its own empty working
 /// directory and home, no Temporal or report settings in its environment.
@@ -305,4 +305,220 @@ async fn report_files_when_a_directory_is_set_are_the_stored_report_byte_for_byt
         assert_eq!(export.stdout, std::fs::read(file).unwrap(), "{format}");
     }
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_shows_the_verdict_and_each_school_and_renders_in_chromium() {
+    // F grades are refused by name; after the first batches the API goes down and the
+    // rest is dead-lettered (no redrive waves); it comes back for Reconcile.
+    let rejecting = Faults {
+        reject_rules: vec![RejectRule {
+            field: "grade".into(),
+            equals: "F".into(),
+            message: "failing grades need a review note".into(),
+        }],
+        ..Faults::default()
+    };
+    let app = TestApp::spawn_without_worker("report-html", rejecting.clone())
+        .await
+        .without_report_files()
+        .with_worker()
+        .await;
+    let q = unique_quarter();
+    app.seed_grades_in(&q, 3, 150).await;
+    let policy = serde_json::to_string(&no_redrive(fast_policy())).unwrap();
+    let q_text = q.to_string();
+    let mut sync = app
+        .gradesync_command()
+        .args([
+            "sync",
+            "start",
+            "--quarter",
+            &q_text,
+            "--wait",
+            "--policy",
+            &policy,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    app.wait_for_batches(2).await;
+    app.sim
+        .set_faults(Faults {
+            reject_rules: rejecting.reject_rules.clone(),
+            ..outage()
+        })
+        .await;
+    // Once nothing is left to send, the API comes back so Reconcile can read its listing.
+    loop {
+        let counts = app.store.status_counts(&q).await.unwrap();
+        if counts.iter().all(|c| c.pending + c.batched == 0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.sim.set_faults(rejecting).await;
+    let code = tokio::task::spawn_blocking(move || sync.wait().unwrap().code())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(4));
+    let summary = app.result(&workflow_id_of(&app, &q)).await;
+    assert_eq!(summary.verdict, Verdict::Incomplete, "{summary:?}");
+    assert!(summary.reconcile.rejected > 0, "{summary:?}");
+    assert!(summary.reconcile.dead_lettered > 0, "{summary:?}");
+
+    // Exported by a host that shares only the database.
+    let host = OtherHost::new(&app);
+    let out = host.report(
+        &["export", "--format", "html", "--output", "report.html"],
+        &q,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let path = host.cwd.path().join("report.html");
+    let html = std::fs::read_to_string(&path).unwrap();
+    let json_out = host.report(&["export", "--format", "json"], &q);
+    let json: Value = serde_json::from_slice(&json_out.stdout).unwrap();
+
+    // The verdict at the top, as the JSON says.
+    assert_eq!(json["verdict"], "incomplete");
+    let verdict_at = html
+        .find("data-verdict=\"incomplete\"")
+        .expect("the verdict");
+    assert!(verdict_at < html.find("id=\"schools\"").unwrap());
+    for banned in ["<script", "<link", "src=", "href=", "url(", "@import"] {
+        assert!(!html.contains(banned), "{banned} in the page");
+    }
+    // Each school's counts: the JSON's records by state, the store's synced records.
+    let mut listed: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for r in json["records"].as_array().unwrap() {
+        let key = (
+            r["school_id"].as_str().unwrap().to_string(),
+            r["state"].as_str().unwrap().to_string(),
+        );
+        *listed.entry(key).or_default() += 1;
+    }
+    let schools = app.store.status_counts(&q).await.unwrap();
+    assert_eq!(schools.len(), 3);
+    for s in &schools {
+        let n = |state: &str| {
+            listed
+                .get(&(s.school_id.clone(), state.to_string()))
+                .copied()
+                .unwrap_or(0)
+                .to_string()
+        };
+        let id = &s.school_id;
+        assert_eq!(school_cell(&html, id, "rejected"), n("rejected"), "{id}");
+        assert_eq!(school_cell(&html, id, "dead"), n("dead"), "{id}");
+        assert_eq!(school_cell(&html, id, "missing"), n("missing"), "{id}");
+        assert_eq!(school_cell(&html, id, "unsent"), n("unsent"), "{id}");
+        let missing: u64 =
+            n("missing").parse::<u64>().unwrap() + n("mismatch").parse::<u64>().unwrap();
+        assert_eq!(
+            school_cell(&html, id, "confirmed"),
+            (s.synced - missing).to_string(),
+            "{id}"
+        );
+        let all = s.pending + s.batched + s.synced + s.rejected + s.dead;
+        assert_eq!(school_cell(&html, id, "records"), all.to_string(), "{id}");
+    }
+    assert!(html.contains("failing grades need a review note"));
+    assert!(
+        html.contains("the API is unavailable (503)"),
+        "the dead letters' reason"
+    );
+
+    // Headless Chromium: the DOM it built holds both plots with their data, ...
+    let dom = chromium(&[&"--dump-dom".to_string()], &path);
+    assert!(dom.contains("data-verdict=\"incomplete\""), "{dom}");
+    let points = attr_after(&dom, r#"class="series confirmed" data-points=""#);
+    assert!(points >= 2, "the confirmed line has {points} points");
+    assert!(dom.contains(r#"class="bar c-2xx""#), "2xx answers plotted");
+    assert!(
+        dom.contains(r#"class="bar c-5xx""#),
+        "the outage's 503s plotted"
+    );
+    assert!(
+        dom.contains(r#"class="bar c-4xx""#),
+        "the 400s naming F grades plotted"
+    );
+    assert!(dom.contains(r#"class="deadline""#), "the deadline marked");
+    // ... and it renders: a screenshot that is not blank, with the red verdict banner.
+    let png = host.cwd.path().join("report.png");
+    chromium(
+        &[
+            &format!("--screenshot={}", png.display()),
+            &"--window-size=1100,1400".to_string(),
+            &"--hide-scrollbars".to_string(),
+        ],
+        &path,
+    );
+    let (width, height, pixels) = decode_png(&png);
+    assert_eq!((width, height), (1100, 1400));
+    let distinct: BTreeSet<[u8; 3]> = pixels.iter().copied().collect();
+    assert!(distinct.len() > 50, "{} colours: blank?", distinct.len());
+    let banner = pixels.iter().filter(|p| **p == [0xb0, 0x2a, 0x37]).count();
+    assert!(banner > 20_000, "{banner} pixels of the incomplete banner");
+    app.stop().await;
+}
+
+/// The number in the `<td class="n {col}">` cell of `school`'s row.
+fn school_cell(html: &str, school: &str, col: &str) -> String {
+    let start = html
+        .find(&format!("<tr data-school=\"{school}\""))
+        .unwrap_or_else(|| panic!("no row for {school}"));
+    let row = &html[start..start + html[start..].find("</tr>").unwrap()];
+    let open = format!("<td class=\"n {col}\">");
+    let at = row
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {col} in {row}"))
+        + open.len();
+    row[at..at + row[at..].find('<').unwrap()].to_string()
+}
+
+/// The integer right after `prefix` (an attribute's opening) in `text`.
+fn attr_after(text: &str, prefix: &str) -> u64 {
+    let at = text.find(prefix).unwrap_or_else(|| panic!("no {prefix}")) + prefix.len();
+    text[at..at + text[at..].find('"').unwrap()]
+        .parse()
+        .unwrap()
+}
+
+/// Debian's chromium, headless, on `page`; its standard output. Nothing on the network.
+fn chromium(args: &[&String], page: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs (scripts/ensure-tools.sh installs it)");
+    assert!(out.status.success(), "chromium: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Width, height and RGB pixels of a PNG.
+fn decode_png(path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    assert_eq!(info.bit_depth, png::BitDepth::Eight);
+    let pixels = buf[..info.buffer_size()]
+        .chunks(channels)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect();
+    (info.width, info.height, pixels)
 }

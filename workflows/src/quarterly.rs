@@ -422,6 +422,8 @@ async fn sync_quarter(
             earlier_reports: at.earlier_reports.clone(),
             pass: pass_of(ctx),
             page_size: policy.reconcile_page_size,
+            started_ms: ctx.state(|s| s.progress.started_ms),
+            deadline_at_ms: ctx.state(|s| s.progress.deadline_at_ms),
         };
         let reconcile = ctx
             .execute_activity(

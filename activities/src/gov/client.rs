@@ -484,7 +484,7 @@ impl GovClient {
         let response = response.inspect_err(|_| {
             crate::metrics::get()
                 .api_answers
-                .with_label_values(&["transport"])
+                .with_label_values(&[crate::answer_class::AnswerClass::NoAnswer.as_str()])
                 .inc();
         })?;
         let status = response.status().as_u16();

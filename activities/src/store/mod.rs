@@ -20,6 +20,7 @@ mod reports;
 mod runs;
 pub mod scratch;
 mod split;
+mod timeline;
 mod webhooks;
 
 use std::fmt;
@@ -34,6 +35,7 @@ pub use model::{
     SchoolStatus, SlotReach, StoredReport, UnsentRecord, UnsentState, WebhookFailure,
 };
 pub use split::Split;
+pub use timeline::AnswersInMinute;
 
 /// Handle on the grades database. Cloning shares the connection pool.
 #[derive(Clone)]

@@ -1,32 +1,7 @@
 //! The run's projection as people read it: UTC minutes, a rate, and a verdict.
 
 use gradesync_activities::model::Progress;
-
-/// `2026-11-28 14:05 UTC` for unix ms (proleptic Gregorian, no time-zone database needed).
-pub fn utc_minute(unix_ms: u64) -> String {
-    let minutes = unix_ms / 60_000;
-    let (days, minute_of_day) = (minutes / 1_440, minutes % 1_440);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        minute_of_day / 60,
-        minute_of_day % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day): Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
+use gradesync_activities::utc::utc_minute;
 
 fn rate(records_per_sec: f64) -> String {
     if records_per_sec >= 10.0 {
@@ -86,14 +61,6 @@ mod tests {
     use gradesync_activities::model::Eta;
 
     use super::*;
-
-    #[test]
-    fn utc_minutes_across_leap_days_and_centuries() {
-        assert_eq!(utc_minute(0), "1970-01-01 00:00 UTC");
-        assert_eq!(utc_minute(1_795_876_200_000), "2026-11-28 14:30 UTC");
-        assert_eq!(utc_minute(951_868_799_000), "2000-02-29 23:59 UTC");
-        assert_eq!(utc_minute(4_102_444_740_000), "2099-12-31 23:59 UTC");
-    }
 
     fn progress(eta: Option<Eta>) -> Progress {
         Progress {
