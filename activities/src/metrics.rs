@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use crate::answer_class::AnswerClass;
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -165,6 +166,31 @@ impl Metrics {
         // Encoding our own well-formed families into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The name of every series family gradesync exports, even those with no sample yet:
+    /// what dashboards and alert rules may refer to.
+    pub fn names(&self) -> Vec<String> {
+        let collectors: [&dyn Collector; 13] = [
+            &self.records,
+            &self.batches,
+            &self.api_answers,
+            &self.retry_after_seconds,
+            &self.rate_gate_wait,
+            &self.rate_gate_slots,
+            &self.rate_limit,
+            &self.dead_letters_open,
+            &self.redrives,
+            &self.quarter_records,
+            &self.projected_finish,
+            &self.deadline,
+            &self.records_rate,
+        ];
+        collectors
+            .iter()
+            .flat_map(|c| c.desc())
+            .map(|d| d.fq_name.clone())
+            .collect()
     }
 
     /// Counts one answer of the government API.

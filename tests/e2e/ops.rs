@@ -192,6 +192,21 @@ async fn metrics_move_during_a_run_and_every_activity_line_names_its_ids() {
         sample(&end, "gradesync_api_answers_total{class=\"2xx\"}") >= Some(41.0),
         "{end}"
     );
+    // The shipped dashboard only charts SDK series a worker really exports.
+    let dashboard = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/gradesync-dashboard.json"),
+    )
+    .unwrap();
+    for name in dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("temporal_"))
+    {
+        let base = name.strip_suffix("_bucket").unwrap_or(name);
+        assert!(
+            end.lines().any(|l| l.starts_with(base)),
+            "the dashboard charts {name}, which the worker does not export"
+        );
+    }
     let (ended, _) = terminate(&mut worker);
     assert!(ended.success(), "worker exit: {ended}");
 
