@@ -15,3 +15,4 @@ mod report;
 mod sync;
 mod temporal_tls;
 mod verdict;
+mod webui;
