@@ -359,6 +359,7 @@ async fn delegate(
     policy: &Policy,
     own: String,
 ) -> WorkflowResult<SyncSummary> {
+    ctx.state_mut(|s| s.progress.quarter = quarter.to_string());
     set_phase(ctx, "Delegating");
     let input = SyncInput {
         quarter: Some(quarter.to_string()),
