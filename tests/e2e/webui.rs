@@ -225,6 +225,19 @@ async fn web_ui_shows_a_finished_quarter_with_its_verdict_and_named_steps() {
     let early_id = workflow_id_of(&app, &early);
     assert!(!listed.contains(&early_id), "{listed}");
 
+    // A start under another id, as the schedule's: it hands the quarter to the quarter's
+    // own run, and both end with the verdict in the list.
+    let handed = unique_quarter();
+    let other = format!("scheduled-{}", uuid::Uuid::new_v4().simple());
+    app.start_with_temporal_cli(
+        &other,
+        &format!(r#"{{"quarter":"{handed}","search_attributes":true}}"#),
+    );
+    assert!(app.result(&other).await.complete);
+    let query = format!("GradesyncQuarter=\"{handed}\" AND GradesyncVerdict=\"complete\"");
+    let listed = listed_until(&app, &query, &[&other, &workflow_id_of(&app, &handed)]).await;
+    assert!(listed.contains("\"GradesyncPhase\""), "{listed}");
+
     let profile = dir.path().join("chromium");
     let page = workflow_url(&server.ui, &id);
     let quarter_page = page_showing(
@@ -296,6 +309,20 @@ async fn web_ui_shows_a_finished_quarter_with_its_verdict_and_named_steps() {
         std::fs::write(path, json).unwrap();
     }
     app.stop().await;
+}
+
+/// `temporal workflow list --query` until it lists every id (visibility settles shortly
+/// after a run closes); returns its JSON.
+async fn listed_until(app: &TestApp, query: &str, ids: &[&str]) -> String {
+    for _ in 0..50 {
+        let out = app.temporal_cli(&["workflow", "list", "--query", query, "--output", "json"]);
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        if ids.iter().all(|id| listed.contains(id)) {
+            return listed;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("`temporal workflow list --query '{query}'` never listed {ids:?}");
 }
 
 /// Percent-encodes a query string value (the UI reads `?query=` from the address).

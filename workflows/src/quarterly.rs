@@ -380,7 +380,16 @@ async fn delegate(
         .start_child_workflow(QuarterlySync::run, input, options)
         .await
     {
-        Ok(run) => Ok(run.result().await?),
+        Ok(run) => {
+            let summary = run.result().await?;
+            // The schedule's list shows this run too: it ends with the quarter's verdict.
+            set_phase_with(
+                ctx,
+                verdict_phase(summary.verdict),
+                Some(&summary.reconcile),
+            );
+            Ok(summary)
+        }
         Err(ChildWorkflowStartError::StartFailed {
             cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists,
             ..
@@ -445,15 +454,7 @@ async fn sync_quarter(
             .await?;
         if reconcile.requeued == 0 {
             let verdict = reconcile.verdict;
-            set_phase_with(
-                ctx,
-                match verdict {
-                    Verdict::Complete => "Complete",
-                    Verdict::Incomplete => "Incomplete",
-                    Verdict::NeedsCorrection => "NeedsCorrection",
-                },
-                Some(&reconcile),
-            );
+            set_phase_with(ctx, verdict_phase(verdict), Some(&reconcile));
             return Ok(SyncSummary {
                 quarter: quarter.to_string(),
                 totals,
@@ -665,6 +666,15 @@ fn school_row(school: &SchoolPending) -> SchoolProgress {
         school_id: school.school_id.clone(),
         pending_at_start: school.pending,
         ..SchoolProgress::default()
+    }
+}
+
+/// The last phase of a run: its verdict.
+fn verdict_phase(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Complete => "Complete",
+        Verdict::Incomplete => "Incomplete",
+        Verdict::NeedsCorrection => "NeedsCorrection",
     }
 }
 
