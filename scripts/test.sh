@@ -11,7 +11,11 @@ cd "$(dirname "$0")/.."
 
 work=$(mktemp -d -t gradesync-test.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# gradesync's search attributes, as `gradesync setup` registers them (workflows/src/search_attributes.rs).
 temporal server start-dev --headless --ip 127.0.0.1 --port "$port" \
+  --search-attribute GradesyncQuarter=Keyword --search-attribute GradesyncPhase=Keyword \
+  --search-attribute GradesyncVerdict=Keyword --search-attribute GradesyncRecordsSynced=Int \
+  --search-attribute GradesyncRecordsOwed=Int \
   --db-filename "$work/temporal.db" --log-level error >"$work/temporal.log" 2>&1 &
 server=$!
 trap 'stop_postgres; kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{check, demo, dlq, import, report, schedule, sync};
+use crate::commands::{check, demo, dlq, import, report, schedule, setup, sync};
 use crate::worker::WorkerArgs;
 
 /// gradesync pushes every grade of every school to the government API each quarter, on
@@ -58,6 +58,9 @@ pub enum Command {
     Report(report::ReportCommand),
     /// Run the government API simulator (fault injection for tests and the demo).
     GovSim(gradesync_govapi::sim::args::SimArgs),
+    /// Register gradesync's search attributes in the Temporal namespace, for the Web UI
+    /// (quarter, phase, verdict, records synced and owed). Idempotent.
+    Setup(setup::SetupArgs),
     /// Check that Temporal, the grades store and the government API answer (sends no grades).
     Check(check::CheckArgs),
     /// Run a whole quarterly sync on this machine: dev server, SQLite, simulator, worker.

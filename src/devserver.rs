@@ -29,7 +29,8 @@ pub async fn answers(address: &str) -> bool {
 }
 
 /// Starts `temporal server start-dev` on `port` (Web UI on `ui_port`, or headless), keeping
-/// its state in `db_file` so a restart resumes every workflow, and waits until it answers.
+/// its state in `db_file` so a restart resumes every workflow, with gradesync's search
+/// attributes registered, and waits until it answers.
 pub async fn start(port: u16, ui_port: Option<u16>, db_file: &Path) -> Result<DevServer, CliError> {
     let mut cmd = Command::new("temporal");
     cmd.args([
@@ -43,6 +44,12 @@ pub async fn start(port: u16, ui_port: Option<u16>, db_file: &Path) -> Result<De
     .arg("--db-filename")
     .arg(db_file)
     .args(["--log-level", "error"])
+    // gradesync's search attributes, as `gradesync setup` registers them on a real cluster.
+    .args(
+        gradesync_workflows::search_attributes::dev_server_flags()
+            .iter()
+            .flat_map(|flag| ["--search-attribute", flag.as_str()]),
+    )
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::null())

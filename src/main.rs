@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 use gradesync::cli::{Cli, Command};
-use gradesync::commands::{check, demo, dlq, import, report, schedule, sync};
+use gradesync::commands::{check, demo, dlq, import, report, schedule, setup, sync};
 use gradesync::errors::CliError;
 
 /// Logs go to stderr; `GRADESYNC_LOG` overrides the level (e.g. `debug`). Interactive
@@ -72,6 +72,7 @@ async fn run() {
             | Command::Import(_)
             | Command::Sync(_)
             | Command::Check(_)
+            | Command::Setup(_)
             | Command::Report(_)
     );
     init_logging(&cli.log_format, quiet);
@@ -95,6 +96,7 @@ async fn run() {
             .await
             .map_err(|e| CliError::Usage(e.to_string())),
         Command::Check(args) => check::run(args).await,
+        Command::Setup(args) => setup::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     };
     if let Err(e) = result {

@@ -18,6 +18,11 @@ pub struct SyncInput {
     /// Set only by `QuarterlySync` itself when it continues as new: what the earlier runs
     /// of the quarter did. Absent on a first run.
     pub carried: Option<Carried>,
+    /// The starter found gradesync's search attributes registered in the namespace, so the
+    /// run may upsert them (quarter, phase, verdict, counts) for the Web UI. Upserting an
+    /// unregistered one would fail every workflow task, so it is off unless a starter said so.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub search_attributes: bool,
 }
 
 /// What a `QuarterlySync` run hands to the run it continues as new into: ids and counts

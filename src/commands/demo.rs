@@ -11,7 +11,9 @@ use gradesync_activities::model::Policy;
 use gradesync_govapi::Quarter;
 use gradesync_govapi::sim::{self, Faults, SimConfig};
 
-use crate::commands::sync::{parse_quarter, print_summary, start, wait_with_progress, workflow_id};
+use crate::commands::sync::{
+    parse_quarter, pending_in, print_summary, start_counted, wait_with_progress, workflow_id,
+};
 use crate::datagen::{self, DataSpec};
 use crate::devserver;
 use crate::errors::{CliError, CliResult};
@@ -171,14 +173,16 @@ pub async fn run(a: DemoArgs) -> CliResult {
         ops: crate::ops::OpsArgs::none(),
     };
     let client = crate::temporal::connect(&temporal).await?;
+    let pending = pending_in(&worker_args.store.database_url, &quarter).await?;
     let workers = BackgroundWorkers::start(worker_args).await?;
 
-    let id = start(
+    let id = start_counted(
         &client,
         &temporal.task_queue,
         &workflow_id(&quarter, &temporal.task_queue),
         quarter,
         Policy::default(),
+        Some(pending),
     )
     .await?;
     println!("QuarterlySync {id} started");

@@ -6,4 +6,5 @@ pub mod dlq;
 pub mod import;
 pub mod report;
 pub mod schedule;
+pub mod setup;
 pub mod sync;

@@ -9,7 +9,13 @@ use temporalio_client::schedules::{
     CreateScheduleOptions, DeleteScheduleOptions, ScheduleAction, ScheduleOverlapPolicy,
     ScheduleSpec,
 };
-use temporalio_client::{Client, RpcOptions, tonic};
+use temporalio_client::{Client, NamespacedClient, RpcOptions, tonic};
+use temporalio_common::protos::temporal::api::common::v1::Payload;
+use temporalio_common::protos::temporal::api::schedule::v1::schedule_action::Action;
+use temporalio_common::protos::temporal::api::sdk::v1::UserMetadata;
+use temporalio_common::protos::temporal::api::workflowservice::v1::{
+    DescribeScheduleRequest, UpdateScheduleRequest,
+};
 
 use crate::errors::{CliError, CliResult};
 use crate::settings::TemporalArgs;
@@ -67,12 +73,13 @@ pub async fn run(cmd: ScheduleCommand) -> CliResult {
     }
 }
 
-fn action(task_queue: &str) -> ScheduleAction {
+fn action(task_queue: &str, search_attributes: bool) -> ScheduleAction {
     // No quarter in the input: each run syncs the quarter that ended before it started.
     let input = SyncInput {
         quarter: None,
         policy: Policy::default(),
         carried: None,
+        search_attributes,
     };
     ScheduleAction::start_workflow(QuarterlySync::run, input, task_queue, "gradesync-scheduled")
 }
@@ -90,8 +97,24 @@ pub async fn create_or_update(
     cron: &str,
     task_queue: &str,
 ) -> Result<bool, CliError> {
+    // Decided now for every run of the schedule: re-run `schedule create` after `setup`.
+    let search_attributes = crate::commands::setup::registered(client).await;
+    let created = create_or_update_action(client, id, cron, task_queue, search_attributes).await?;
+    summarize_action(client, id)
+        .await
+        .map_err(|e| CliError::Unreachable(format!("schedule {id}: {}", e.message())))?;
+    Ok(created)
+}
+
+async fn create_or_update_action(
+    client: &Client,
+    id: &str,
+    cron: &str,
+    task_queue: &str,
+    search_attributes: bool,
+) -> Result<bool, CliError> {
     let opts = CreateScheduleOptions::builder()
-        .action(action(task_queue))
+        .action(action(task_queue, search_attributes))
         .spec(spec(cron))
         .overlap_policy(ScheduleOverlapPolicy::Skip)
         .note("gradesync quarterly sync (seed: EventBridge cron(0 2 1 */3 *))".to_string())
@@ -107,7 +130,7 @@ pub async fn create_or_update(
                 .update(
                     move |u| {
                         u.set_spec(spec(&cron))
-                            .set_action(action(&queue))
+                            .set_action(action(&queue, search_attributes))
                             .set_overlap_policy(ScheduleOverlapPolicy::Skip);
                     },
                     RpcOptions::default(),
@@ -117,6 +140,58 @@ pub async fn create_or_update(
             Ok(false)
         }
         Err(e) => Err(schedule_error(id, e)),
+    }
+}
+
+/// The summary the Web UI shows above each run the schedule starts. The client's schedule
+/// action has no field for it, so it goes into the stored action directly.
+async fn summarize_action(client: &Client, id: &str) -> Result<(), tonic::Status> {
+    let namespace = client.namespace();
+    let mut service = client.connection().workflow_service();
+    let described = service
+        .describe_schedule(tonic::Request::new(DescribeScheduleRequest {
+            namespace: namespace.clone(),
+            schedule_id: id.to_string(),
+        }))
+        .await?
+        .into_inner();
+    let Some(mut schedule) = described.schedule else {
+        return Ok(());
+    };
+    let Some(Action::StartWorkflow(start)) =
+        schedule.action.as_mut().and_then(|a| a.action.as_mut())
+    else {
+        return Ok(());
+    };
+    let policy = Policy::default();
+    let summary = format!(
+        "quarterly sync of the quarter that ended before this start (schedule {id}); deadline \
+         {} h after the start",
+        policy.deadline_ms / 3_600_000
+    );
+    start.user_metadata = Some(UserMetadata {
+        summary: Some(json_payload(&summary)),
+        details: None,
+    });
+    service
+        .update_schedule(tonic::Request::new(UpdateScheduleRequest {
+            namespace,
+            schedule_id: id.to_string(),
+            schedule: Some(schedule),
+            conflict_token: described.conflict_token,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ..Default::default()
+        }))
+        .await?;
+    Ok(())
+}
+
+/// A string as Temporal's JSON payload converter encodes it, which the Web UI decodes.
+fn json_payload(text: &str) -> Payload {
+    Payload {
+        metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
+        data: serde_json::to_vec(text).unwrap_or_default(),
+        ..Default::default()
     }
 }
 

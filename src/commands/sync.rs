@@ -53,6 +53,10 @@ pub struct StartArgs {
     /// Policy overrides as JSON, e.g. '{"backoff_ms":[500,1000,2000]}' (defaults: the seed's).
     #[arg(long, value_name = "JSON")]
     pub policy: Option<String>,
+    /// Grades database, read to put the quarter's records and schools in the run's summary
+    /// in the Web UI (only counted; unset: the summary names the quarter and deadline only).
+    #[arg(long, env = "GRADESYNC_DATABASE_URL")]
+    pub database_url: Option<String>,
     #[command(flatten)]
     pub temporal: TemporalArgs,
 }
@@ -99,12 +103,24 @@ async fn start_command(args: StartArgs) -> CliResult {
     let policy = parse_policy(args.policy.as_deref())?;
     let client = crate::temporal::connect(&args.temporal).await?;
     let id = workflow_id(&args.quarter, &args.temporal.task_queue);
-    start(
+    // The counts only dress the summary: a store that does not answer must not stop a start.
+    let pending = match &args.database_url {
+        Some(url) => match pending_in(url, &args.quarter).await {
+            Ok(pending) => Some(pending),
+            Err(e) => {
+                eprintln!("gradesync: warning: {e}; the run's summary shows no counts");
+                None
+            }
+        },
+        None => None,
+    };
+    start_counted(
         &client,
         &args.temporal.task_queue,
         &id,
         args.quarter,
         policy,
+        pending,
     )
     .await?;
     println!("started {id} on task queue {}", args.temporal.task_queue);
@@ -175,9 +191,8 @@ pub fn verdict_hint(verdict: Verdict) -> &'static str {
     }
 }
 
-/// Starts `QuarterlySync` for `quarter` with the deadline as its execution timeout.
 /// Starts `QuarterlySync` for `quarter` under the id `id` (normally [`workflow_id`]), with
-/// the deadline as its execution timeout.
+/// the deadline as its execution timeout and a summary for the Web UI without counts.
 pub async fn start(
     client: &Client,
     task_queue: &str,
@@ -185,17 +200,81 @@ pub async fn start(
     quarter: Quarter,
     policy: Policy,
 ) -> Result<String, CliError> {
+    start_counted(client, task_queue, id, quarter, policy, None).await
+}
+
+/// Records and schools a quarter has pending, for the run's summary: counts only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub records: u64,
+    pub schools: u64,
+}
+
+/// What the store holds pending for `quarter` (records not yet synced, rejected or dead).
+pub async fn pending_in(database_url: &str, quarter: &Quarter) -> Result<Pending, CliError> {
+    let store = crate::worker::open_store(&StoreArgs {
+        database_url: database_url.to_string(),
+    })
+    .await?;
+    let counts = store
+        .pending_counts(quarter)
+        .await
+        .map_err(|e| CliError::Unreachable(e.to_string()))?;
+    Ok(Pending {
+        records: counts.iter().map(|c| c.pending + c.batched).sum(),
+        schools: counts.len() as u64,
+    })
+}
+
+/// The one line the Web UI shows above the run: quarter, counts, deadline.
+pub fn static_summary(
+    quarter: &Quarter,
+    pending: Option<Pending>,
+    started_ms: u64,
+    policy: &Policy,
+) -> String {
+    let counts = match pending {
+        Some(p) => format!(
+            "{} records of {} school{}, ",
+            p.records,
+            p.schools,
+            if p.schools == 1 { "" } else { "s" }
+        ),
+        None => String::new(),
+    };
+    format!(
+        "quarter {quarter}: {counts}deadline {} ({} h)",
+        eta_text::utc_minute(started_ms.saturating_add(policy.deadline_ms)),
+        policy.deadline_ms / 3_600_000
+    )
+}
+
+/// [`start`], with the quarter's pending records and schools in the Web UI's summary.
+pub async fn start_counted(
+    client: &Client,
+    task_queue: &str,
+    id: &str,
+    quarter: Quarter,
+    policy: Policy,
+    pending: Option<Pending>,
+) -> Result<String, CliError> {
     let id = id.to_string();
     let timeout = Duration::from_millis(policy.deadline_ms);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let summary = static_summary(&quarter, pending, now_ms, &policy);
     let input = SyncInput {
         quarter: Some(quarter.to_string()),
         policy,
         carried: None,
+        search_attributes: crate::commands::setup::registered(client).await,
     };
     let options = WorkflowStartOptions::new(task_queue.to_string(), id.clone())
         .execution_timeout(timeout)
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
         .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
+        .static_summary(summary)
         .build();
     match client
         .start_workflow(QuarterlySync::run, input, options)
@@ -372,4 +451,29 @@ async fn status_command(args: StatusArgs) -> CliResult {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_summary_reads_quarter_counts_and_deadline() {
+        let quarter: Quarter = "2026-Q4".parse().unwrap();
+        let policy = Policy::default();
+        // 2027-01-01 02:00 UTC, the schedule's start; 47 h later.
+        let start_ms = 1_798_768_800_000;
+        let pending = Pending {
+            records: 250_000,
+            schools: 50,
+        };
+        assert_eq!(
+            static_summary(&quarter, Some(pending), start_ms, &policy),
+            "quarter 2026-Q4: 250000 records of 50 schools, deadline 2027-01-03 01:00 UTC (47 h)"
+        );
+        assert_eq!(
+            static_summary(&quarter, None, start_ms, &policy),
+            "quarter 2026-Q4: deadline 2027-01-03 01:00 UTC (47 h)"
+        );
+    }
 }

@@ -16,3 +16,4 @@ mod report;
 mod sync;
 mod temporal_tls;
 mod verdict;
+mod webui;

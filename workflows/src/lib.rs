@@ -7,6 +7,7 @@
 //!   school, continuing as new so its history stays bounded.
 //! - [`backoff`]: the Retry5s -> Retry15s -> Retry45s steps as one visible list.
 //! - [`eta`]: the measured rate and projected finish behind the early deadline alert.
+//! - [`search_attributes`]: quarter, phase, verdict and counts for the Web UI's list.
 
 pub mod backoff;
 pub mod eta;
@@ -14,6 +15,7 @@ mod options;
 pub mod quarterly;
 pub mod redrive;
 pub mod school;
+pub mod search_attributes;
 mod timers;
 
 pub use quarterly::QuarterlySync;

@@ -21,11 +21,12 @@ use futures::FutureExt;
 use gradesync_activities::acts::SyncActivities;
 use gradesync_activities::model::{
     Carried, Counts, DeadlineAlert, Eta, PendingOverview, Policy, Progress, QuarterRef,
-    ReconcileAheadRequest, ReconcileRequest, RedriveRequest, Redriven, SchoolPending,
-    SchoolProgress, SyncInput, SyncSummary, Verdict, quarter_workflow_id,
+    ReconcileAheadRequest, ReconcileRequest, ReconcileSummary, RedriveRequest, Redriven,
+    SchoolPending, SchoolProgress, SyncInput, SyncSummary, Verdict, quarter_workflow_id,
 };
 use gradesync_govapi::Quarter;
 use temporalio_common::error::ApplicationFailure;
+use temporalio_common::search_attributes::SearchAttributeUpdate;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
@@ -38,6 +39,7 @@ use crate::eta::{Judging, Meter, Sample};
 use crate::options;
 use crate::redrive;
 use crate::school::{SchoolInput, SchoolSync};
+use crate::search_attributes;
 use crate::timers::wait_named;
 
 /// Marks histories made with the ETA watcher. Histories recorded before it carry no such
@@ -50,6 +52,9 @@ const RECONCILE_AHEAD_PATCH: &str = "reconcile-ahead";
 const ONE_RUN_PATCH: &str = "one-run-per-quarter";
 /// Redrives the run's dead letters in waves before it reconciles.
 const REDRIVE_PATCH: &str = "dlq-redrive";
+/// Upserts gradesync's search attributes (quarter, phase, verdict, counts) at each phase
+/// change, for the Web UI's list; only on runs whose starter found them registered.
+const SEARCH_ATTRIBUTES_PATCH: &str = "web-ui-search-attributes";
 /// How long ReconcileAhead may go on once the sending is over: a page read in flight.
 const AHEAD_GRACE: Duration = Duration::from_secs(10);
 
@@ -75,6 +80,8 @@ pub struct QuarterlySync {
     alerted: bool,
     /// DeadlineAtRisk activities not yet finished: continuing as new would lose them.
     alerts_in_flight: usize,
+    /// Phase changes upsert the search attributes (registered, and the patch is in).
+    search_attributes: bool,
 }
 
 #[workflow_methods]
@@ -90,6 +97,8 @@ impl QuarterlySync {
         if let Some(problem) = policy.problem() {
             return Err(fail("InvalidPolicy", problem));
         }
+        let glance = input.search_attributes && ctx.patched(SEARCH_ATTRIBUTES_PATCH);
+        ctx.state_mut(|s| s.search_attributes = glance);
         if input.carried.is_none() && ctx.patched(ONE_RUN_PATCH) && !is_quarters_own(ctx, quarter) {
             let own = quarter_workflow_id(&quarter.to_string(), ctx.task_queue());
             return delegate(ctx, quarter, &policy, own).await;
@@ -350,11 +359,13 @@ async fn delegate(
     policy: &Policy,
     own: String,
 ) -> WorkflowResult<SyncSummary> {
+    ctx.state_mut(|s| s.progress.quarter = quarter.to_string());
     set_phase(ctx, "Delegating");
     let input = SyncInput {
         quarter: Some(quarter.to_string()),
         policy: policy.clone(),
         carried: None,
+        search_attributes: ctx.state(|s| s.search_attributes),
     };
     let options = ChildWorkflowOptions::builder()
         .workflow_id(own.clone())
@@ -369,7 +380,16 @@ async fn delegate(
         .start_child_workflow(QuarterlySync::run, input, options)
         .await
     {
-        Ok(run) => Ok(run.result().await?),
+        Ok(run) => {
+            let summary = run.result().await?;
+            // The schedule's list shows this run too: it ends with the quarter's verdict.
+            set_phase_with(
+                ctx,
+                verdict_phase(summary.verdict),
+                Some(&summary.reconcile),
+            );
+            Ok(summary)
+        }
         Err(ChildWorkflowStartError::StartFailed {
             cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists,
             ..
@@ -436,14 +456,7 @@ async fn sync_quarter(
             .await?;
         if reconcile.requeued == 0 {
             let verdict = reconcile.verdict;
-            set_phase(
-                ctx,
-                match verdict {
-                    Verdict::Complete => "Complete",
-                    Verdict::Incomplete => "Incomplete",
-                    Verdict::NeedsCorrection => "NeedsCorrection",
-                },
-            );
+            set_phase_with(ctx, verdict_phase(verdict), Some(&reconcile));
             return Ok(SyncSummary {
                 quarter: quarter.to_string(),
                 totals,
@@ -556,6 +569,7 @@ async fn continue_as_new(
         quarter: Some(quarter.to_string()),
         policy: policy.clone(),
         carried: Some(carried),
+        search_attributes: ctx.state(|s| s.search_attributes),
     };
     match ctx.continue_as_new(next, ContinueAsNewOptions::default())? {}
 }
@@ -657,9 +671,87 @@ fn school_row(school: &SchoolPending) -> SchoolProgress {
     }
 }
 
+/// The last phase of a run: its verdict.
+fn verdict_phase(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Complete => "Complete",
+        Verdict::Incomplete => "Incomplete",
+        Verdict::NeedsCorrection => "NeedsCorrection",
+    }
+}
+
 fn set_phase(ctx: &WorkflowContext<QuarterlySync>, phase: &str) {
+    set_phase_with(ctx, phase, None);
+}
+
+/// Sets the phase the `progress` query and the Web UI show; with the search attributes
+/// on, upserts them too (one history event per phase change, the verdict with the last).
+fn set_phase_with(
+    ctx: &WorkflowContext<QuarterlySync>,
+    phase: &str,
+    judged: Option<&ReconcileSummary>,
+) {
     ctx.state_mut(|s| s.progress.phase = phase.to_string());
     ctx.set_current_details(format!("phase: {phase}"));
+    if ctx.state(|s| s.search_attributes) {
+        let glance = ctx.state(|s| Glance::of(&s.progress, phase, judged));
+        ctx.upsert_search_attributes(glance.updates());
+    }
+}
+
+/// What the search attributes say at a phase change: counts only.
+#[derive(Debug, Clone, PartialEq)]
+struct Glance {
+    quarter: String,
+    phase: String,
+    /// `(synced, owed)`; none before QueryPending has counted the quarter.
+    records: Option<(u64, u64)>,
+    verdict: Option<Verdict>,
+}
+
+impl Glance {
+    fn of(progress: &Progress, phase: &str, judged: Option<&ReconcileSummary>) -> Self {
+        let counted = !matches!(phase, "QueryPending" | "Delegating");
+        let records = match judged {
+            // Reconcile's word: confirmed at the API, and every record that is not.
+            Some(r) => Some((
+                r.synced_in_store
+                    .saturating_sub(r.missing_at_api + r.hash_mismatches),
+                r.rejected
+                    + r.dead_lettered
+                    + r.unsent
+                    + r.missing_at_api
+                    + r.hash_mismatches
+                    + r.unverified,
+            )),
+            None => counted.then(|| {
+                let synced = progress.totals.records_synced;
+                (synced, progress.pending_at_start.saturating_sub(synced))
+            }),
+        };
+        Glance {
+            quarter: progress.quarter.clone(),
+            phase: phase.to_string(),
+            records,
+            verdict: judged.map(|r| r.verdict),
+        }
+    }
+
+    fn updates(&self) -> Vec<SearchAttributeUpdate> {
+        let mut updates = vec![
+            search_attributes::QUARTER.value_set(self.quarter.clone()),
+            search_attributes::PHASE.value_set(self.phase.clone()),
+        ];
+        if let Some((synced, owed)) = self.records {
+            let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            updates.push(search_attributes::RECORDS_SYNCED.value_set(int(synced)));
+            updates.push(search_attributes::RECORDS_OWED.value_set(int(owed)));
+        }
+        if let Some(verdict) = self.verdict {
+            updates.push(search_attributes::VERDICT.value_set(verdict.to_string()));
+        }
+        updates
+    }
 }
 
 /// Runs one SchoolSync child per school, `parallel_schools` at a time, until the history
@@ -965,6 +1057,37 @@ mod tests {
         let mut next = QuarterlySync::default();
         next.resume(carried);
         assert!(next.warned && next.alerted);
+    }
+
+    #[test]
+    fn the_glance_counts_owed_records_until_the_verdict_settles_them() {
+        let mut progress = Progress {
+            quarter: "2026-Q4".into(),
+            pending_at_start: 1_000,
+            ..Progress::default()
+        };
+        progress.totals.records_synced = 400;
+        let before = Glance::of(&progress, "QueryPending", None);
+        assert_eq!(before.records, None, "nothing counted yet");
+        let sending = Glance::of(&progress, "Sending", None);
+        assert_eq!(sending.records, Some((400, 600)));
+        assert_eq!(sending.updates().len(), 4);
+        let judged = ReconcileSummary {
+            synced_in_store: 990,
+            missing_at_api: 2,
+            rejected: 8,
+            verdict: Verdict::Incomplete,
+            ..ReconcileSummary::default()
+        };
+        let end = Glance::of(&progress, "Incomplete", Some(&judged));
+        assert_eq!(end.records, Some((988, 10)));
+        assert_eq!(end.verdict, Some(Verdict::Incomplete));
+        let names: Vec<_> = end.updates().iter().map(|u| u.name().to_string()).collect();
+        let mut expected = search_attributes::ALL.map(|(n, _)| n.to_string());
+        let mut names = names;
+        names.sort();
+        expected.sort();
+        assert_eq!(names, expected, "the verdict's upsert sets every attribute");
     }
 
     #[test]
