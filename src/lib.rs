@@ -13,6 +13,7 @@ pub mod commands;
 pub mod datagen;
 pub mod devserver;
 pub mod errors;
+pub mod secret_file;
 pub mod settings;
 pub mod temporal;
 pub mod worker;

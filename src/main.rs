@@ -1,7 +1,8 @@
 //! `gradesync`: parses the command line, sets up logging and maps failures to exit codes
 //! (2 usage, 3 unreachable service, 4 needs attention, 1 anything else).
 
-use clap::Parser;
+use clap::parser::{ArgMatches, ValueSource};
+use clap::{CommandFactory, FromArgMatches};
 use gradesync::cli::{Cli, Command};
 use gradesync::commands::{check, demo, dlq, import, report, schedule, sync};
 use gradesync::errors::CliError;
@@ -54,8 +55,46 @@ fn main() {
     runtime.block_on(run());
 }
 
+/// Flags whose value is a secret, with where it should come from instead.
+const SECRET_FLAGS: [(&str, &str, &str); 3] = [
+    (
+        "gov_client_secret",
+        "--gov-client-secret",
+        "GRADESYNC_GOV_CLIENT_SECRET_FILE",
+    ),
+    (
+        "alert_webhook_url",
+        "--alert-webhook-url",
+        "GRADESYNC_ALERT_WEBHOOK_URL_FILE",
+    ),
+    (
+        "compliance_webhook_url",
+        "--compliance-webhook-url",
+        "GRADESYNC_COMPLIANCE_WEBHOOK_URL_FILE",
+    ),
+];
+
+/// Secrets given on the command line, which every user of the host can read in `ps` or
+/// /proc: the flag names (never the values), from the innermost subcommand's matches.
+fn secret_flags_used(matches: &ArgMatches) -> Vec<(&'static str, &'static str)> {
+    let mut found = Vec::new();
+    let mut current = Some(matches);
+    while let Some(m) = current {
+        for (id, flag, file_var) in SECRET_FLAGS {
+            if m.ids().any(|i| i.as_str() == id)
+                && m.value_source(id) == Some(ValueSource::CommandLine)
+            {
+                found.push((flag, file_var));
+            }
+        }
+        current = m.subcommand().map(|(_, sub)| sub);
+    }
+    found
+}
+
 async fn run() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let quiet = matches!(
         cli.command,
         Command::Demo(_)
@@ -65,6 +104,12 @@ async fn run() {
             | Command::Report(_)
     );
     init_logging(&cli.log_format, quiet);
+    for (flag, file_var) in secret_flags_used(&matches) {
+        tracing::warn!(
+            "{flag} was given on the command line, where every user of this host can read \
+             it (ps, /proc); put the value in a file and set {file_var} instead"
+        );
+    }
     let result = match cli.command {
         Command::Worker { args, faults } => {
             if faults.fault_clock_skew_ms != 0 {

@@ -57,11 +57,14 @@ impl Workers {
             GovClient::new(args.gov.client_config()?, gate)
                 .map_err(|e| CliError::Usage(e.to_string()))?,
         );
+        let alert_url = args.output.alert_webhook()?;
+        let compliance_url = args.output.compliance_webhook()?;
+        let alerts = Webhook::new(alert_url.map(|u| u.expose().to_string()));
         let sync = SyncActivities {
             store: store.clone(),
             gov: gov.clone(),
-            alerts: Webhook::new(args.output.alert_webhook_url.clone()),
-            compliance: Webhook::new(args.output.compliance_webhook_url.clone()),
+            alerts: alerts.clone(),
+            compliance: Webhook::new(compliance_url.map(|u| u.expose().to_string())),
             // `GRADESYNC_REPORT_DIR=` (set but empty) means no files, as unset does.
             report_dir: args
                 .output
@@ -79,11 +82,7 @@ impl Workers {
             .register_activities(sync)
             .build();
         let send_opts = WorkerOptions::new(args.temporal.send_queue())
-            .register_activities(SendActivities {
-                store,
-                gov,
-                alerts: Webhook::new(args.output.alert_webhook_url.clone()),
-            })
+            .register_activities(SendActivities { store, gov, alerts })
             .build();
         let main =
             Worker::new(&runtime, client.clone(), main_opts).context("cannot create the worker")?;
@@ -178,6 +177,11 @@ impl BackgroundWorkers {
 
 /// `gradesync worker`: runs until Ctrl-C / SIGTERM, then drains.
 pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
+    // Settings first: a missing secret or a bad certificate file is a usage error, before
+    // any connection is tried.
+    args.gov.client_config()?;
+    args.output.alert_webhook()?;
+    args.output.compliance_webhook()?;
     let client = crate::temporal::connect(&args.temporal).await?;
     let workers = Workers::build(&args, client).await?;
     let stop = workers.shutdown_handle();

@@ -186,17 +186,14 @@ impl TestApp {
             temporal: temporal.clone(),
             store: StoreArgs { database_url },
             gov: GovArgs {
-                gov_api_url: sim.base_url(),
-                gov_client_id: client_id,
-                gov_client_secret: client_secret,
                 http_timeout_secs: 2.0,
-                rate_per_sec: 2.0,
-                rate_guard_ms: gradesync::settings::DEFAULT_RATE_GUARD_MS,
+                ..GovArgs::simulator(sim.base_url(), &client_id, &client_secret)
             },
             output: OutputArgs {
                 alert_webhook_url: Some(alerts.url.clone()),
                 compliance_webhook_url: Some(compliance.url.clone()),
                 report_dir: Some(dir.path().join("reports")),
+                ..OutputArgs::none()
             },
         };
         let client = gradesync::temporal::connect(&temporal).await.unwrap();
@@ -266,7 +263,10 @@ impl TestApp {
             .env("GRADESYNC_DATABASE_URL", &a.store.database_url)
             .env("GRADESYNC_GOV_API_URL", &a.gov.gov_api_url)
             .env("GRADESYNC_GOV_CLIENT_ID", &a.gov.gov_client_id)
-            .env("GRADESYNC_GOV_CLIENT_SECRET", &a.gov.gov_client_secret)
+            .env(
+                "GRADESYNC_GOV_CLIENT_SECRET",
+                a.gov.gov_client_secret.as_deref().unwrap_or_default(),
+            )
             .env(
                 "GRADESYNC_HTTP_TIMEOUT_SECS",
                 a.gov.http_timeout_secs.to_string(),
