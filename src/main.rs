@@ -10,10 +10,12 @@ use gradesync::errors::CliError;
 /// Logs go to stderr; `GRADESYNC_LOG` overrides the level (e.g. `debug`). Interactive
 /// commands whose output is a progress bar default to warnings only.
 fn init_logging(format: &str, quiet: bool) {
+    // rustls-platform-verifier logs each certificate it refuses at error level; gradesync
+    // says the same in one line that says what to do.
     let default = if quiet {
-        "warn"
+        "warn,rustls_platform_verifier=off"
     } else {
-        "info,temporalio_sdk_core=warn"
+        "info,temporalio_sdk_core=warn,rustls_platform_verifier=off"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRADESYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

@@ -166,13 +166,25 @@ impl TestApp {
     /// (credentials, token lifetime) and, when given, another Temporal server than the
     /// shared one. The worker's credentials are the simulator's.
     pub async fn spawn_with(name: &str, config: SimConfig, temporal: Option<String>) -> Self {
+        Self::spawn_with_sim_tls(name, config, temporal, None).await
+    }
+
+    /// Like [`TestApp::spawn_with`], the simulator serving HTTPS with `tls` when given
+    /// (the worker's URL is then `https://`; its CA and client certificate are the test's
+    /// to set).
+    pub async fn spawn_with_sim_tls(
+        name: &str,
+        config: SimConfig,
+        temporal: Option<String>,
+        tls: Option<sim::SimTls>,
+    ) -> Self {
         init_logs();
         let dir = tempfile::tempdir().unwrap();
         // SQLite in the test's dir, or a database of its own on the test PostgreSQL server.
         let database_url = scratch::url_for(dir.path()).await.unwrap();
         let store = Store::connect(&database_url).await.unwrap();
         let (client_id, client_secret) = (config.client_id.clone(), config.client_secret.clone());
-        let sim = sim::spawn(config).await.unwrap();
+        let sim = sim::spawn_tls(config, tls).await.unwrap();
         let alerts = Webhook::spawn().await;
         let compliance = Webhook::spawn().await;
         // A fresh queue per run, so a test never meets another test's (or run's) tasks.
@@ -274,6 +286,16 @@ impl TestApp {
             .env("GRADESYNC_ALERT_WEBHOOK_URL", &self.alerts.url)
             .env("GRADESYNC_COMPLIANCE_WEBHOOK_URL", &self.compliance.url)
             .stdin(std::process::Stdio::null());
+        for (var, path) in [
+            ("GRADESYNC_GOV_CA_CERT", &a.gov.gov_ca_cert),
+            ("GRADESYNC_GOV_CLIENT_CERT", &a.gov.gov_client_cert),
+            ("GRADESYNC_GOV_CLIENT_KEY", &a.gov.gov_client_key),
+        ] {
+            match path {
+                Some(path) => cmd.env(var, path),
+                None => cmd.env_remove(var),
+            };
+        }
         match &a.output.report_dir {
             Some(dir) => cmd.env("GRADESYNC_REPORT_DIR", dir),
             None => cmd.env_remove("GRADESYNC_REPORT_DIR"),
