@@ -14,6 +14,7 @@ pub mod datagen;
 pub mod devserver;
 pub mod errors;
 pub mod ops;
+pub mod secret_file;
 pub mod settings;
 pub mod temporal;
 pub mod worker;

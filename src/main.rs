@@ -3,7 +3,8 @@
 
 use std::io::IsTerminal;
 
-use clap::Parser;
+use clap::parser::{ArgMatches, ValueSource};
+use clap::{CommandFactory, FromArgMatches};
 use gradesync::cli::{Cli, Command};
 use gradesync::commands::{check, demo, dlq, import, report, schedule, setup, sync};
 use gradesync::errors::CliError;
@@ -11,10 +12,12 @@ use gradesync::errors::CliError;
 /// Logs go to stderr; `GRADESYNC_LOG` overrides the level (e.g. `debug`). Interactive
 /// commands whose output is a progress bar default to warnings only.
 fn init_logging(format: &str, quiet: bool) {
+    // rustls-platform-verifier logs each certificate it refuses at error level; gradesync
+    // says the same in one line that says what to do.
     let default = if quiet {
-        "warn"
+        "warn,rustls_platform_verifier=off"
     } else {
-        "info,temporalio_sdk_core=warn"
+        "info,temporalio_sdk_core=warn,rustls_platform_verifier=off"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRADESYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -64,8 +67,46 @@ fn main() {
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
 }
 
+/// Flags whose value is a secret, with where it should come from instead.
+const SECRET_FLAGS: [(&str, &str, &str); 3] = [
+    (
+        "gov_client_secret",
+        "--gov-client-secret",
+        "GRADESYNC_GOV_CLIENT_SECRET_FILE",
+    ),
+    (
+        "alert_webhook_url",
+        "--alert-webhook-url",
+        "GRADESYNC_ALERT_WEBHOOK_URL_FILE",
+    ),
+    (
+        "compliance_webhook_url",
+        "--compliance-webhook-url",
+        "GRADESYNC_COMPLIANCE_WEBHOOK_URL_FILE",
+    ),
+];
+
+/// Secrets given on the command line, which every user of the host can read in `ps` or
+/// /proc: the flag names (never the values), from the innermost subcommand's matches.
+fn secret_flags_used(matches: &ArgMatches) -> Vec<(&'static str, &'static str)> {
+    let mut found = Vec::new();
+    let mut current = Some(matches);
+    while let Some(m) = current {
+        for (id, flag, file_var) in SECRET_FLAGS {
+            if m.ids().any(|i| i.as_str() == id)
+                && m.value_source(id) == Some(ValueSource::CommandLine)
+            {
+                found.push((flag, file_var));
+            }
+        }
+        current = m.subcommand().map(|(_, sub)| sub);
+    }
+    found
+}
+
 async fn run() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let quiet = matches!(
         cli.command,
         Command::Demo(_)
@@ -76,6 +117,12 @@ async fn run() {
             | Command::Report(_)
     );
     init_logging(&cli.log_format, quiet);
+    for (flag, file_var) in secret_flags_used(&matches) {
+        tracing::warn!(
+            "{flag} was given on the command line, where every user of this host can read \
+             it (ps, /proc); put the value in a file and set {file_var} instead"
+        );
+    }
     let result = match cli.command {
         Command::Worker { args, faults } => {
             if faults.fault_clock_skew_ms != 0 {

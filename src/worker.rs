@@ -73,12 +73,15 @@ impl Workers {
             GovClient::new(args.gov.client_config()?, gate)
                 .map_err(|e| CliError::Usage(e.to_string()))?,
         );
+        let alert_url = args.output.alert_webhook()?;
+        let compliance_url = args.output.compliance_webhook()?;
+        let alerts = Webhook::new(alert_url.map(|u| u.expose().to_string()));
         let probes = Arc::new(Probes::new(client.clone(), store.clone(), gov.clone()));
         let sync = SyncActivities {
             store: store.clone(),
             gov: gov.clone(),
-            alerts: Webhook::new(args.output.alert_webhook_url.clone()),
-            compliance: Webhook::new(args.output.compliance_webhook_url.clone()),
+            alerts: alerts.clone(),
+            compliance: Webhook::new(compliance_url.map(|u| u.expose().to_string())),
             // `GRADESYNC_REPORT_DIR=` (set but empty) means no files, as unset does.
             report_dir: args
                 .output
@@ -113,7 +116,7 @@ impl Workers {
             .register_activities(SendActivities {
                 store: store.clone(),
                 gov,
-                alerts: Webhook::new(args.output.alert_webhook_url.clone()),
+                alerts,
             })
             .activity_inbound_interceptor(ActivitySpans)
             .graceful_shutdown_period(cancel_after)
@@ -254,6 +257,11 @@ fn stop_signal() -> impl std::future::Future<Output = &'static str> {
 pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
     let signal = stop_signal();
     let grace = args.ops.shutdown_grace()?;
+    // Settings first: a missing secret or a bad certificate file is a usage error, before
+    // any connection is tried.
+    args.gov.client_config()?;
+    args.output.alert_webhook()?;
+    args.output.compliance_webhook()?;
     let client = crate::temporal::connect(&args.temporal).await?;
     let mut workers = Workers::build(&args, client.clone()).await?;
     if let Some(addr) = args.ops.metrics_listen {

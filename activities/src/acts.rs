@@ -1001,7 +1001,12 @@ impl SendActivities {
                 .record_attempt(req.batch_id, "credentials refused by the token endpoint")
                 .await
                 .map_err(store_error)?;
-            self.alert_once(&batch.quarter, &message).await;
+            // The failure also says when the alert did not go out, so whoever reads it in
+            // the Web UI knows nobody was told (the webhook shown as scheme and host only).
+            let message = match self.alert_once(&batch.quarter, &message).await {
+                Some(e) => format!("{message} (and the alert about it was not delivered: {e})"),
+                None => message,
+            };
             return Err(ActivityError::application(
                 ApplicationFailure::builder(message)
                     .type_name("CredentialsRefused".to_string())
@@ -1035,25 +1040,26 @@ impl SendActivities {
     }
 
     /// One alert per process and quarter for a failure that stops the run: every batch in
-    /// flight meets it, the team needs to hear it once.
-    async fn alert_once(&self, quarter: &Quarter, message: &str) {
+    /// flight meets it, the team needs to hear it once. Returns why the alert failed, if
+    /// it did.
+    async fn alert_once(&self, quarter: &Quarter, message: &str) -> Option<String> {
         static ALERTED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
         {
             let mut seen = ALERTED.lock().unwrap_or_else(|e| e.into_inner());
             let q = quarter.to_string();
             if seen.contains(&q) {
-                return;
+                return None;
             }
             seen.push(q);
         }
         let text = format!(":no_entry: gradesync stopped the sync of {quarter}: {message}");
-        if let Err(e) = self.alerts.post(&text, None).await {
-            tracing::error!(quarter = %quarter, error = %e, "alert webhook failed");
-            let _ = self
-                .store
-                .record_webhook_failure(quarter, "alert", &e.to_string())
-                .await;
-        }
+        let e = self.alerts.post(&text, None).await.err()?;
+        tracing::error!(quarter = %quarter, error = %e, "alert webhook failed");
+        let _ = self
+            .store
+            .record_webhook_failure(quarter, "alert", &e.to_string())
+            .await;
+        Some(e.to_string())
     }
 }
 

@@ -140,9 +140,15 @@ impl Webhook {
     }
 }
 
+/// Whether `url` is an absolute http(s) URL with a host, the only kind a webhook can be.
+pub fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
 /// `scheme://host[:port]/…`: enough to tell webhooks apart, none of the path or query
 /// where the secret lives, nor any user or password.
-fn redacted(url: &str) -> String {
+pub fn redacted(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(u) => match (u.host_str(), u.port()) {
             (Some(host), Some(port)) => format!("{}://{host}:{port}/…", u.scheme()),

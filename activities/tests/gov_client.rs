@@ -682,3 +682,52 @@ fn has_hex_run(text: &str, len: usize) -> bool {
     }
     false
 }
+
+#[tokio::test]
+async fn an_answer_over_the_size_cap_is_not_read_and_says_why() {
+    // A listing page of 40 records is ~4 KB; the token and receipts are far smaller.
+    let t = TestSim::custom(
+        SimConfig::default(),
+        |c| c.max_answer_bytes = 2_000,
+        Arc::new(NoGate),
+    )
+    .await;
+    let records = (0..40)
+        .map(|i| record(&format!("big{i:03}"), "s1", "A"))
+        .collect();
+    sent(t.send(&batch_of("s1", records)).await);
+    let err = t
+        .client
+        .record_hashes(&quarter(), None, 100)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GovError::AnswerTooLarge {
+                status: 200,
+                limit: 2_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!err.is_retryable(), "the same page would be as large again");
+    assert!(err.to_string().contains("more than 2000 bytes"), "{err}");
+
+    // A batch whose token answer is over the cap is retried, never taken as sent.
+    let tiny = TestSim::custom(
+        SimConfig::default(),
+        |c| c.max_answer_bytes = 10,
+        Arc::new(NoGate),
+    )
+    .await;
+    let b = batch(&["r1"]);
+    let outcome = tiny.send(&b).await;
+    assert_eq!(
+        retry(&outcome).0,
+        RetryReason::BadAnswer(200),
+        "{outcome:?}"
+    );
+    assert_eq!(tiny.ledger().await.batch_posts, 0);
+}

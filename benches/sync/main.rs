@@ -341,6 +341,10 @@ async fn run_temporal(s: &Scenario, temporal: &Temporal, out: &Path) -> Result<R
             .env("GRADESYNC_TASK_QUEUE", &queue)
             .env("GRADESYNC_DATABASE_URL", &url)
             .env("GRADESYNC_GOV_API_URL", sim.base_url())
+            .env(
+                "GRADESYNC_GOV_CLIENT_SECRET",
+                SimConfig::default().client_secret,
+            )
             .env("GRADESYNC_RATE_PER_SEC", s.rate.to_string())
             .env("GRADESYNC_REPORT_DIR", dir.path().join("reports"))
             .stdin(Stdio::null())

@@ -42,8 +42,8 @@ pub async fn run(args: CheckArgs) -> CliResult {
         }
     };
     match check_gov(&args.gov, store).await {
-        Ok(()) => println!(
-            "gov-api   ok  {} (token issued to {})",
+        Ok(tls) => println!(
+            "gov-api   ok  {} (token issued to {}{tls})",
             args.gov.gov_api_url, args.gov.gov_client_id
         ),
         Err(e) => failures.push(e),
@@ -104,9 +104,14 @@ fn describe(config: &ConnectionConfig) -> String {
 }
 
 /// A token request goes through the store's rate gate when the store is up, so a check
-/// made during a run still keeps the API's window.
-async fn check_gov(args: &GovArgs, store: Option<Store>) -> Result<(), CliError> {
+/// made during a run still keeps the API's window. Says how TLS was set up (paths only).
+async fn check_gov(args: &GovArgs, store: Option<Store>) -> Result<String, CliError> {
     let config = args.client_config()?;
+    let tls = if config.base_url.starts_with("https:") {
+        format!(", {}", config.tls.describe())
+    } else {
+        String::new()
+    };
     let client = match store {
         Some(store) => GovClient::new(
             config,
@@ -122,14 +127,16 @@ async fn check_gov(args: &GovArgs, store: Option<Store>) -> Result<(), CliError>
         ),
     }
     .map_err(gov_error)?;
-    client.check().await.map_err(gov_error)
+    client.check().await.map_err(gov_error)?;
+    Ok(tls)
 }
 
 fn gov_error(e: GovError) -> CliError {
     match e {
-        GovError::BadBaseUrl { .. } | GovError::BadCredentials { .. } => {
-            CliError::Usage(e.to_string())
-        }
+        GovError::BadBaseUrl { .. }
+        | GovError::BadCredentials { .. }
+        | GovError::InsecureHttp { .. }
+        | GovError::Tls { .. } => CliError::Usage(e.to_string()),
         e if e.is_retryable() => CliError::Unreachable(e.to_string()),
         e => CliError::Other(e.into()),
     }

@@ -157,18 +157,15 @@ pub async fn run(a: DemoArgs) -> CliResult {
     let worker_args = WorkerArgs {
         temporal: temporal.clone(),
         store: store_args,
-        gov: GovArgs {
-            gov_api_url: sim.base_url(),
-            gov_client_id: SimConfig::default().client_id,
-            gov_client_secret: SimConfig::default().client_secret,
-            http_timeout_secs: 120.0,
-            rate_per_sec: 2.0,
-            rate_guard_ms: crate::settings::DEFAULT_RATE_GUARD_MS,
-        },
+        // The simulator's own credentials: the one place with a built-in secret.
+        gov: GovArgs::simulator(
+            sim.base_url(),
+            &SimConfig::default().client_id,
+            &SimConfig::default().client_secret,
+        ),
         output: OutputArgs {
-            alert_webhook_url: None,
-            compliance_webhook_url: None,
             report_dir: Some(a.dir.join("reports")),
+            ..OutputArgs::none()
         },
         ops: crate::ops::OpsArgs::none(),
     };

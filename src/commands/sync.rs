@@ -244,7 +244,7 @@ pub fn static_summary(
     };
     format!(
         "quarter {quarter}: {counts}deadline {} ({} h)",
-        eta_text::utc_minute(started_ms.saturating_add(policy.deadline_ms)),
+        gradesync_activities::utc::utc_minute(started_ms.saturating_add(policy.deadline_ms)),
         policy.deadline_ms / 3_600_000
     )
 }

@@ -18,6 +18,7 @@ use temporalio_common::envconfig::{
 };
 
 use super::errors::TemporalError;
+use crate::secret_file::{self, SecretFileError};
 use crate::settings::TemporalArgs;
 
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:7233";
@@ -129,6 +130,18 @@ pub fn resolve_with(
         .load_from_env(env)
         .map_err(|e| TemporalError::Config(one_line(&e.to_string())))?;
     apply_flags(&mut profile, args);
+    // TEMPORAL_API_KEY_FILE: the key from a mounted secret file, as an environment
+    // variable would give it (over the profile's).
+    if let Some(path) = env_var(env, "TEMPORAL_API_KEY_FILE") {
+        if env_var(env, "TEMPORAL_API_KEY").is_some() {
+            return Err(SecretFileError::Both {
+                var: "TEMPORAL_API_KEY",
+            }
+            .into());
+        }
+        let key = secret_file::read("TEMPORAL_API_KEY", Path::new(&path))?;
+        profile.api_key = Some(key.expose().to_string());
+    }
 
     let api_key = profile.api_key.clone().filter(|k| !k.is_empty());
     let tls_on = match &profile.tls {
@@ -574,6 +587,43 @@ address = "staging:7233"
         let vars = env(&[("TEMPORAL_API_KEY", "env-key")]);
         let c = resolve_in(&flags, &vars, Some(&file)).unwrap();
         assert_eq!(c.api_key.unwrap().expose(), "env-key");
+    }
+
+    #[test]
+    fn the_api_key_can_come_from_a_file_but_not_beside_the_variable() {
+        let (_dir, file) = config_file();
+        let key = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(key.path(), "file-key-CANARY\n").unwrap();
+        let path = key.path().to_str().unwrap();
+        let mut flags = args();
+        flags.temporal_profile = Some("cloud".into());
+        let c = resolve_in(
+            &flags,
+            &env(&[("TEMPORAL_API_KEY_FILE", path)]),
+            Some(&file),
+        )
+        .unwrap();
+        assert_eq!(c.api_key.unwrap().expose(), "file-key-CANARY");
+        let both = env(&[
+            ("TEMPORAL_API_KEY_FILE", path),
+            ("TEMPORAL_API_KEY", "env-key"),
+        ]);
+        let e = resolve_in(&flags, &both, Some(&file)).unwrap_err();
+        assert!(
+            e.is_usage()
+                && e.to_string()
+                    .starts_with("both TEMPORAL_API_KEY and TEMPORAL_API_KEY_FILE"),
+            "{e}"
+        );
+        let gone = env(&[("TEMPORAL_API_KEY_FILE", "/nonexistent/key")]);
+        let e = resolve_in(&flags, &gone, Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TEMPORAL_API_KEY_FILE names /nonexistent/key"),
+            "{e}"
+        );
+        assert!(!e.contains("CANARY"), "{e}");
     }
 
     #[test]

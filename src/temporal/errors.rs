@@ -17,6 +17,9 @@ pub enum TemporalError {
     /// elsewhere.
     #[error("cannot read the Temporal config file {path}: {reason}")]
     ConfigFile { path: String, reason: String },
+    /// TEMPORAL_API_KEY_FILE cannot be used (or is set beside TEMPORAL_API_KEY).
+    #[error(transparent)]
+    SecretFile(#[from] crate::secret_file::SecretFileError),
     /// Temporal's environment configuration rejected a setting.
     #[error("invalid Temporal configuration: {0}")]
     Config(String),

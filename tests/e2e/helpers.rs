@@ -166,13 +166,25 @@ impl TestApp {
     /// (credentials, token lifetime) and, when given, another Temporal server than the
     /// shared one. The worker's credentials are the simulator's.
     pub async fn spawn_with(name: &str, config: SimConfig, temporal: Option<String>) -> Self {
+        Self::spawn_with_sim_tls(name, config, temporal, None).await
+    }
+
+    /// Like [`TestApp::spawn_with`], the simulator serving HTTPS with `tls` when given
+    /// (the worker's URL is then `https://`; its CA and client certificate are the test's
+    /// to set).
+    pub async fn spawn_with_sim_tls(
+        name: &str,
+        config: SimConfig,
+        temporal: Option<String>,
+        tls: Option<sim::SimTls>,
+    ) -> Self {
         init_logs();
         let dir = tempfile::tempdir().unwrap();
         // SQLite in the test's dir, or a database of its own on the test PostgreSQL server.
         let database_url = scratch::url_for(dir.path()).await.unwrap();
         let store = Store::connect(&database_url).await.unwrap();
         let (client_id, client_secret) = (config.client_id.clone(), config.client_secret.clone());
-        let sim = sim::spawn(config).await.unwrap();
+        let sim = sim::spawn_tls(config, tls).await.unwrap();
         let alerts = Webhook::spawn().await;
         let compliance = Webhook::spawn().await;
         // A fresh queue per run, so a test never meets another test's (or run's) tasks.
@@ -186,17 +198,14 @@ impl TestApp {
             temporal: temporal.clone(),
             store: StoreArgs { database_url },
             gov: GovArgs {
-                gov_api_url: sim.base_url(),
-                gov_client_id: client_id,
-                gov_client_secret: client_secret,
                 http_timeout_secs: 2.0,
-                rate_per_sec: 2.0,
-                rate_guard_ms: gradesync::settings::DEFAULT_RATE_GUARD_MS,
+                ..GovArgs::simulator(sim.base_url(), &client_id, &client_secret)
             },
             output: OutputArgs {
                 alert_webhook_url: Some(alerts.url.clone()),
                 compliance_webhook_url: Some(compliance.url.clone()),
                 report_dir: Some(dir.path().join("reports")),
+                ..OutputArgs::none()
             },
             ops: gradesync::ops::OpsArgs::none(),
         };
@@ -267,7 +276,10 @@ impl TestApp {
             .env("GRADESYNC_DATABASE_URL", &a.store.database_url)
             .env("GRADESYNC_GOV_API_URL", &a.gov.gov_api_url)
             .env("GRADESYNC_GOV_CLIENT_ID", &a.gov.gov_client_id)
-            .env("GRADESYNC_GOV_CLIENT_SECRET", &a.gov.gov_client_secret)
+            .env(
+                "GRADESYNC_GOV_CLIENT_SECRET",
+                a.gov.gov_client_secret.as_deref().unwrap_or_default(),
+            )
             .env(
                 "GRADESYNC_HTTP_TIMEOUT_SECS",
                 a.gov.http_timeout_secs.to_string(),
@@ -275,6 +287,16 @@ impl TestApp {
             .env("GRADESYNC_ALERT_WEBHOOK_URL", &self.alerts.url)
             .env("GRADESYNC_COMPLIANCE_WEBHOOK_URL", &self.compliance.url)
             .stdin(std::process::Stdio::null());
+        for (var, path) in [
+            ("GRADESYNC_GOV_CA_CERT", &a.gov.gov_ca_cert),
+            ("GRADESYNC_GOV_CLIENT_CERT", &a.gov.gov_client_cert),
+            ("GRADESYNC_GOV_CLIENT_KEY", &a.gov.gov_client_key),
+        ] {
+            match path {
+                Some(path) => cmd.env(var, path),
+                None => cmd.env_remove(var),
+            };
+        }
         match &a.output.report_dir {
             Some(dir) => cmd.env("GRADESYNC_REPORT_DIR", dir),
             None => cmd.env_remove("GRADESYNC_REPORT_DIR"),

@@ -19,13 +19,13 @@ const API_KEY: &str = "test-api-key-5f2c";
 
 /// A CA, a server certificate for 127.0.0.1 signed by it, a client certificate signed by
 /// it, and a second CA that signed nothing the server uses.
-struct Certs {
-    ca: PathBuf,
-    server: PathBuf,
-    server_key: PathBuf,
-    client: PathBuf,
-    client_key: PathBuf,
-    other_ca: PathBuf,
+pub(crate) struct Certs {
+    pub(crate) ca: PathBuf,
+    pub(crate) server: PathBuf,
+    pub(crate) server_key: PathBuf,
+    pub(crate) client: PathBuf,
+    pub(crate) client_key: PathBuf,
+    pub(crate) other_ca: PathBuf,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -42,7 +42,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl Certs {
-    fn generate(dir: &Path) -> Self {
+    pub(crate) fn generate(dir: &Path) -> Self {
         let ec = [
             "-newkey",
             "ec",

@@ -305,7 +305,7 @@ async fn a_dead_webhook_never_holds_the_sync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_credentials_stop_the_run_at_once_with_an_alert() {
     let mut app = TestApp::spawn_without_worker("badcreds", Faults::default()).await;
-    app.worker_args.gov.gov_client_secret = "not-the-secret".into();
+    app.worker_args.gov.gov_client_secret = Some("not-the-secret".into());
     let app = app.with_worker().await;
     app.seed_grades(2, 50).await;
     let started = Instant::now();

@@ -30,6 +30,7 @@ use super::outcome::{
     retry_reason,
 };
 use super::rate_gate::RateGate;
+use super::tls::{self, GovTls, TlsProblem};
 
 /// How long a connection attempt may take, at most (capped by the request timeout).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,6 +51,10 @@ const STALE_SLOT: Duration = Duration::from_millis(50);
 /// Token requests one departure may make before it leaves with what it got; bounds the
 /// loop should the API issue tokens that expire at once.
 const TOKEN_FETCHES: u32 = 2;
+/// The largest answer body read from the API. The biggest the contract has is a listing
+/// page of 10,000 record hashes (about 1.1 MB); anything far larger is not the API's, and
+/// reading it whole would let a broken gateway exhaust the worker's memory.
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Where the API is and who we are to it.
 #[derive(Debug, Clone)]
@@ -59,6 +64,13 @@ pub struct GovClientConfig {
     /// Whole-request timeout (connect, send, answer). The API is slow under load; too
     /// short a timeout turns slow successes into lost answers.
     pub request_timeout: Duration,
+    /// Accept an `http://` URL whose host is not this machine: the client secret and
+    /// every grade would cross the network in clear. Loopback `http://` is always allowed.
+    pub allow_insecure_http: bool,
+    /// Custom CA and client certificate (mTLS) for an `https://` API.
+    pub tls: GovTls,
+    /// Answers larger than this are not read (see [`MAX_ANSWER_BYTES`]).
+    pub max_answer_bytes: usize,
 }
 
 impl GovClientConfig {
@@ -69,6 +81,9 @@ impl GovClientConfig {
             base_url: base_url.into(),
             credentials,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+            allow_insecure_http: false,
+            tls: GovTls::default(),
+            max_answer_bytes: MAX_ANSWER_BYTES,
         }
     }
 }
@@ -86,6 +101,9 @@ struct Inner {
     request_timeout: Duration,
     gate: Arc<dyn RateGate>,
     token: Mutex<Option<Token>>,
+    /// Whether a client certificate is configured (to tell what a handshake failure means).
+    client_cert: bool,
+    max_answer_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +135,8 @@ enum Failure {
         source: serde_json::Error,
         excerpt: Option<String>,
     },
+    /// An answer whose body is larger than the client reads.
+    TooLarge { status: u16 },
 }
 
 impl fmt::Debug for GovClient {
@@ -132,8 +152,12 @@ impl fmt::Debug for GovClient {
 
 impl GovClient {
     pub fn new(config: GovClientConfig, gate: Arc<dyn RateGate>) -> Result<Self, GovError> {
-        let base_url = check_base_url(&config.base_url)?;
-        let http = crate::http::client_builder()
+        let base_url = check_base_url(&config.base_url, config.allow_insecure_http)?;
+        let builder = config
+            .tls
+            .apply(crate::http::client_builder())
+            .map_err(GovError::Client)?;
+        let http = builder
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(CONNECT_TIMEOUT))
             // A redirected POST would silently turn into a GET; surface it instead.
@@ -149,6 +173,8 @@ impl GovClient {
                 request_timeout: config.request_timeout,
                 gate,
                 token: Mutex::new(None),
+                client_cert: config.tls.client.is_some(),
+                max_answer_bytes: config.max_answer_bytes,
             }),
         })
     }
@@ -288,8 +314,26 @@ impl GovClient {
             let answer = match self.exchange(start, request, Some(body.clone())).await {
                 Ok(answer) => answer,
                 // Nothing reached the server: no commit to look for.
-                Err(e) if e.is_connect() => return retry(RetryReason::ConnectionLost, None, None),
-                Err(e) => return self.look_up(batch_id, transport_reason(&e), None).await,
+                Err(Failure::Transport(e)) if e.is_connect() => {
+                    if let Some(problem) = self.tls_problem(&e) {
+                        tracing::error!(%batch_id, error = %self.tls_error(problem), "TLS with the government API failed");
+                    }
+                    return retry(RetryReason::ConnectionLost, None, None);
+                }
+                Err(Failure::Transport(e)) => {
+                    return self.look_up(batch_id, transport_reason(&e), None).await;
+                }
+                // The answer is unreadable, so whether the batch was applied is unknown.
+                Err(Failure::TooLarge { status }) => {
+                    let note = format!(
+                        "an answer larger than {} bytes",
+                        self.inner.max_answer_bytes
+                    );
+                    return self
+                        .look_up(batch_id, RetryReason::BadAnswer(status), Some(note))
+                        .await;
+                }
+                Err(other) => return token_failure_outcome(other),
             };
             match judge_post(&answer) {
                 Verdict::Done(outcome) => return outcome,
@@ -347,7 +391,7 @@ impl GovClient {
             let answer = self
                 .exchange(start, request, None)
                 .await
-                .map_err(|e| self.gov_error(Failure::Transport(e), what))?;
+                .map_err(|f| self.gov_error(f, what))?;
             match answer.status {
                 200..=299 => {
                     return serde_json::from_slice(&answer.body)
@@ -426,10 +470,7 @@ impl GovClient {
             ("client_secret", creds.client_secret.expose()),
         ];
         let request = self.inner.http.post(self.token_url()).form(&form);
-        let answer = self
-            .exchange(None, request, None)
-            .await
-            .map_err(Failure::Transport)?;
+        let answer = self.exchange(None, request, None).await?;
         if !(200..300).contains(&answer.status) {
             return Err(Failure::Status(answer));
         }
@@ -464,7 +505,7 @@ impl GovClient {
         start: Option<i64>,
         request: RequestBuilder,
         body: Option<Bytes>,
-    ) -> Result<Answer, reqwest::Error> {
+    ) -> Result<Answer, Failure> {
         let (request, left) = match body {
             Some(bytes) => {
                 let (body, left) = departure::stamped(bytes);
@@ -481,11 +522,12 @@ impl GovClient {
             }
         };
         let (response, ()) = futures::join!(request.send(), report);
-        let response = response.inspect_err(|_| {
+        let mut response = response.map_err(|e| {
             crate::metrics::get()
                 .api_answers
                 .with_label_values(&[crate::answer_class::AnswerClass::NoAnswer.as_str()])
                 .inc();
+            Failure::Transport(e)
         })?;
         let status = response.status().as_u16();
         let headers = response.headers();
@@ -498,7 +540,7 @@ impl GovClient {
             .get(IDEMPOTENT_REPLAYED)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-        let body = response.bytes().await?;
+        let body = read_capped(&mut response, self.inner.max_answer_bytes).await?;
         tracing::trace!(status, bytes = body.len(), "government API answered");
         Ok(Answer {
             status,
@@ -516,6 +558,9 @@ impl GovClient {
                 what,
                 timeout: self.inner.request_timeout,
             },
+            Failure::Transport(e) if self.tls_problem(&e).is_some() => {
+                self.tls_error(self.tls_problem(&e).expect("checked"))
+            }
             Failure::Transport(e) if e.is_connect() => GovError::Unreachable { url, source: e },
             Failure::Transport(e) => GovError::ConnectionLost {
                 url,
@@ -524,6 +569,27 @@ impl GovClient {
             },
             Failure::Decode { source, .. } => GovError::BadResponse { what, source },
             Failure::Status(answer) => status_error(answer, what),
+            Failure::TooLarge { status } => GovError::AnswerTooLarge {
+                url,
+                what,
+                status,
+                limit: self.inner.max_answer_bytes,
+            },
+        }
+    }
+
+    /// What a failed TLS handshake means, if that is what `e` is.
+    fn tls_problem(&self, e: &reqwest::Error) -> Option<TlsProblem> {
+        if !self.inner.base_url.starts_with("https:") {
+            return None;
+        }
+        tls::classify(e, self.inner.client_cert)
+    }
+
+    fn tls_error(&self, problem: TlsProblem) -> GovError {
+        GovError::Tls {
+            url: self.inner.base_url.clone(),
+            problem,
         }
     }
 
@@ -572,6 +638,11 @@ fn status_error(answer: Answer, what: &'static str) -> GovError {
 fn token_failure_outcome(failure: Failure) -> SendOutcome {
     match failure {
         Failure::Transport(e) => retry(transport_reason(&e), None, None),
+        Failure::TooLarge { status } => retry(
+            RetryReason::BadAnswer(status),
+            None,
+            Some("an answer too large to read".to_string()),
+        ),
         Failure::Decode {
             status, excerpt, ..
         } => retry(RetryReason::BadAnswer(status), None, excerpt),
@@ -625,8 +696,39 @@ fn stuck_paging() -> GovError {
     }
 }
 
+/// Reads an answer's body up to `limit` bytes; a larger one is not read further.
+async fn read_capped(response: &mut reqwest::Response, limit: usize) -> Result<Bytes, Failure> {
+    let status = response.status().as_u16();
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(Failure::TooLarge { status });
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(Failure::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(Failure::TooLarge { status });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Whether `host` is this machine: `http://` there never crosses a network.
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => {
+            let host = host.to_ascii_lowercase();
+            host == "localhost" || host.ends_with(".localhost")
+        }
+    }
+}
+
 /// Validates the base URL once, so that request URLs built from it cannot fail later.
-fn check_base_url(raw: &str) -> Result<String, GovError> {
+fn check_base_url(raw: &str, allow_insecure_http: bool) -> Result<String, GovError> {
     let bad = |url: &str, reason: &str| GovError::BadBaseUrl {
         url: url.to_string(),
         reason: reason.to_string(),
@@ -642,6 +744,11 @@ fn check_base_url(raw: &str) -> Result<String, GovError> {
     match url.scheme() {
         "http" | "https" => {}
         other => return Err(bad(raw, &format!("scheme `{other}` is not http or https"))),
+    }
+    if url.scheme() == "http" && !allow_insecure_http && !is_loopback(&url) {
+        return Err(GovError::InsecureHttp {
+            url: url.as_str().trim_end_matches('/').to_string(),
+        });
     }
     if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
         return Err(bad(
@@ -741,21 +848,44 @@ mod tests {
     #[test]
     fn base_url_must_be_plain_http() {
         assert_eq!(
-            check_base_url("http://127.0.0.1:8080/").unwrap(),
+            check_base_url("http://127.0.0.1:8080/", false).unwrap(),
             "http://127.0.0.1:8080"
         );
         assert_eq!(
-            check_base_url("http://gov.local/api/").unwrap(),
+            check_base_url("http://gov.local/api/", true).unwrap(),
             "http://gov.local/api"
         );
         assert_eq!(
-            check_base_url("https://api.gov.example/").unwrap(),
+            check_base_url("https://api.gov.example/", false).unwrap(),
             "https://api.gov.example"
         );
         for bad in ["gov.local", "ftp://gov.local", "http://gov.local/?a=1"] {
-            assert!(check_base_url(bad).is_err(), "{bad}");
+            assert!(check_base_url(bad, true).is_err(), "{bad}");
         }
-        let e = check_base_url("http://user:pw-secret@gov.local").unwrap_err();
+        let e = check_base_url("http://user:pw-secret@gov.local", true).unwrap_err();
         assert!(!e.to_string().contains("pw-secret"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_this_machine_unless_allowed() {
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://127.5.0.1",
+            "http://[::1]:80",
+            "http://localhost:9",
+            "http://api.localhost",
+        ] {
+            assert!(check_base_url(local, false).is_ok(), "{local}");
+        }
+        for remote in [
+            "http://gov.local/api",
+            "http://10.0.0.5:8080",
+            "http://[2001:db8::1]",
+        ] {
+            let e = check_base_url(remote, false).unwrap_err();
+            assert!(matches!(e, GovError::InsecureHttp { .. }), "{remote}: {e}");
+            assert!(e.to_string().contains("--allow-insecure-http"), "{e}");
+            assert!(check_base_url(remote, true).is_ok(), "{remote}");
+        }
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use gradesync_govapi::contract::Problem;
 
+use super::tls::TlsProblem;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GovError {
     #[error(
@@ -13,8 +15,30 @@ pub enum GovError {
     )]
     BadBaseUrl { url: String, reason: String },
 
+    #[error(
+        "GRADESYNC_GOV_API_URL `{url}` is plain http to another host: the client secret and \
+         every grade would cross the network unencrypted; use https://, or pass \
+         --allow-insecure-http (GRADESYNC_ALLOW_INSECURE_HTTP=true) for a private network"
+    )]
+    InsecureHttp { url: String },
+
     #[error("cannot build the HTTP client for the government API: {0}")]
     Client(#[source] reqwest::Error),
+
+    #[error("{}", tls_message(url, *problem))]
+    Tls { url: String, problem: TlsProblem },
+
+    #[error(
+        "the government API at {url} answered {what} ({status}) with more than {limit} bytes, \
+         which this client does not read: check that GRADESYNC_GOV_API_URL points at the \
+         grades API and not at a gateway or another service"
+    )]
+    AnswerTooLarge {
+        url: String,
+        what: &'static str,
+        status: u16,
+        limit: usize,
+    },
 
     #[error(
         "cannot reach the government API at {url}: check GRADESYNC_GOV_API_URL and that the API is up"
@@ -84,6 +108,9 @@ impl GovError {
             | GovError::Busy { .. } => true,
             GovError::Status { status, .. } => *status >= 500 || *status == 408,
             GovError::BadBaseUrl { .. }
+            | GovError::InsecureHttp { .. }
+            | GovError::Tls { .. }
+            | GovError::AnswerTooLarge { .. }
             | GovError::Client(_)
             | GovError::BadCredentials { .. }
             | GovError::BadResponse { .. } => false,
@@ -96,6 +123,31 @@ impl GovError {
             GovError::Busy { retry_after, .. } => *retry_after,
             _ => None,
         }
+    }
+}
+
+fn tls_message(url: &str, problem: TlsProblem) -> String {
+    match problem {
+        TlsProblem::UntrustedServer => format!(
+            "the government API at {url} presented a certificate not signed by a CA we trust; \
+             pass --gov-ca-cert (GRADESYNC_GOV_CA_CERT) with the CA that signed it"
+        ),
+        TlsProblem::WrongName => format!(
+            "the government API at {url} presented a certificate for another host name; check \
+             the host of GRADESYNC_GOV_API_URL"
+        ),
+        TlsProblem::ClientCertRequired => format!(
+            "the government API at {url} requires a client certificate; pass --gov-client-cert \
+             and --gov-client-key (GRADESYNC_GOV_CLIENT_CERT, GRADESYNC_GOV_CLIENT_KEY)"
+        ),
+        TlsProblem::ClientCertRejected => format!(
+            "the government API at {url} rejected our client certificate; use the certificate \
+             (and key) the ministry issued, signed by a CA the API trusts"
+        ),
+        TlsProblem::NotTls => format!(
+            "the government API at {url} did not answer TLS; use http:// if it is a plaintext \
+             endpoint, or the API's TLS port"
+        ),
     }
 }
 

@@ -10,9 +10,11 @@ mod error;
 mod excerpt;
 mod outcome;
 mod rate_gate;
+mod tls;
 
-pub use client::{GovClient, GovClientConfig};
+pub use client::{GovClient, GovClientConfig, MAX_ANSWER_BYTES};
 pub use credentials::{Credentials, Secret};
 pub use error::GovError;
 pub use outcome::{RetryReason, SendOutcome, parse_retry_after};
 pub use rate_gate::{NoGate, RateGate, SpacingGate};
+pub use tls::{GovTls, PemFile, TlsFileError, TlsProblem};

@@ -2,11 +2,12 @@
 //! flag per fault, each explained in `--help`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use super::{Faults, RejectRule, SimConfig, SimError};
+use super::{Faults, RejectRule, SimConfig, SimError, SimTls};
 
 /// Runs the government API simulator until Ctrl-C. Its control endpoints (no token
 /// needed): GET /_sim/ledger, GET and POST /_sim/faults, POST /_sim/revoke-tokens.
@@ -34,6 +35,12 @@ pub struct SimArgs {
         hide_env_values = true
     )]
     pub client_secret: String,
+
+    /// File holding the client secret (a trailing newline is ignored); over
+    /// --client-secret, so a stack that gives the workers a secret file can give it to
+    /// the simulator too.
+    #[arg(long, value_name = "PATH", env = "GRADESYNC_GOV_CLIENT_SECRET_FILE")]
+    pub client_secret_file: Option<PathBuf>,
 
     /// Lifetime of an access token, in seconds; a request with an older token gets 401.
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
@@ -108,6 +115,19 @@ pub struct SimArgs {
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
     pub p_silent_loss: f64,
 
+    /// Serve HTTPS with this PEM certificate (chain), with --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require a client certificate signed by this PEM CA (mTLS, as many government
+    /// gateways do); needs --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// Reject records whose FIELD equals VALUE: their batch gets 400 with an error naming
     /// them, and nothing of it is stored. Repeatable, e.g. --reject grade=F.
     #[arg(long = "reject", value_name = "FIELD=VALUE", value_parser = reject_rule)]
@@ -153,6 +173,15 @@ impl SimArgs {
         }
     }
 
+    /// The TLS files, when HTTPS is asked for.
+    pub fn tls(&self) -> Option<SimTls> {
+        Some(SimTls {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
     pub fn config(&self) -> SimConfig {
         SimConfig {
             client_id: self.client_id.clone(),
@@ -163,10 +192,22 @@ impl SimArgs {
     }
 }
 
-/// Binds, prints `gov-sim listening on http://ADDR`, and serves until Ctrl-C or SIGTERM.
+/// Binds, prints `gov-sim listening on http://ADDR` (`https://` with TLS), and serves
+/// until Ctrl-C or SIGTERM.
 pub async fn run(args: SimArgs) -> Result<(), SimError> {
-    let config = args.config();
+    let mut config = args.config();
+    if let Some(path) = &args.client_secret_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SimError::SecretFile(format!("{} cannot be read ({})", path.display(), e.kind()))
+        })?;
+        config.client_secret = text.trim_end_matches(['\n', '\r']).to_string();
+    }
     config.faults.validate()?;
+    let tls = args.tls();
+    // Bad TLS files fail here, before the port is taken and the line printed.
+    if let Some(tls) = &tls {
+        tls.acceptor()?;
+    }
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|source| SimError::Bind {
@@ -174,8 +215,9 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
             source,
         })?;
     let addr = listener.local_addr().map_err(SimError::Serve)?;
-    println!("gov-sim listening on http://{addr}");
-    super::serve(listener, config, stop_signal())
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("gov-sim listening on {scheme}://{addr}");
+    super::serve(listener, config, tls.as_ref(), stop_signal())
         .await
         .map_err(SimError::Serve)
 }

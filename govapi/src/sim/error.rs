@@ -17,6 +17,10 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
+    #[error("gov-sim TLS: {0}; fix --tls-cert, --tls-key or --tls-client-ca")]
+    Tls(String),
+    #[error("GRADESYNC_GOV_CLIENT_SECRET_FILE: {0}")]
+    SecretFile(String),
     #[error("the simulator stopped serving: {0}")]
     Serve(#[source] std::io::Error),
 }

@@ -28,6 +28,7 @@ mod queries;
 mod rate;
 mod server;
 mod state;
+mod tls;
 mod token;
 
 pub use error::SimError;
@@ -36,6 +37,7 @@ pub use ledger::{Ledger, RecordLedger};
 pub use problem::UNNAMED_RECORD_ID;
 pub use queries::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use rate::{ArrivalKind, TightSpan};
+pub use tls::SimTls;
 
 use state::SimState;
 
@@ -67,7 +69,17 @@ fn invalid(e: SimError) -> std::io::Error {
 /// Starts a simulator on `127.0.0.1:<free port>` in the background. Dropping the handle
 /// stops it, as does [`SimHandle::shutdown`].
 pub async fn spawn(config: SimConfig) -> std::io::Result<SimHandle> {
+    spawn_tls(config, None).await
+}
+
+/// Like [`spawn`], serving HTTPS with `tls` when given (`base_url` says `https://`).
+pub async fn spawn_tls(config: SimConfig, tls: Option<SimTls>) -> std::io::Result<SimHandle> {
     config.faults.validate().map_err(invalid)?;
+    let acceptor = tls
+        .as_ref()
+        .map(SimTls::acceptor)
+        .transpose()
+        .map_err(invalid)?;
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let state = Arc::new(SimState::new(config));
@@ -76,8 +88,9 @@ pub async fn spawn(config: SimConfig) -> std::io::Result<SimHandle> {
     let shutdown = async {
         let _ = stopped.await;
     };
-    let task = tokio::spawn(server::accept_loop(listener, router, shutdown));
+    let task = tokio::spawn(server::accept_loop(listener, router, acceptor, shutdown));
     Ok(SimHandle {
+        scheme: if tls.is_some() { "https" } else { "http" },
         addr,
         state,
         stop: Some(stop),
@@ -85,19 +98,22 @@ pub async fn spawn(config: SimConfig) -> std::io::Result<SimHandle> {
     })
 }
 
-/// Serves the simulator on `listener` until `shutdown` completes.
+/// Serves the simulator on `listener` until `shutdown` completes, over TLS with `tls`.
 pub async fn serve(
     listener: TcpListener,
     config: SimConfig,
+    tls: Option<&SimTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     config.faults.validate().map_err(invalid)?;
+    let acceptor = tls.map(SimTls::acceptor).transpose().map_err(invalid)?;
     let state = Arc::new(SimState::new(config));
-    server::accept_loop(listener, server::router(state), shutdown).await
+    server::accept_loop(listener, server::router(state), acceptor, shutdown).await
 }
 
 /// A running in-process simulator.
 pub struct SimHandle {
+    scheme: &'static str,
     addr: SocketAddr,
     state: Arc<SimState>,
     stop: Option<oneshot::Sender<()>>,
@@ -105,9 +121,9 @@ pub struct SimHandle {
 }
 
 impl SimHandle {
-    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS), without a trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -16,8 +16,9 @@ use axum::routing::{get, post};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::problem::{DropConnection, problem};
@@ -82,10 +83,11 @@ async fn call(router: Router, req: hyper::Request<Incoming>) -> Result<Response,
 }
 
 /// Accepts connections until `shutdown` completes, then lets requests in flight finish
-/// for a short grace period.
+/// for a short grace period. With `tls`, each connection is a TLS one.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     router: Router,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -93,7 +95,7 @@ pub(crate) async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => serve_connection(&graceful, stream, router.clone()),
+                Ok((stream, _)) => serve_connection(&graceful, stream, router.clone(), tls.clone()),
                 // Out of file descriptors and the like: pause rather than spin.
                 Err(e) => {
                     tracing::warn!(error = %e, "gov-sim accept failed");
@@ -113,15 +115,35 @@ pub(crate) async fn accept_loop(
     Ok(())
 }
 
-fn serve_connection(graceful: &GracefulShutdown, stream: tokio::net::TcpStream, router: Router) {
+fn serve_connection(
+    graceful: &GracefulShutdown,
+    stream: tokio::net::TcpStream,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+) {
+    let watcher = graceful.watcher();
+    tokio::spawn(async move {
+        match tls {
+            None => serve_io(watcher, stream, router).await,
+            // The handshake runs on the connection's own task, so a slow or failed one
+            // never holds the accept loop.
+            Some(acceptor) => match acceptor.accept(stream).await {
+                Ok(stream) => serve_io(watcher, stream, router).await,
+                Err(e) => tracing::debug!(error = %e, "gov-sim TLS handshake failed"),
+            },
+        }
+    });
+}
+
+async fn serve_io<S>(watcher: Watcher, stream: S, router: Router)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req| call(router.clone(), req));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .serve_connection(TokioIo::new(stream), service);
-    let conn = graceful.watch(conn);
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "gov-sim connection ended");
-        }
-    });
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "gov-sim connection ended");
+    }
 }
