@@ -13,11 +13,12 @@ use gradesync::errors::CliError;
 /// commands whose output is a progress bar default to warnings only.
 fn init_logging(format: &str, quiet: bool) {
     // rustls-platform-verifier logs each certificate it refuses at error level; gradesync
-    // says the same in one line that says what to do.
+    // says the same in one line that says what to do. PostgreSQL's notices (e.g. "relation
+    // _sqlx_migrations already exists, skipping" at every start) are noise at info.
     let default = if quiet {
         "warn,rustls_platform_verifier=off"
     } else {
-        "info,temporalio_sdk_core=warn,rustls_platform_verifier=off"
+        "info,temporalio_sdk_core=warn,rustls_platform_verifier=off,sqlx::postgres::notice=warn"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRADESYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
