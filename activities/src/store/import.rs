@@ -43,7 +43,7 @@ struct Row {
 enum Line {
     Blank,
     Bad(String),
-    Record(Row),
+    Record(Value),
 }
 
 /// What the database holds for a record about to be upserted.
@@ -53,7 +53,28 @@ struct Existing {
     batch_id: Option<String>,
 }
 
+/// Feeds records into the store a chunk at a time, whatever they were read from (JSON
+/// Lines, CSV, OneRoster, a DynamoDB table). Every record is validated with the API
+/// contract; a bad one is reported by origin and line and costs no valid neighbour; a
+/// record id seen twice in one import is reported at its second line.
+pub struct Importer<'s> {
+    store: &'s Store,
+    report: ImportReport,
+    seen: SeenIds,
+    chunk: Chunk,
+}
+
 impl Store {
+    /// An [`Importer`] into this store; call [`Importer::finish`] to store the last chunk.
+    pub fn importer(&self) -> Importer<'_> {
+        Importer {
+            store: self,
+            report: ImportReport::default(),
+            seen: SeenIds::default(),
+            chunk: Chunk::default(),
+        }
+    }
+
     /// Reads JSONL from `reader` and upserts every valid record; see [`ImportReport`].
     /// `on_progress` gets the number of lines read so far, now and then and at the end.
     pub async fn import_jsonl<R: AsyncBufRead + Unpin>(
@@ -61,46 +82,97 @@ impl Store {
         mut reader: R,
         mut on_progress: impl FnMut(u64),
     ) -> Result<ImportReport, StoreError> {
-        let mut report = ImportReport::default();
-        let mut seen = SeenIds::default();
-        let mut chunk = Chunk::default();
+        let mut importer = self.importer();
         let mut buf = Vec::new();
         let mut last_progress = 0;
-        while let Some(len) = read_line(&mut reader, &mut buf, report.lines).await? {
-            report.lines += 1;
-            let line = if report.lines == 1 {
-                strip_bom(&buf)
-            } else {
-                &buf
+        while let Some(len) = read_line(&mut reader, &mut buf, importer.report.lines).await? {
+            let n = importer.line_read();
+            let line = if n == 1 { strip_bom(&buf) } else { &buf };
+            let stored = match parse_line(line, len) {
+                Line::Blank => false,
+                Line::Bad(reason) => {
+                    importer.bad(None, n, reason);
+                    false
+                }
+                Line::Record(value) => importer.record(None, n, &value).await?,
             };
-            match parse_line(line, len) {
-                Line::Blank => {}
-                Line::Bad(reason) => bad_line(&mut report, reason),
-                Line::Record(row) => match seen.first_line(&row.record_id, report.lines) {
-                    Some(first) => bad_line(
-                        &mut report,
-                        format!("duplicate record_id in this file (first seen on line {first})"),
-                    ),
-                    None => chunk.push(row),
-                },
-            }
-            if chunk.is_full() {
-                self.store_chunk(&chunk.take(), &mut report).await?;
-                on_progress(report.lines);
-                last_progress = report.lines;
-            } else if report.lines - last_progress >= PROGRESS_LINES {
-                on_progress(report.lines);
-                last_progress = report.lines;
+            if stored || n - last_progress >= PROGRESS_LINES {
+                on_progress(n);
+                last_progress = n;
             }
         }
-        if !chunk.rows.is_empty() {
-            self.store_chunk(&chunk.take(), &mut report).await?;
-        }
+        let report = importer.finish().await?;
         on_progress(report.lines);
         Ok(report)
     }
+}
 
-    /// Upserts one chunk of rows with distinct record ids in one transaction.
+impl Importer<'_> {
+    /// Counts one line (or row, or item) read, blank ones included; returns its number.
+    pub fn line_read(&mut self) -> u64 {
+        self.report.lines += 1;
+        self.report.lines
+    }
+
+    /// The counts so far (records of the chunk not yet stored are not counted).
+    pub fn report(&self) -> &ImportReport {
+        &self.report
+    }
+
+    /// Takes one record read at `origin`/`line`: validated, then stored with its chunk.
+    /// Returns whether a chunk was stored by this call (a moment to show progress).
+    pub async fn record(
+        &mut self,
+        origin: Option<&str>,
+        line: u64,
+        value: &Value,
+    ) -> Result<bool, StoreError> {
+        let row = match to_row(value) {
+            Ok(row) => row,
+            Err(reason) => {
+                self.bad(origin, line, reason);
+                return Ok(false);
+            }
+        };
+        if let Some(first) = self.seen.first_line(&row.record_id, line) {
+            let reason = format!("duplicate record_id in this file (first seen on line {first})");
+            self.bad(origin, line, reason);
+            return Ok(false);
+        }
+        self.chunk.push(row);
+        if !self.chunk.is_full() {
+            return Ok(false);
+        }
+        let rows = self.chunk.take();
+        self.store.store_chunk(&rows, &mut self.report).await?;
+        Ok(true)
+    }
+
+    /// A line that holds no record: reported (the first [`MAX_REPORTED_BAD_LINES`] in
+    /// full, all counted), never stored. `reason` must not quote the line.
+    pub fn bad(&mut self, origin: Option<&str>, line: u64, reason: String) {
+        self.report.bad_line_count += 1;
+        if self.report.bad_lines.len() < MAX_REPORTED_BAD_LINES {
+            self.report.bad_lines.push(BadLine {
+                origin: origin.map(str::to_string),
+                line,
+                reason,
+            });
+        }
+    }
+
+    /// Stores what is left and returns the whole import's report.
+    pub async fn finish(mut self) -> Result<ImportReport, StoreError> {
+        if !self.chunk.rows.is_empty() {
+            let rows = self.chunk.take();
+            self.store.store_chunk(&rows, &mut self.report).await?;
+        }
+        Ok(self.report)
+    }
+}
+
+impl Store {
+/// Upserts one chunk of rows with distinct record ids in one transaction.
     async fn store_chunk(&self, rows: &[Row], report: &mut ImportReport) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let existing = existing_rows(&mut tx, rows).await?;
@@ -129,16 +201,6 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
-    }
-}
-
-fn bad_line(report: &mut ImportReport, reason: String) {
-    report.bad_line_count += 1;
-    if report.bad_lines.len() < MAX_REPORTED_BAD_LINES {
-        report.bad_lines.push(BadLine {
-            line: report.lines,
-            reason,
-        });
     }
 }
 
@@ -262,10 +324,7 @@ fn parse_line(bytes: &[u8], len: usize) -> Line {
         Ok(value) => value,
         Err(e) => return Line::Bad(json_reason(&e)),
     };
-    match to_row(&value) {
-        Ok(row) => Line::Record(row),
-        Err(reason) => Line::Bad(reason),
-    }
+    Line::Record(value)
 }
 
 /// serde_json's messages do not quote input, but its position is all a reader needs.
@@ -279,6 +338,7 @@ fn json_reason(e: &serde_json::Error) -> String {
     }
 }
 
+/// Validates a record with the API contract and measures it as a batch would carry it.
 fn to_row(value: &Value) -> Result<Row, String> {
     let key = validate_record(value).map_err(|e| record_reason(&e))?;
     let body = canonical_json(value);

@@ -12,6 +12,7 @@ mod checked_pages;
 mod connect;
 mod error;
 mod import;
+pub use import::Importer;
 mod model;
 mod outcomes;
 pub mod plan;

@@ -22,10 +22,10 @@ impl Default for BatchLimits {
     }
 }
 
-/// Outcome of one JSONL import.
+/// Outcome of one import (JSON Lines, CSV, OneRoster or a DynamoDB table).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct ImportReport {
-    /// Lines read, blank ones included.
+    /// Lines (or rows, or items) read, blank ones included.
     pub lines: u64,
     pub inserted: u64,
     /// Records whose body changed: back to pending.
@@ -46,9 +46,22 @@ pub const MAX_REPORTED_BAD_LINES: usize = 1000;
 /// A line of the import file that was not stored. `reason` never quotes the line.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BadLine {
+    /// The file (of several, as in a OneRoster export) or the table item it came from;
+    /// `None` for the one file of a JSONL or CSV import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// 1-based.
     pub line: u64,
     pub reason: String,
+}
+
+impl std::fmt::Display for BadLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.origin {
+            Some(origin) => write!(f, "{origin} line {}: {}", self.line, self.reason),
+            None => write!(f, "line {}: {}", self.line, self.reason),
+        }
+    }
 }
 
 /// What one `prepare_batches` call hands to the sender.
