@@ -14,11 +14,13 @@ use gradesync::errors::CliError;
 fn init_logging(format: &str, quiet: bool) {
     // rustls-platform-verifier logs each certificate it refuses at error level; gradesync
     // says the same in one line that says what to do. PostgreSQL's notices (e.g. "relation
-    // _sqlx_migrations already exists, skipping" at every start) are noise at info.
+    // _sqlx_migrations already exists, skipping" at every start) are noise at info. The AWS
+    // SDK warns with a debug dump at each link of its region and credential chain it skips
+    // (IMDS off a cloud host); a missing region or credential is said once, by gradesync.
     let default = if quiet {
-        "warn,rustls_platform_verifier=off"
+        "warn,rustls_platform_verifier=off,aws_config=error"
     } else {
-        "info,temporalio_sdk_core=warn,rustls_platform_verifier=off,sqlx::postgres::notice=warn"
+        "info,temporalio_sdk_core=warn,rustls_platform_verifier=off,sqlx::postgres::notice=warn,aws_config=error"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRADESYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

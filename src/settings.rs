@@ -3,10 +3,12 @@
 //! Each secret can come from a file (`…_FILE`), and `--help` never shows a secret's value.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use gradesync_activities::gov::{Credentials, GovClientConfig, GovTls, Secret};
+use gradesync_activities::source::{DynamoTarget, Source, SourceError};
 
 use crate::errors::CliError;
 use crate::secret_file;
@@ -85,6 +87,62 @@ pub struct StoreArgs {
         default_value = "sqlite://gradesync.db"
     )]
     pub database_url: String,
+}
+
+/// Where QueryPending reads pending grades from, besides what `gradesync import` stored.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SourceArgs {
+    /// The Step Functions design's DynamoDB table, read as it is:
+    /// `dynamodb://TABLE?index=GSI_NAME` (the index keyed on sync_status). Attributes named
+    /// otherwise than the record's fields are mapped with `&grade=ATTR`, `&student_id=ATTR`
+    /// ..., the status attribute with `&status=ATTR`. QueryPending reads the pending items
+    /// into the store; MarkSynced marks each confirmed item `synced` there (with
+    /// synced_batch_id and synced_at), only if it is still pending and unchanged. AWS
+    /// credentials and region come from the standard chain (AWS_REGION, AWS_PROFILE, ...);
+    /// AWS_ENDPOINT_URL points at a local endpoint.
+    #[arg(long = "source", env = "GRADESYNC_SOURCE", value_name = "URL")]
+    pub source: Option<String>,
+}
+
+impl SourceArgs {
+    /// No source: the store's imports only.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The configured table, parsed (`GRADESYNC_SOURCE=` set but empty means none).
+    pub fn target(&self) -> Result<Option<DynamoTarget>, CliError> {
+        match self.source.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(url) => url
+                .parse::<DynamoTarget>()
+                .map(Some)
+                .map_err(|e| CliError::Usage(format!("--source / GRADESYNC_SOURCE: {e}"))),
+        }
+    }
+
+    /// Connects the configured table (describing it, so a wrong name fails now).
+    pub async fn connect(&self) -> Result<Option<Arc<Source>>, CliError> {
+        match self.target()? {
+            None => Ok(None),
+            Some(target) => connect_source(target).await.map(|s| Some(Arc::new(s))),
+        }
+    }
+}
+
+/// Connects a table: a configuration problem is a usage error (exit 2), an unreachable
+/// endpoint exit 3.
+pub async fn connect_source(target: DynamoTarget) -> Result<Source, CliError> {
+    Source::connect(target).await.map_err(source_error)
+}
+
+/// A source error as the CLI's: exit 2 for configuration, 3 for the rest.
+pub fn source_error(e: SourceError) -> CliError {
+    if e.is_retryable() {
+        CliError::Unreachable(e.to_string())
+    } else {
+        CliError::Usage(e.to_string())
+    }
 }
 
 /// Default of `--rate-guard-ms`.

@@ -22,7 +22,7 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 use crate::errors::CliError;
 use crate::ops::{OpsArgs, Probes, SdkMetrics};
-use crate::settings::{GovArgs, OutputArgs, StoreArgs, TemporalArgs};
+use crate::settings::{GovArgs, OutputArgs, SourceArgs, StoreArgs, TemporalArgs};
 
 /// Everything a worker needs, already validated.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,6 +31,8 @@ pub struct WorkerArgs {
     pub temporal: TemporalArgs,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
     #[command(flatten)]
     pub gov: GovArgs,
     #[command(flatten)]
@@ -61,6 +63,10 @@ impl Workers {
     pub async fn build(args: &WorkerArgs, client: Client) -> Result<Self, CliError> {
         let grace = args.ops.shutdown_grace()?;
         let store = open_store(&args.store).await?;
+        let source = args.source.connect().await?;
+        if let Some(source) = &source {
+            tracing::info!(source = %source.target().url(), "grades are read from the DynamoDB table and marked synced there");
+        }
         gradesync_activities::metrics::get()
             .rate_limit
             .set(args.gov.rate_per_sec);
@@ -79,6 +85,7 @@ impl Workers {
         let probes = Arc::new(Probes::new(client.clone(), store.clone(), gov.clone()));
         let sync = SyncActivities {
             store: store.clone(),
+            source,
             gov: gov.clone(),
             alerts: alerts.clone(),
             compliance: Webhook::new(compliance_url.map(|u| u.expose().to_string())),

@@ -30,6 +30,7 @@ use crate::model::{
 use crate::model::{RECORDS_PAGE, SplitBatches};
 use crate::read_ahead::{self, ReadAhead};
 use crate::report::{self, Discrepancy, DiscrepancyKind, RecordState, Report, ReportRow};
+use crate::source::{Source, SourceError};
 use crate::store::{BatchLimits, Store, StoreError, StoredReport, UnsentState};
 
 /// Reconcile attempts that meet an unreadable listing before the report says so (the
@@ -53,6 +54,25 @@ fn store_error(e: StoreError) -> ActivityError {
         );
     }
     e.into()
+}
+
+/// A source error as an activity failure: retried when the table is throttled or
+/// unreachable, non-retryable (type `InvalidConfiguration`, which stops the run with the
+/// message) when the table, index or credentials are wrong.
+fn source_error(e: SourceError) -> ActivityError {
+    match e {
+        SourceError::Store(e) => store_error(e),
+        e if e.is_retryable() => e.into(),
+        e => {
+            tracing::error!(error = %e, "the grades source cannot be used");
+            ActivityError::application(
+                ApplicationFailure::builder(e.to_string())
+                    .type_name("InvalidConfiguration".to_string())
+                    .non_retryable(true)
+                    .build(),
+            )
+        }
+    }
 }
 
 /// Runs `work` while heartbeating, so a worker killed in the middle (while it waits for
@@ -91,6 +111,26 @@ async fn heartbeating<T>(
     }
 }
 
+/// QueryPending's read of the table's pending items into the store. Bad items are named
+/// by key in the log (never their content) and left pending in the table; they are not
+/// grades the API could take.
+async fn pull_pending(source: &Source, store: &Store, q: &Quarter) -> Result<(), ActivityError> {
+    let pulled = source
+        .pull_pending(store, Some(q), true, |_| {})
+        .await
+        .map_err(source_error)?;
+    let r = &pulled.import;
+    tracing::info!(
+        quarter = %q, source = %source.target().url(), items = r.lines, new = r.inserted,
+        changed = r.updated, unchanged = r.unchanged, bad = r.bad_line_count,
+        marked_synced = pulled.marked, "QueryPending: pending items read from the table"
+    );
+    for bad in &r.bad_lines {
+        tracing::warn!(quarter = %q, item = %bad, "item skipped: not a valid grade record");
+    }
+    Ok(())
+}
+
 fn quarter(text: &str) -> Result<Quarter, ActivityError> {
     text.parse::<Quarter>().map_err(|e| {
         ActivityError::application(
@@ -110,6 +150,8 @@ fn page_size(asked: usize) -> usize {
 /// Store, alert and report work of a quarterly sync.
 pub struct SyncActivities {
     pub store: Store,
+    /// The DynamoDB table grades are read from and marked synced in, when there is one.
+    pub source: Option<Arc<Source>>,
     pub gov: Arc<GovClient>,
     pub alerts: Webhook,
     pub compliance: Webhook,
@@ -136,6 +178,9 @@ impl SyncActivities {
                 .start_run(&q, &req.workflow_id)
                 .await
                 .map_err(store_error)?;
+            if let Some(source) = &self.source {
+                pull_pending(source, &self.store, &q).await?;
+            }
             let schools = self
                 .store
                 .pending_counts(&q)
@@ -202,6 +247,26 @@ impl SyncActivities {
                 .mark_synced(ev.batch_id, &ev.detail)
                 .await
                 .map_err(store_error)?;
+            if let Some(source) = &self.source {
+                // On every attempt: an earlier one may have stopped between the store and
+                // the table. Items changed in the table since they were sent go back to
+                // pending, so the batch's count is what stays synced.
+                let sent = self
+                    .store
+                    .synced_records_of_batch(ev.batch_id)
+                    .await
+                    .map_err(store_error)?;
+                let marked = source
+                    .mark_synced(&self.store, &sent)
+                    .await
+                    .map_err(source_error)?;
+                tracing::info!(
+                    batch_id = %ev.batch_id, marked = marked.marked, already = marked.already,
+                    requeued = marked.requeued, missing = marked.missing, left = marked.left,
+                    "MarkSynced: table updated"
+                );
+                changed = changed.saturating_sub(marked.requeued);
+            }
             metrics::get()
                 .records
                 .with_label_values(&[ev.quarter.as_str(), "synced"])

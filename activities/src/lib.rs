@@ -26,6 +26,7 @@ pub mod log_span;
 pub mod metrics;
 pub mod model;
 pub mod rate;
+pub mod source;
 pub mod read_ahead;
 pub mod report;
 pub mod store;

@@ -1,5 +1,6 @@
-//! `gradesync check`: asks Temporal, the grades store and the government API whether they
-//! answer, with the same settings the worker uses, and sends no grades. One line per
+//! `gradesync check`: asks Temporal, the grades store, the DynamoDB source (when one is
+//! configured) and the government API whether they answer, with the same settings the
+//! worker uses, and sends no grades. One line per
 //! service; the exit code is the worst failure's (3 unreachable, 2 bad settings).
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use temporalio_client::tonic;
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
 
 use crate::errors::{CliError, CliResult};
-use crate::settings::{GovArgs, StoreArgs, TemporalArgs};
+use crate::settings::{GovArgs, SourceArgs, StoreArgs, TemporalArgs};
 use crate::temporal::{ConnectionConfig, classify_status};
 
 #[derive(Debug, Args)]
@@ -21,6 +22,8 @@ pub struct CheckArgs {
     pub temporal: TemporalArgs,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
     #[command(flatten)]
     pub gov: GovArgs,
 }
@@ -41,6 +44,11 @@ pub async fn run(args: CheckArgs) -> CliResult {
             None
         }
     };
+    match check_source(&args.source).await {
+        Ok(Some(line)) => println!("source    ok  {line}"),
+        Ok(None) => {}
+        Err(e) => failures.push(e),
+    }
     match check_gov(&args.gov, store).await {
         Ok(tls) => println!(
             "gov-api   ok  {} (token issued to {}{tls})",
@@ -101,6 +109,27 @@ fn describe(config: &ConnectionConfig) -> String {
         config.namespace,
         config.tls_mode()
     )
+}
+
+/// Describes the table: it exists, the index is keyed on the status attribute and active,
+/// the credentials may read it. `None` when no source is configured.
+async fn check_source(args: &SourceArgs) -> Result<Option<String>, CliError> {
+    let Some(source) = args.connect().await? else {
+        return Ok(None);
+    };
+    let status = source
+        .status()
+        .await
+        .map_err(crate::settings::source_error)?;
+    let items = status
+        .items
+        .map_or(String::new(), |n| format!(", about {n} items"));
+    Ok(Some(format!(
+        "{} (table {}, index {}{items})",
+        source.target().url(),
+        status.table_status,
+        status.index_status
+    )))
 }
 
 /// A token request goes through the store's rate gate when the store is up, so a check

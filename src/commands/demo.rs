@@ -157,6 +157,7 @@ pub async fn run(a: DemoArgs) -> CliResult {
     let worker_args = WorkerArgs {
         temporal: temporal.clone(),
         store: store_args,
+        source: crate::settings::SourceArgs::none(),
         // The simulator's own credentials: the one place with a built-in secret.
         gov: GovArgs::simulator(
             sim.base_url(),

@@ -197,6 +197,7 @@ impl TestApp {
         let worker_args = WorkerArgs {
             temporal: temporal.clone(),
             store: StoreArgs { database_url },
+            source: gradesync::settings::SourceArgs::none(),
             gov: GovArgs {
                 http_timeout_secs: 2.0,
                 ..GovArgs::simulator(sim.base_url(), &client_id, &client_secret)

@@ -20,6 +20,7 @@ mod queries;
 mod reports;
 mod runs;
 pub mod scratch;
+mod sent_records;
 mod split;
 mod timeline;
 mod webhooks;
@@ -35,6 +36,7 @@ pub use model::{
     PreparedBatch, PreparedChunk, QuarterRun, RateSlot, Rejection, ReportInfo, SchoolCounts,
     SchoolStatus, SlotReach, StoredReport, UnsentRecord, UnsentState, WebhookFailure,
 };
+pub use sent_records::SentRecord;
 pub use split::Split;
 pub use timeline::AnswersInMinute;
 

@@ -50,7 +50,7 @@ pub struct BadLine {
     /// `None` for the one file of a JSONL or CSV import.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
-    /// 1-based.
+    /// 1-based; 0 for a table item (its origin names its key).
     pub line: u64,
     pub reason: String,
 }
@@ -58,6 +58,8 @@ pub struct BadLine {
 impl std::fmt::Display for BadLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.origin {
+            // A table item has a key, not a line.
+            Some(origin) if self.line == 0 => write!(f, "{origin}: {}", self.reason),
             Some(origin) => write!(f, "{origin} line {}: {}", self.line, self.reason),
             None => write!(f, "line {}: {}", self.line, self.reason),
         }

@@ -1,18 +1,22 @@
 //! `gradesync sync plan`: what the next run of a quarter would send and how long that takes
-//! at the configured rate, read from the store alone (no API, no Temporal, no write).
+//! at the configured rate, read from the store alone (no API, no Temporal, no write). With
+//! a DynamoDB source the plan reads the table's pending items instead, through the index,
+//! into a scratch database of its own: nothing is written to the table or to the store.
 
 use std::time::Duration;
 
 use clap::Args;
 use gradesync_activities::model::Policy;
-use gradesync_activities::store::BatchLimits;
+use gradesync_activities::source::Source;
+use gradesync_activities::store::{BatchLimits, Store};
 use gradesync_activities::store::plan::{QuarterPlan, SchoolPlan};
 use gradesync_govapi::Quarter;
 use serde::Serialize;
 
 use super::parse_quarter;
 use crate::errors::{CliError, CliResult};
-use crate::settings::{DEFAULT_RATE_GUARD_MS, StoreArgs};
+use crate::settings::source_error;
+use crate::settings::{DEFAULT_RATE_GUARD_MS, SourceArgs, StoreArgs};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -30,6 +34,8 @@ pub struct PlanArgs {
     pub json: bool,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 /// The plan as `--json` prints it.
@@ -72,12 +78,31 @@ pub async fn plan_command(args: PlanArgs) -> CliResult {
         max_records: policy.max_batch_records,
         max_bytes: policy.max_batch_bytes,
     };
-    let store = crate::worker::open_store(&args.store).await?;
     let q = args.quarter;
+    let source = args.source.connect().await?;
+    // Kept until the plan is read: the scratch database of a source's items.
+    let mut _scratch = None;
+    let store = match &source {
+        None => crate::worker::open_store(&args.store).await?,
+        Some(source) => {
+            let (dir, store) = read_source(source, &q).await?;
+            _scratch = Some(dir);
+            store
+        }
+    };
     let plan = store
         .plan_batches(&q, limits)
         .await
         .map_err(|e| CliError::Unreachable(format!("cannot read the store: {e}")))?;
+    if let Some(source) = &source
+        && !plan.has_grades
+    {
+        return Err(CliError::Usage(format!(
+            "no pending item of quarter {q} in {}; check the table, the index and the \
+             quarter attribute",
+            source.target().url()
+        )));
+    }
     if !plan.has_grades {
         return Err(CliError::Usage(format!(
             "no grades for quarter {q} in this database; import grades with \
@@ -93,6 +118,40 @@ pub async fn plan_command(args: PlanArgs) -> CliResult {
         print_report(&report);
     }
     Ok(())
+}
+
+/// The table's pending items of `q` in a scratch SQLite database (the plan's input), with
+/// progress on stderr and the bad items named by key.
+async fn read_source(
+    source: &Source,
+    q: &Quarter,
+) -> Result<(tempfile::TempDir, Store), CliError> {
+    let dir = tempfile::tempdir()
+        .map_err(|e| CliError::Other(anyhow::anyhow!("cannot make a scratch directory: {e}")))?;
+    let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+    let store = Store::connect_for_bulk(&url)
+        .await
+        .map_err(|e| CliError::Other(anyhow::anyhow!("cannot open a scratch database: {e}")))?;
+    let bar = crate::commands::progress::items_spinner("items read");
+    let pulled = source
+        .pull_pending(&store, Some(q), false, |n| bar.set_position(n))
+        .await
+        .map_err(source_error)?;
+    bar.finish_and_clear();
+    let r = &pulled.import;
+    eprintln!(
+        "read {} pending items of {q} from {} ({} bad)",
+        r.lines,
+        source.target().url(),
+        r.bad_line_count
+    );
+    for bad in r.bad_lines.iter().take(20) {
+        eprintln!("  {bad}");
+    }
+    if r.bad_line_count > 20 {
+        eprintln!("  ... and {} more", r.bad_line_count - 20);
+    }
+    Ok((dir, store))
 }
 
 fn report(q: &Quarter, plan: QuarterPlan, args: &PlanArgs, deadline_ms: u64) -> PlanReport {

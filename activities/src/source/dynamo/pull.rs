@@ -1,0 +1,111 @@
+//! QueryPending's read: the items whose status is `pending`, through the index, page by page,
+//! into the store as any import (new records inserted, changed ones back to pending,
+//! unchanged ones left alone, bad ones reported by key). An item still pending in the table
+//! whose record the API already confirmed (its mark was lost, or the item was set pending
+//! again without a change) is marked synced now, with the batch that carried it.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use gradesync_govapi::Quarter;
+use serde::{Deserialize, Serialize};
+
+use super::DynamoSource;
+use super::item::{Item, key_text, to_record};
+use crate::source::SourceError;
+use crate::source::url::PENDING;
+use crate::store::{ImportReport, Store};
+
+/// What one read of the pending items did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pulled {
+    /// Items read (as `lines`), stored new, changed, unchanged, and the bad ones by key.
+    pub import: ImportReport,
+    /// Pending items whose record the API had already confirmed, marked synced now.
+    pub marked: u64,
+}
+
+impl DynamoSource {
+    /// Reads the pending items of `quarter` (of every quarter when `None`) into `store`.
+    /// With `write_back`, items the API already confirmed are marked synced in the table;
+    /// without it nothing is written to the table (a plan, an import). `on_page` gets the
+    /// number of items read so far after each page.
+    pub async fn pull_pending(
+        &self,
+        store: &Store,
+        quarter: Option<&Quarter>,
+        write_back: bool,
+        mut on_page: impl FnMut(u64),
+    ) -> Result<Pulled, SourceError> {
+        let t = &self.target;
+        let quarter_attribute = t.attribute_of("quarter").unwrap_or("quarter").to_string();
+        let mut importer = store.importer();
+        let mut read_ids = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&t.table)
+                .index_name(&t.index)
+                .key_condition_expression("#s = :pending")
+                .expression_attribute_names("#s", &t.status_attribute)
+                .expression_attribute_values(":pending", AttributeValue::S(PENDING.into()))
+                .set_exclusive_start_key(start.take());
+            // An index that holds whole items can filter on the quarter; one that holds
+            // keys only cannot see it, so its items are filtered once read.
+            if let (Some(q), true) = (quarter, self.whole_items) {
+                query = query
+                    .filter_expression("#q = :q")
+                    .expression_attribute_names("#q", &quarter_attribute)
+                    .expression_attribute_values(":q", AttributeValue::S(q.to_string()));
+            }
+            let page = query
+                .send()
+                .await
+                .map_err(|e| self.call_error("Query", e))?;
+            let last = page.last_evaluated_key().cloned();
+            let items = if self.whole_items {
+                page.items.unwrap_or_default()
+            } else {
+                let keys = page
+                    .items()
+                    .iter()
+                    .map(|i| self.key_of_item(i))
+                    .collect();
+                self.batch_get(keys, false).await?
+            };
+            for item in items {
+                let record = to_record(t, &item);
+                if let (Some(q), Ok(r)) = (quarter, &record)
+                    && r.get("quarter").and_then(|v| v.as_str()) != Some(q.to_string().as_str())
+                {
+                    continue;
+                }
+                importer.line_read();
+                let origin = format!("item {}", key_text(&self.key_of_item(&item)));
+                match record {
+                    Ok(value) => {
+                        if let Some(id) = value.get("record_id").and_then(|v| v.as_str()) {
+                            read_ids.push(id.to_string());
+                        }
+                        importer.record(Some(&origin), 0, &value).await?;
+                    }
+                    Err(reason) => importer.bad(Some(&origin), 0, reason),
+                }
+            }
+            on_page(importer.report().lines);
+            match last {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        let import = importer.finish().await?;
+        let mut marked = 0;
+        if write_back && !read_ids.is_empty() {
+            let confirmed = store.synced_among(&read_ids).await?;
+            if !confirmed.is_empty() {
+                marked = self.mark_synced(store, &confirmed).await?.marked;
+            }
+        }
+        Ok(Pulled { import, marked })
+    }
+}
