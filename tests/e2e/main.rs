@@ -5,11 +5,13 @@
 
 mod cli;
 mod durability;
+mod dynamodb;
 mod eta;
 mod faults;
 mod gov_tls;
 mod helpers;
 mod history;
+mod moto;
 mod ops;
 mod plan;
 mod postgres;

@@ -83,7 +83,11 @@ mod absent {
             match self.never {}
         }
 
-        pub async fn mark_synced(&self, _: &Store, _: &[SentRecord]) -> Result<Marked, SourceError> {
+        pub async fn mark_synced(
+            &self,
+            _: &Store,
+            _: &[SentRecord],
+        ) -> Result<Marked, SourceError> {
             match self.never {}
         }
     }

@@ -162,9 +162,10 @@ mod tests {
 
     #[test]
     fn maps_fields_to_other_attributes() {
-        let t: DynamoTarget = "dynamodb://notas?index=gsi&grade=nota&student_id=alumno%5Fid&status=estado"
-            .parse()
-            .unwrap();
+        let t: DynamoTarget =
+            "dynamodb://notas?index=gsi&grade=nota&student_id=alumno%5Fid&status=estado"
+                .parse()
+                .unwrap();
         assert_eq!(t.attribute_of("grade"), Some("nota"));
         assert_eq!(t.attribute_of("student_id"), Some("alumno_id"));
         assert_eq!(t.field_of("nota"), Some("grade"));
@@ -178,7 +179,10 @@ mod tests {
             ("postgres://x", "starts with dynamodb://"),
             ("dynamodb://grades", "?index=NAME"),
             ("dynamodb://a?index=i", "not a DynamoDB table name"),
-            ("dynamodb://grades?index=i&colour=red", "unknown parameter `colour`"),
+            (
+                "dynamodb://grades?index=i&colour=red",
+                "unknown parameter `colour`",
+            ),
             ("dynamodb://grades?index=i&grade=school_id", "mapped twice"),
             ("dynamodb://grades?index=", "needs a value"),
         ] {

@@ -172,7 +172,7 @@ impl Importer<'_> {
 }
 
 impl Store {
-/// Upserts one chunk of rows with distinct record ids in one transaction.
+    /// Upserts one chunk of rows with distinct record ids in one transaction.
     async fn store_chunk(&self, rows: &[Row], report: &mut ImportReport) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let existing = existing_rows(&mut tx, rows).await?;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::Args;
 use gradesync_activities::model::Policy;
 use gradesync_activities::source::Source;
-use gradesync_activities::store::{BatchLimits, Store};
 use gradesync_activities::store::plan::{QuarterPlan, SchoolPlan};
+use gradesync_activities::store::{BatchLimits, Store};
 use gradesync_govapi::Quarter;
 use serde::Serialize;
 
@@ -122,10 +122,7 @@ pub async fn plan_command(args: PlanArgs) -> CliResult {
 
 /// The table's pending items of `q` in a scratch SQLite database (the plan's input), with
 /// progress on stderr and the bad items named by key.
-async fn read_source(
-    source: &Source,
-    q: &Quarter,
-) -> Result<(tempfile::TempDir, Store), CliError> {
+async fn read_source(source: &Source, q: &Quarter) -> Result<(tempfile::TempDir, Store), CliError> {
     let dir = tempfile::tempdir()
         .map_err(|e| CliError::Other(anyhow::anyhow!("cannot make a scratch directory: {e}")))?;
     let url = format!("sqlite://{}", dir.path().join("plan.db").display());

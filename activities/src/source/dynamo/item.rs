@@ -70,7 +70,9 @@ pub fn to_json(value: &AttributeValue) -> Value {
         AttributeValue::N(n) => number(n),
         AttributeValue::Bool(b) => Value::Bool(*b),
         AttributeValue::Null(_) => Value::Null,
-        AttributeValue::M(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        AttributeValue::M(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
         AttributeValue::L(l) => Value::Array(l.iter().map(to_json).collect()),
         AttributeValue::Ss(ss) => {
             let mut ss = ss.clone();

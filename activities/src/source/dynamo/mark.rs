@@ -19,7 +19,9 @@ use serde_json::Value;
 use super::DynamoSource;
 use super::item::{Item, key_of, key_text, to_record};
 use crate::source::SourceError;
-use crate::source::url::{DynamoTarget, PENDING, SYNCED, SYNCED_AT_ATTRIBUTE, SYNCED_BATCH_ATTRIBUTE};
+use crate::source::url::{
+    DynamoTarget, PENDING, SYNCED, SYNCED_AT_ATTRIBUTE, SYNCED_BATCH_ATTRIBUTE,
+};
 use crate::store::{SentRecord, Store};
 
 /// Conditional writes in flight at once.
@@ -142,7 +144,9 @@ impl DynamoSource {
                         "item changed in the table while its batch was sent; back to pending"
                     );
                     importer.line_read();
-                    importer.record(Some(&format!("item {key}")), 0, &new).await?;
+                    importer
+                        .record(Some(&format!("item {key}")), 0, &new)
+                        .await?;
                     marked.requeued += 1;
                 }
             }
@@ -200,7 +204,10 @@ impl DynamoSource {
         let mut values = HashMap::from([
             (":pending".to_string(), AttributeValue::S(PENDING.into())),
             (":synced".to_string(), AttributeValue::S(SYNCED.into())),
-            (":batch".to_string(), AttributeValue::S(sent.batch_id.to_string())),
+            (
+                ":batch".to_string(),
+                AttributeValue::S(sent.batch_id.to_string()),
+            ),
             (":at".to_string(), AttributeValue::S(at.to_string())),
         ]);
         let mut condition = String::from("#s = :pending");
@@ -284,7 +291,10 @@ mod tests {
         let target: DynamoTarget = "dynamodb://grades?index=gsi".parse().unwrap();
         let batch = Uuid::new_v4();
         let was = sent(&target, &item("A", "pending"), batch);
-        assert_eq!(decide(&target, &was, Some(&item("A", "pending"))), Verdict::Mark);
+        assert_eq!(
+            decide(&target, &was, Some(&item("A", "pending"))),
+            Verdict::Mark
+        );
         assert_eq!(decide(&target, &was, None), Verdict::Missing);
         assert!(matches!(
             decide(&target, &was, Some(&item("B", "pending"))),
@@ -305,9 +315,16 @@ mod tests {
         let mut it = item("A", "pending");
         it.insert("teacher".into(), s("t-1"));
         it.insert(SYNCED_AT_ATTRIBUTE.into(), s("earlier"));
-        let names: Vec<&str> = compared(&target, &it).iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = compared(&target, &it)
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
         assert_eq!(names.len(), 7, "{names:?}");
-        assert_eq!(names.last(), Some(&"teacher"), "mapped fields first: {names:?}");
+        assert_eq!(
+            names.last(),
+            Some(&"teacher"),
+            "mapped fields first: {names:?}"
+        );
         assert!(!names.contains(&"sync_status") && !names.contains(&SYNCED_AT_ATTRIBUTE));
     }
 }

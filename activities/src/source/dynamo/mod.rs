@@ -152,7 +152,10 @@ async fn describe(client: &Client, target: &DynamoTarget) -> Result<TableDescrip
 
 /// The table's key and whether its index carries whole items; refuses an index that is
 /// missing, not keyed on the status attribute, or not active yet.
-fn shape(target: &DynamoTarget, table: &TableDescription) -> Result<(KeySchema, bool), SourceError> {
+fn shape(
+    target: &DynamoTarget,
+    table: &TableDescription,
+) -> Result<(KeySchema, bool), SourceError> {
     let type_of = |name: &str| {
         table
             .attribute_definitions()
@@ -188,7 +191,11 @@ fn shape(target: &DynamoTarget, table: &TableDescription) -> Result<(KeySchema, 
                  {} with ?index=NAME",
                 target.table,
                 target.index,
-                if names.is_empty() { "none".to_string() } else { names.join(", ") },
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                },
                 target.status_attribute
             ))
         })?;
@@ -214,7 +221,11 @@ fn shape(target: &DynamoTarget, table: &TableDescription) -> Result<(KeySchema, 
         return Err(SourceError::Call {
             operation: "DescribeTable",
             table: target.table.clone(),
-            message: format!("index `{}` is {}, not ACTIVE yet", target.index, status.as_str()),
+            message: format!(
+                "index `{}` is {}, not ACTIVE yet",
+                target.index,
+                status.as_str()
+            ),
         });
     }
     let whole_items = index

@@ -66,11 +66,7 @@ impl DynamoSource {
             let items = if self.whole_items {
                 page.items.unwrap_or_default()
             } else {
-                let keys = page
-                    .items()
-                    .iter()
-                    .map(|i| self.key_of_item(i))
-                    .collect();
+                let keys = page.items().iter().map(|i| self.key_of_item(i)).collect();
                 self.batch_get(keys, false).await?
             };
             for item in items {

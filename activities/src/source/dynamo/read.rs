@@ -64,7 +64,11 @@ impl DynamoSource {
                         ),
                     });
                 }
-                tracing::debug!(keys = todo.len(), round, "BatchGetItem: unprocessed keys asked again");
+                tracing::debug!(
+                    keys = todo.len(),
+                    round,
+                    "BatchGetItem: unprocessed keys asked again"
+                );
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(LONGEST_WAIT);
             }

@@ -1,0 +1,244 @@
+//! The seed's DynamoDB table as the grades source, on moto's local DynamoDB: a quarter read
+//! through the `sync_status` index ends complete with every item marked synced there; an
+//! item changed while its batch is in flight is never marked over its new grade and goes
+//! in a later batch; throttling is waited out; a SIGKILLed worker loses and doubles nothing.
+//! The workers are `gradesync worker` processes configured as users configure them
+//! (GRADESYNC_SOURCE, AWS_ENDPOINT_URL, AWS_REGION, credentials in the environment).
+
+use std::process::Child;
+use std::time::Duration;
+
+use gradesync::datagen::{self, DataSpec};
+use gradesync_activities::model::Policy;
+use gradesync_govapi::sim::Faults;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, assert_ledger_clean, fast_policy, quarter};
+use crate::moto::{self, Moto, Throttler};
+
+/// `schools x per_school` generated records (about 8 KB each), as the table holds them.
+fn records(schools: usize, per_school: usize) -> Vec<Value> {
+    let spec = DataSpec {
+        quarter: quarter().to_string(),
+        schools,
+        records_per_school: per_school,
+        seed: 3,
+        ..DataSpec::default()
+    };
+    let mut rng = SmallRng::seed_from_u64(spec.seed);
+    (0..schools)
+        .flat_map(|s| (0..per_school).map(move |n| (s, n)))
+        .map(|(s, n)| datagen::record(&mut rng, &spec, s, n))
+        .collect()
+}
+
+async fn table_with(records: &[Value]) -> Moto {
+    let moto = Moto::start().await;
+    moto.create_seed_table().await;
+    moto.put_pending(records).await;
+    moto
+}
+
+/// A worker process reading the table through `endpoint`.
+fn worker(app: &TestApp, endpoint: &str) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(app.dir.path().join("worker.log"))
+        .unwrap();
+    app.worker_command()
+        .envs(Moto::env(endpoint))
+        .env("GRADESYNC_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the gradesync binary starts")
+}
+
+fn stop(mut worker: Child) {
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+}
+
+/// Every item is `synced`, names a batch the API committed it in, and a time.
+async fn assert_every_item_synced(moto: &Moto, app: &TestApp, n: usize) {
+    let items = moto.items().await;
+    assert_eq!(items.len(), n);
+    let ledger = app.ledger().await;
+    for item in &items {
+        let id = moto::text(item, "record_id").unwrap();
+        assert_eq!(moto::text(item, "sync_status"), Some("synced"), "{id}");
+        let batch: uuid::Uuid = moto::text(item, "synced_batch_id")
+            .and_then(|b| b.parse().ok())
+            .unwrap_or_else(|| panic!("{id} names no batch"));
+        let applied = &ledger.records[id];
+        assert_eq!(applied.batches.last(), Some(&batch), "{id}");
+        let at = moto::text(item, "synced_at").unwrap_or_default();
+        assert!(
+            at.starts_with("20") && at.ends_with('Z'),
+            "{id}: synced_at {at}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarter_read_from_the_table_ends_complete_with_every_item_synced_there_through_throttling()
+ {
+    let records = records(3, 40);
+    let moto = table_with(&records).await;
+    // Every third call of each operation is refused as throttled: the SDK's backoff must
+    // wait each one out, in QueryPending's reads and MarkSynced's reads and writes alike.
+    let throttler = Throttler::start(&moto.endpoint, 3).await;
+    let app = TestApp::spawn_without_worker("dynamodb-complete", Faults::default()).await;
+    let worker = worker(&app, &throttler.url);
+    let summary = app.sync_and_wait(fast_policy()).await;
+    stop(worker);
+
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.totals.records_synced, records.len() as u64);
+    let ledger = app.ledger().await;
+    assert_ledger_clean(&ledger);
+    crate::helpers::assert_applied_once(&ledger, records.len() as u64);
+    assert_every_item_synced(&moto, &app, records.len()).await;
+    let throttled = throttler
+        .throttled
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(throttled >= 10, "only {throttled} calls were throttled");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_changed_while_its_batch_is_in_flight_is_sent_again_never_marked_over() {
+    let records = records(1, 30);
+    let moto = table_with(&records).await;
+    // Slow answers leave time to change an item whose batch is on its way.
+    let faults = Faults {
+        latency_ms: 1_500,
+        ..Faults::default()
+    };
+    let app = TestApp::spawn_without_worker("dynamodb-changed", faults).await;
+    let worker = worker(&app, &moto.endpoint);
+    let policy = Policy {
+        max_batch_records: 10,
+        ..fast_policy()
+    };
+    let id = app.start_sync(policy).await;
+    let changed = loop {
+        if let Some(record_id) = record_in_flight(&app).await {
+            break record_id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    moto.update_grade(&changed, "B-revised").await;
+    eprintln!(
+        "changed {changed}; worker log {}",
+        app.dir.path().join("worker.log").display()
+    );
+    let summary = app.result(&id).await;
+    stop(worker);
+
+    assert!(summary.complete, "{summary:?}");
+    let ledger = app.ledger().await;
+    let twice = &ledger.records[&changed];
+    assert_eq!(twice.applied, 2, "the old grade, then the new one");
+    assert_ne!(
+        twice.batches[0], twice.batches[1],
+        "sent again in a later batch"
+    );
+    for (id, r) in &ledger.records {
+        if *id != changed {
+            assert_eq!(r.applied, 1, "{id}");
+        }
+    }
+    assert_eq!(ledger.records.len(), records.len());
+    // The table holds the new grade, marked synced by the batch that carried it.
+    assert_every_item_synced(&moto, &app, records.len()).await;
+    let item = moto
+        .items()
+        .await
+        .into_iter()
+        .find(|i| moto::text(i, "record_id") == Some(changed.as_str()))
+        .unwrap();
+    assert_eq!(moto::text(&item, "grade"), Some("B-revised"));
+    // And what the API holds is the new grade: Reconcile found the store's hash there.
+    let body = stored_body(&app, &changed).await;
+    assert_eq!(body["grade"], "B-revised");
+    assert_eq!(
+        summary.reconcile.missing_at_api + summary.reconcile.hash_mismatches,
+        0
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_run_loses_and_doubles_nothing_with_the_default_policy() {
+    // The default policy's timeouts and heartbeat (only the retry timers compressed): the
+    // heartbeat hands the dead worker's batches, and its half-done MarkSynced, to the next.
+    let policy = fast_policy();
+    assert_eq!(
+        policy.send_heartbeat_timeout_ms,
+        Policy::default().send_heartbeat_timeout_ms
+    );
+    let records = records(3, 60);
+    let moto = table_with(&records).await;
+    let faults = Faults {
+        latency_ms: 1_000,
+        ..Faults::default()
+    };
+    let app = TestApp::spawn_without_worker("dynamodb-kill", faults).await;
+    let first = worker(&app, &moto.endpoint);
+    let id = app.start_sync(policy).await;
+    app.wait_for_batches(2).await;
+    let mut first = first;
+    first.kill().expect("SIGKILL the worker");
+    first.wait().unwrap();
+    let second = worker(&app, &moto.endpoint);
+    let summary = app.result(&id).await;
+    stop(second);
+    let _ = std::fs::copy(
+        app.dir.path().join("worker.log"),
+        "/tmp/lead/kill-worker.log",
+    );
+
+    assert!(summary.complete, "{summary:?}");
+    let ledger = app.ledger().await;
+    assert_ledger_clean(&ledger);
+    crate::helpers::assert_applied_once(&ledger, records.len() as u64);
+    assert_every_item_synced(&moto, &app, records.len()).await;
+    app.stop().await;
+}
+
+/// A record of a batch the API is answering right now, if there is one.
+async fn record_in_flight(app: &TestApp) -> Option<String> {
+    let pool = pool(app).await;
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT g.record_id FROM grades g JOIN batches b ON b.batch_id = g.batch_id \
+         WHERE b.in_flight_since IS NOT NULL AND b.status = 'prepared' AND g.status = 'batched' \
+         ORDER BY g.record_id LIMIT 1",
+    )
+    .fetch_optional(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    row.map(|(id,)| id)
+}
+
+async fn stored_body(app: &TestApp, record_id: &str) -> Value {
+    let pool = pool(app).await;
+    let (body,): (String,) = sqlx::query_as("SELECT body FROM grade_bodies WHERE record_id = $1")
+        .bind(record_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn pool(app: &TestApp) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(&app.worker_args.store.database_url)
+        .await
+        .unwrap()
+}
