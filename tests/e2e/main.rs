@@ -15,6 +15,7 @@ mod plan;
 mod postgres;
 mod report;
 mod secrets;
+mod sis;
 mod sync;
 mod temporal_tls;
 mod verdict;
