@@ -48,7 +48,7 @@ pub enum Command {
     /// Manage the quarterly Temporal Schedule (cron 0 2 1 */3 *).
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
-    /// Import grade records from a JSON Lines file into the store.
+    /// Import grade records into the store: JSON Lines, CSV, or a OneRoster 1.2 export.
     Import(import::ImportArgs),
     /// List or replay dead-lettered batches.
     #[command(subcommand)]

@@ -6,7 +6,8 @@
 //! - `activities/`: all I/O (store, API client, webhooks, reports) and the activities.
 //! - `workflows/`: the deterministic workflows (`QuarterlySync`, `SchoolSync`).
 //! - here: [`settings`] (flags and environment), [`temporal`] (client connection),
-//!   [`worker`] (the two task-queue workers), [`commands`] (one module per subcommand).
+//!   [`worker`] (the two task-queue workers), [`commands`] (one module per subcommand),
+//!   [`sis`] (reading CSV files and OneRoster exports for `gradesync import`).
 
 pub mod cli;
 pub mod commands;
@@ -16,5 +17,6 @@ pub mod errors;
 pub mod ops;
 pub mod secret_file;
 pub mod settings;
+pub mod sis;
 pub mod temporal;
 pub mod worker;

@@ -127,6 +127,9 @@ pub async fn run(a: DemoArgs) -> CliResult {
     let report_store = store_args.clone();
     crate::commands::import::run(crate::commands::import::ImportArgs {
         file: data.clone(),
+        format: None,
+        maps: Vec::new(),
+        quarter: None,
         max_errors_shown: 10,
         store: store_args.clone(),
     })

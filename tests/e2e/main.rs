@@ -17,6 +17,7 @@ mod plan;
 mod postgres;
 mod report;
 mod secrets;
+mod sis;
 mod sync;
 mod temporal_tls;
 mod verdict;
