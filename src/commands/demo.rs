@@ -126,7 +126,8 @@ pub async fn run(a: DemoArgs) -> CliResult {
     let store_args = StoreArgs { database_url };
     let report_store = store_args.clone();
     crate::commands::import::run(crate::commands::import::ImportArgs {
-        file: data.clone(),
+        file: Some(data.clone()),
+        from: None,
         format: None,
         maps: Vec::new(),
         quarter: None,

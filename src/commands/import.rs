@@ -1,5 +1,6 @@
 //! `gradesync import PATH`: load grade records into the store from JSON Lines, a CSV file
-//! or a OneRoster 1.2 export ([`crate::sis`]). Valid records are upserted (a changed record
+//! or a OneRoster 1.2 export ([`crate::sis`]); `gradesync import --from dynamodb://...`
+//! from the pending items of the Step Functions design's table. Valid records are upserted (a changed record
 //! goes back to pending); each bad line or row is reported with its file, number and
 //! reason, and never costs a valid neighbour. This module only picks the reader and prints.
 
@@ -28,6 +29,9 @@ else jsonl; `-` reads standard input, as jsonl unless --format csv):
   oneroster  a OneRoster 1.2 CSV export (folder or zip), one record per results.csv row,
              joined through lineItems.csv, classes.csv and orgs.csv
                gradesync import --format oneroster export.zip
+  --from     the pending items of a DynamoDB table, read through its sync_status index
+             (the table is only read; the worker's --source marks items synced there)
+               gradesync import --from 'dynamodb://grades?index=sync_status-index'
 
 Bad rows are listed as `FILE line N: reason` and the command exits 4; every good row is
 imported. Importing the same data again leaves unchanged records alone.";
@@ -37,8 +41,14 @@ imported. Importing the same data again leaves unchanged records alone.";
 pub struct ImportArgs {
     /// A JSON Lines or CSV file (`-` for standard input), or a OneRoster export's folder
     /// or zip.
-    #[arg(value_name = "PATH")]
-    pub file: PathBuf,
+    #[arg(value_name = "PATH", required_unless_present = "from")]
+    pub file: Option<PathBuf>,
+    /// Read the pending items of a DynamoDB table instead of a file:
+    /// `dynamodb://TABLE?index=GSI_NAME` (see `gradesync worker --help`, --source). With
+    /// --quarter, that quarter's items only. AWS credentials and region come from the
+    /// standard chain; AWS_ENDPOINT_URL points at a local endpoint.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["file", "format", "maps"])]
+    pub from: Option<String>,
     /// The input's format [default: from PATH].
     #[arg(long, value_enum)]
     pub format: Option<Format>,
@@ -47,7 +57,8 @@ pub struct ImportArgs {
     #[arg(long = "map", value_name = "COLUMN=FIELD")]
     pub maps: Vec<ColumnMap>,
     /// (csv, oneroster) The quarter of every record: for a CSV file without a quarter
-    /// column, or instead of the OneRoster grading periods' titles.
+    /// column, or instead of the OneRoster grading periods' titles. (--from) Only this
+    /// quarter's items.
     #[arg(long, value_name = "YYYY-Qn")]
     pub quarter: Option<Quarter>,
     /// Show at most this many bad lines (all are counted).
@@ -73,40 +84,89 @@ impl Format {
             Format::Oneroster => "results",
         }
     }
+
+    /// What a bad unit is called in the closing message.
+    fn bad_unit(self) -> &'static str {
+        match self {
+            Format::Jsonl => "lines",
+            Format::Csv | Format::Oneroster => "rows",
+        }
+    }
+}
+
+impl ImportArgs {
+    /// The file or folder read (`-`, standard input, when none is named).
+    fn path(&self) -> &Path {
+        self.file.as_deref().unwrap_or(Path::new("-"))
+    }
 }
 
 pub async fn run(args: ImportArgs) -> CliResult {
+    if let Some(url) = &args.from {
+        return import_table(&args, url).await;
+    }
     let format = format_of(&args)?;
     let report = match format {
         Format::Jsonl => import_jsonl(&args).await?,
         Format::Csv => {
-            let (path, maps, quarter) = (args.file.clone(), args.maps.clone(), args.quarter);
+            let (path, maps, quarter) =
+                (args.path().to_path_buf(), args.maps.clone(), args.quarter);
             let source = sis::open(move || open_csv(&path, &maps, quarter))
                 .await
                 .map_err(usage)?;
             import_sis(&args, format, source).await?
         }
         Format::Oneroster => {
-            let (path, quarter) = (args.file.clone(), args.quarter);
+            let (path, quarter) = (args.path().to_path_buf(), args.quarter);
             let source = sis::open(move || OneRoster::open(&path, quarter))
                 .await
                 .map_err(usage)?;
             import_sis(&args, format, source).await?
         }
     };
-    print_report(&args, format, &report)
+    let label = args.path().display().to_string();
+    print_report(&args, &label, format.unit(), format.bad_unit(), &report)
+}
+
+/// `--from dynamodb://...`: the table's pending items into the store; nothing is written
+/// to the table.
+async fn import_table(args: &ImportArgs, url: &str) -> CliResult {
+    let target = url
+        .parse::<gradesync_activities::source::DynamoTarget>()
+        .map_err(|e| CliError::Usage(format!("--from: {e}")))?;
+    let source = crate::settings::connect_source(target).await?;
+    let store = connect(args).await?;
+    let bar = crate::commands::progress::items_spinner("items read");
+    let pulled = source
+        .pull_pending(&store, args.quarter.as_ref(), false, |n| {
+            bar.set_position(n)
+        })
+        .await
+        .map_err(crate::settings::source_error)?;
+    bar.finish_and_clear();
+    let report = SisReport {
+        import: pulled.import,
+        ..SisReport::default()
+    };
+    print_report(
+        args,
+        &source.target().url(),
+        "pending items",
+        "items",
+        &report,
+    )
 }
 
 /// The format `--format` names or PATH implies, and the flags that go with it.
 fn format_of(args: &ImportArgs) -> CliResult<Format> {
-    let stdin = args.file.as_os_str() == "-";
+    let stdin = args.path().as_os_str() == "-";
     let format = args.format.unwrap_or_else(|| {
-        let ext = args.file.extension().and_then(|e| e.to_str());
+        let ext = args.path().extension().and_then(|e| e.to_str());
         match ext.map(str::to_ascii_lowercase).as_deref() {
             _ if stdin => Format::Jsonl,
             Some("csv") => Format::Csv,
             Some("zip") => Format::Oneroster,
-            _ if args.file.is_dir() => Format::Oneroster,
+            _ if args.path().is_dir() => Format::Oneroster,
             _ => Format::Jsonl,
         }
     });
@@ -165,14 +225,14 @@ async fn import_jsonl(args: &ImportArgs) -> CliResult<SisReport> {
     let store = connect(args).await?;
     let bar = spinner(Format::Jsonl);
     let on_progress = |n: u64| bar.set_position(n);
-    let report = if args.file.as_os_str() == "-" {
+    let report = if args.path().as_os_str() == "-" {
         store
             .import_jsonl(BufReader::new(tokio::io::stdin()), on_progress)
             .await
     } else {
-        let file = tokio::fs::File::open(&args.file)
+        let file = tokio::fs::File::open(args.path())
             .await
-            .map_err(|e| CliError::Usage(format!("cannot open {}: {e}", args.file.display())))?;
+            .map_err(|e| CliError::Usage(format!("cannot open {}: {e}", args.path().display())))?;
         store
             .import_jsonl(BufReader::with_capacity(1 << 20, file), on_progress)
             .await
@@ -204,7 +264,14 @@ fn usage(e: SisError) -> CliError {
     CliError::Usage(e.to_string())
 }
 
-fn print_report(args: &ImportArgs, format: Format, report: &SisReport) -> CliResult {
+/// The summary line on stdout, the bad lines on stderr, exit 4 when some were skipped.
+fn print_report(
+    args: &ImportArgs,
+    label: &str,
+    unit: &str,
+    bad_unit: &str,
+    report: &SisReport,
+) -> CliResult {
     let ImportReport {
         lines,
         inserted,
@@ -214,9 +281,7 @@ fn print_report(args: &ImportArgs, format: Format, report: &SisReport) -> CliRes
         ..
     } = report.import;
     let mut summary = format!(
-        "{}: {lines} {}, {inserted} new, {updated} changed (back to pending), {unchanged} unchanged, {bad} bad",
-        args.file.display(),
-        format.unit(),
+        "{label}: {lines} {unit}, {inserted} new, {updated} changed (back to pending), {unchanged} unchanged, {bad} bad",
     );
     if report.bad_references > 0 {
         summary.push_str(&format!(
@@ -242,12 +307,8 @@ fn print_report(args: &ImportArgs, format: Format, report: &SisReport) -> CliRes
     if bad == 0 {
         return Ok(());
     }
-    let what = match format {
-        Format::Jsonl => "lines",
-        Format::Csv | Format::Oneroster => "rows",
-    };
     Err(CliError::Attention(format!(
-        "{bad} bad {what} were skipped (every valid one was imported); fix them and import again"
+        "{bad} bad {bad_unit} were skipped (every valid one was imported); fix them and import again"
     )))
 }
 

@@ -218,10 +218,27 @@ impl<R: Read> Read for LineBreaks<R> {
     }
 }
 
-/// Columns as a message lists them: `a`, `b`, `c`.
+/// Columns as a message lists them: `a`, `b`, `c`. A first row that names no record field
+/// nor OneRoster's `sourcedId` and has digits in it is likely data (a file without a header
+/// row: ids, grades, quarters): only its width is said, so no student's values reach a
+/// terminal or a log.
 pub fn list_columns(columns: &[String]) -> String {
     if columns.is_empty() {
         return "none".to_string();
+    }
+    let names_a_field = columns.iter().any(|c| {
+        let c = c.trim().to_ascii_lowercase();
+        c == "sourcedid" || gradesync_govapi::contract::REQUIRED_FIELDS.contains(&c.as_str())
+    });
+    let has_digits = columns
+        .iter()
+        .any(|c| c.bytes().any(|b| b.is_ascii_digit()));
+    let header_like = names_a_field || !has_digits;
+    if !header_like {
+        return format!(
+            "{} columns, none named like a record field (does the file start with a header row?)",
+            columns.len()
+        );
     }
     columns
         .iter()
@@ -329,8 +346,22 @@ mod tests {
             Table::new(&b""[..], "t.csv"),
             Err(SisError::Empty { .. })
         ));
-        let table = Table::new(&b"a,b\n"[..], "t.csv").unwrap();
+        let table = Table::new(&b"sourcedId,b\n"[..], "t.csv").unwrap();
         let err = table.require("c").unwrap_err().to_string();
-        assert_eq!(err, "t.csv has no `c` column; its columns: `a`, `b`");
+        assert_eq!(
+            err,
+            "t.csv has no `c` column; its columns: `sourcedId`, `b`"
+        );
+    }
+
+    #[test]
+    fn a_first_row_of_data_is_not_quoted_back() {
+        let table = Table::new(&b"rec-1,stu-7,A\n"[..], "t.csv").unwrap();
+        let err = table.require("grade").unwrap_err().to_string();
+        assert!(
+            err.contains("3 columns, none named like a record field"),
+            "{err}"
+        );
+        assert!(!err.contains("stu-7"), "{err}");
     }
 }

@@ -242,3 +242,88 @@ async fn pool(app: &TestApp) -> sqlx::AnyPool {
         .await
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_check_and_plan_read_the_table_and_never_write_to_it() {
+    let mut records = records(2, 15);
+    let n = records.len();
+    let mut bad = records[0].clone();
+    bad["record_id"] = "bad-1".into();
+    bad.as_object_mut().unwrap().remove("student_id");
+    records.push(bad);
+    let moto = table_with(&records).await;
+    let app = TestApp::spawn_without_worker("dynamodb-cli", Faults::default()).await;
+    let run = |args: &[&str]| {
+        app.gradesync_command()
+            .envs(Moto::env(&moto.endpoint))
+            .args(args)
+            .output()
+            .expect("the gradesync binary runs")
+    };
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+
+    let check = run(&["check"]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    let lines = text(&check.stdout);
+    assert!(
+        lines.contains(
+            "source    ok  dynamodb://grades?index=sync_status-index (table ACTIVE, index ACTIVE"
+        ),
+        "{lines}"
+    );
+
+    let q = quarter().to_string();
+    let plan = run(&["sync", "plan", "--quarter", &q, "--json"]);
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let report: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(report["pending_records"], n as u64);
+    assert_eq!(report["schools"].as_array().unwrap().len(), 2);
+    let said = text(&plan.stderr);
+    assert!(
+        said.contains("item record_id=bad-1: attribute `student_id` is missing"),
+        "{said}"
+    );
+    assert_eq!(
+        app.store.pending_counts(&quarter()).await.unwrap().len(),
+        0,
+        "the plan stored nothing"
+    );
+
+    let url = format!("dynamodb://{}?index={}", moto::TABLE, moto::INDEX);
+    let first = run(&["import", "--from", &url]);
+    assert_eq!(first.status.code(), Some(4), "{}", text(&first.stderr));
+    let summary = text(&first.stdout);
+    assert!(
+        summary.contains(&format!("{} pending items, {n} new", n + 1)),
+        "{summary}"
+    );
+    assert!(
+        text(&first.stderr).contains("item record_id=bad-1:"),
+        "{}",
+        text(&first.stderr)
+    );
+    let again = run(&["import", "--from", &url]);
+    assert!(
+        text(&again.stdout).contains(&format!("{n} unchanged")),
+        "{}",
+        text(&again.stdout)
+    );
+    let counts = app.store.pending_counts(&quarter()).await.unwrap();
+    assert_eq!(counts.iter().map(|c| c.pending).sum::<u64>(), n as u64);
+    for item in moto.items().await {
+        assert_eq!(moto::text(&item, "sync_status"), Some("pending"));
+        assert!(
+            !item.contains_key("synced_batch_id"),
+            "import wrote to the table"
+        );
+    }
+
+    let wrong = run(&["import", "--from", "dynamodb://grades?index=by_school"]);
+    assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong.stderr));
+    assert!(
+        text(&wrong.stderr).contains("no global secondary index `by_school`"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    app.stop().await;
+}
