@@ -7,6 +7,9 @@
 //! requests-per-second plot per run under `--out`.
 
 mod history;
+#[allow(dead_code)]
+#[path = "../../tests/e2e/moto.rs"]
+mod moto;
 mod plot;
 mod proc_stats;
 mod scenario;
@@ -608,9 +611,19 @@ async fn run_seed_pacing(s: &Scenario, out: &Path) -> Result<Row> {
 /// which reports its own time and peak memory.
 async fn run_prep_only(s: &Scenario, out: &Path) -> Result<Row> {
     let dir = scenario_dir(out, s)?;
-    let (store, url) = load_store(s, dir.path()).await?;
-    drop(store);
-    let child = Command::new(std::env::current_exe()?)
+    let mut child = Command::new(std::env::current_exe()?);
+    // Kept up until the child is done: the table it reads.
+    let mut _table = None;
+    let url = if s.dynamodb {
+        let moto = load_table(s).await?;
+        child.envs(moto::Moto::env(&moto.endpoint));
+        _table = Some(moto);
+        // An empty store: QueryPending fills it from the table.
+        format!("sqlite://{}", dir.path().join("grades.db").display())
+    } else {
+        load_store(s, dir.path()).await?.1
+    };
+    let child = child
         .args(["--prep-only", &url])
         .stderr(Stdio::inherit())
         .output()
@@ -640,6 +653,35 @@ struct PrepFigures {
     peak_rss_mb: f64,
 }
 
+/// The seed's table on a fresh moto server, holding the scenario's records as pending
+/// items (generated as [`load_store`] does).
+async fn load_table(s: &Scenario) -> Result<moto::Moto> {
+    let moto = moto::Moto::start().await;
+    moto.create_seed_table().await;
+    let per_school = s.records / s.schools;
+    let spec = DataSpec {
+        quarter: QUARTER.into(),
+        schools: s.schools,
+        records_per_school: per_school,
+        mean_bytes: s.record_bytes,
+        seed: SEED,
+    };
+    let mut rng = SmallRng::seed_from_u64(SEED);
+    let t0 = Instant::now();
+    for school in 0..s.schools {
+        let records: Vec<serde_json::Value> = (0..per_school)
+            .map(|n| datagen::record(&mut rng, &spec, school, n))
+            .collect();
+        moto.put_pending(&records).await;
+    }
+    println!(
+        "  put {} pending items in moto in {:.0} s",
+        per_school * s.schools,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(moto)
+}
+
 /// The child's side: what QueryPending and PrepBatch do. Each school's records are cut in
 /// one call (the default chunk of 50 batches holds a 5,000-record school whole); a run asks
 /// for the next chunk only after sending this one, so one call per school is the work.
@@ -649,6 +691,26 @@ async fn prep_child(url: &str) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let quarter: Quarter = QUARTER.parse()?;
     let t0 = Instant::now();
+    // With a source, QueryPending first reads the table's pending items into the store.
+    if let Some(url) = std::env::var("GRADESYNC_SOURCE")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        let target: gradesync_activities::source::DynamoTarget =
+            url.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let source = gradesync_activities::source::Source::connect(target)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let pulled = source
+            .pull_pending(&store, Some(&quarter), true, |_| {})
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        eprintln!(
+            "  read {} items from the table in {:.1} s",
+            pulled.import.lines,
+            t0.elapsed().as_secs_f64()
+        );
+    }
     let schools = store
         .pending_counts(&quarter)
         .await

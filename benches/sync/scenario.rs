@@ -36,6 +36,9 @@ pub struct Scenario {
     pub postgres: bool,
     /// `gradesync worker` processes sharing the store and the API budget.
     pub workers: u32,
+    /// The records start as pending items of the seed's DynamoDB table (moto's local
+    /// server), which QueryPending reads into the store through the `sync_status` index.
+    pub dynamodb: bool,
 }
 
 impl Scenario {
@@ -65,6 +68,7 @@ const fn sync(
         outage: None,
         postgres: false,
         workers: 1,
+        dynamodb: false,
     }
 }
 
@@ -119,6 +123,27 @@ pub fn all() -> Vec<Scenario> {
             postgres: true,
             record_bytes: 1_000,
             ..sync("prep-1m-pg", 1_000_000, 200, 0, 0.0)
+        },
+        // QueryPending + PrepBatch over 100k 1 KB records from each source: the store's
+        // own rows (SQLite, PostgreSQL) and the seed's DynamoDB table read through its
+        // index (moto's server on loopback; its Query rescans the table for every 1 MB
+        // page, which a real table does not).
+        Scenario {
+            engine: Engine::PrepOnly,
+            record_bytes: 1_000,
+            ..sync("prep-100k", 100_000, 50, 0, 0.0)
+        },
+        Scenario {
+            engine: Engine::PrepOnly,
+            postgres: true,
+            record_bytes: 1_000,
+            ..sync("prep-100k-pg", 100_000, 50, 0, 0.0)
+        },
+        Scenario {
+            engine: Engine::PrepOnly,
+            dynamodb: true,
+            record_bytes: 1_000,
+            ..sync("prep-100k-dynamodb", 100_000, 50, 0, 0.0)
         },
         Scenario {
             rate: 20,

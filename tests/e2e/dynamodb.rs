@@ -8,6 +8,7 @@
 use std::process::Child;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::ProjectionType;
 use gradesync::datagen::{self, DataSpec};
 use gradesync_activities::model::Policy;
 use gradesync_govapi::sim::Faults;
@@ -317,6 +318,22 @@ async fn import_check_and_plan_read_the_table_and_never_write_to_it() {
             "import wrote to the table"
         );
     }
+
+    // An index that projects keys only: the items are read back from the table by key,
+    // and the same records come out.
+    moto.create_table("grades_keys", ProjectionType::KeysOnly)
+        .await;
+    moto.put_pending_in("grades_keys", &records).await;
+    let keys_only = format!("dynamodb://grades_keys?index={}", moto::INDEX);
+    let out = run(&["import", "--from", &keys_only, "--quarter", &q]);
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "{} pending items, 0 new, 0 changed (back to pending), {n} unchanged, 1 bad",
+            n + 1
+        )),
+        "{}",
+        text(&out.stdout)
+    );
 
     let wrong = run(&["import", "--from", "dynamodb://grades?index=by_school"]);
     assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong.stderr));

@@ -1,4 +1,5 @@
-//! A DynamoDB endpoint on this machine for the DynamoDB source's tests: moto's server (PyPI
+//! A DynamoDB endpoint on this machine for the DynamoDB source's tests and benchmark row
+//! (`benches/sync` includes this file): moto's server (PyPI
 //! `moto[server]`, installed by scripts/ensure-tools.sh) on a free port, one per test, with
 //! the seed's table (`record_id` key, a `sync_status` GSI). Also a proxy in front of it that
 //! answers a share of the calls with DynamoDB's throttling error, as a table at its
@@ -32,7 +33,7 @@ pub struct Moto {
 
 impl Moto {
     pub async fn start() -> Moto {
-        let port = crate::helpers::free_port();
+        let port = free_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -61,6 +62,11 @@ impl Moto {
     /// The seed's table: key `record_id`, GSI `sync_status-index` keyed on `sync_status`
     /// with every attribute projected.
     pub async fn create_seed_table(&self) {
+        self.create_table(TABLE, ProjectionType::All).await;
+    }
+
+    /// A table shaped like the seed's, named `table`, whose index projects `projection`.
+    pub async fn create_table(&self, table: &str, projection: ProjectionType) {
         let attribute = |name: &str| {
             AttributeDefinition::builder()
                 .attribute_name(name)
@@ -77,7 +83,7 @@ impl Moto {
         };
         self.client
             .create_table()
-            .table_name(TABLE)
+            .table_name(table)
             .billing_mode(BillingMode::PayPerRequest)
             .attribute_definitions(attribute("record_id"))
             .attribute_definitions(attribute("sync_status"))
@@ -86,11 +92,7 @@ impl Moto {
                 GlobalSecondaryIndex::builder()
                     .index_name(INDEX)
                     .key_schema(hash("sync_status"))
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
+                    .projection(Projection::builder().projection_type(projection).build())
                     .build()
                     .unwrap(),
             )
@@ -99,8 +101,13 @@ impl Moto {
             .unwrap();
     }
 
-    /// Puts each record as a pending item, 25 per BatchWriteItem.
+    /// Puts each record as a pending item of the seed's table, 25 per BatchWriteItem.
     pub async fn put_pending(&self, records: &[Value]) {
+        self.put_pending_in(TABLE, records).await;
+    }
+
+    /// Puts each record as a pending item of `table`.
+    pub async fn put_pending_in(&self, table: &str, records: &[Value]) {
         for chunk in records.chunks(25) {
             let mut todo: Vec<WriteRequest> = chunk
                 .iter()
@@ -116,13 +123,13 @@ impl Moto {
                 let out = self
                     .client
                     .batch_write_item()
-                    .request_items(TABLE, todo)
+                    .request_items(table, todo)
                     .send()
                     .await
                     .unwrap();
                 todo = out
                     .unprocessed_items()
-                    .and_then(|u| u.get(TABLE))
+                    .and_then(|u| u.get(table))
                     .cloned()
                     .unwrap_or_default();
             }
@@ -187,6 +194,13 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on loopback")
 }
 
 /// A client of the endpoint with test credentials (no environment read).
