@@ -239,6 +239,17 @@ impl Temporal {
     }
 }
 
+/// The scenario's records as the data generator makes them, school by school.
+fn data_spec(s: &Scenario) -> DataSpec {
+    DataSpec {
+        quarter: QUARTER.into(),
+        schools: s.schools,
+        records_per_school: s.records / s.schools,
+        mean_bytes: s.record_bytes,
+        seed: SEED,
+    }
+}
+
 /// A fresh store holding the scenario's records, generated from a seed school by school
 /// (no 8 GB intermediate file for 1M records): a SQLite file under `dir`, or a new
 /// database on the benchmark's PostgreSQL server.
@@ -265,14 +276,8 @@ async fn load_store(s: &Scenario, dir: &Path) -> Result<(Store, String)> {
     let store = Store::connect_for_bulk(&url)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let per_school = s.records / s.schools;
-    let spec = DataSpec {
-        quarter: QUARTER.into(),
-        schools: s.schools,
-        records_per_school: per_school,
-        mean_bytes: s.record_bytes,
-        seed: SEED,
-    };
+    let spec = data_spec(s);
+    let per_school = spec.records_per_school;
     let mut rng = SmallRng::seed_from_u64(SEED);
     let t0 = Instant::now();
     let mut buf = Vec::new();
@@ -658,14 +663,8 @@ struct PrepFigures {
 async fn load_table(s: &Scenario) -> Result<moto::Moto> {
     let moto = moto::Moto::start().await;
     moto.create_seed_table().await;
-    let per_school = s.records / s.schools;
-    let spec = DataSpec {
-        quarter: QUARTER.into(),
-        schools: s.schools,
-        records_per_school: per_school,
-        mean_bytes: s.record_bytes,
-        seed: SEED,
-    };
+    let spec = data_spec(s);
+    let per_school = spec.records_per_school;
     let mut rng = SmallRng::seed_from_u64(SEED);
     let t0 = Instant::now();
     for school in 0..s.schools {

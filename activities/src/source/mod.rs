@@ -10,50 +10,30 @@
 #[cfg(feature = "dynamodb")]
 mod dynamo;
 mod error;
+mod outcome;
 pub mod url;
 
 pub use error::SourceError;
+pub use outcome::{Marked, Pulled, TableStatus};
 pub use url::{BadSourceUrl, DynamoTarget};
 
 #[cfg(feature = "dynamodb")]
-pub use dynamo::{DynamoSource as Source, Marked, Pulled, TableStatus};
+pub use dynamo::DynamoSource as Source;
 
 #[cfg(not(feature = "dynamodb"))]
-pub use absent::{Marked, Pulled, Source, TableStatus};
+pub use absent::Source;
 
 /// The same API in a build without the AWS SDK: nothing can be connected.
 #[cfg(not(feature = "dynamodb"))]
 mod absent {
     use gradesync_govapi::Quarter;
 
-    use super::{DynamoTarget, SourceError};
-    use crate::store::{ImportReport, SentRecord, Store};
+    use super::{DynamoTarget, Marked, Pulled, SourceError, TableStatus};
+    use crate::store::{SentRecord, Store};
 
     #[derive(Debug, Clone)]
     pub struct Source {
         never: std::convert::Infallible,
-    }
-
-    #[derive(Debug, Clone, Default, PartialEq)]
-    pub struct Pulled {
-        pub import: ImportReport,
-        pub marked: u64,
-    }
-
-    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-    pub struct Marked {
-        pub marked: u64,
-        pub already: u64,
-        pub requeued: u64,
-        pub missing: u64,
-        pub left: u64,
-    }
-
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct TableStatus {
-        pub table_status: String,
-        pub index_status: String,
-        pub items: Option<i64>,
     }
 
     impl Source {

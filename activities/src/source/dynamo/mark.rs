@@ -13,12 +13,12 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 use futures::{StreamExt, TryStreamExt};
 use gradesync_govapi::contract::record_sha256;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::DynamoSource;
 use super::item::{Item, key_of, key_text, to_record};
 use crate::source::SourceError;
+use crate::source::outcome::Marked;
 use crate::source::url::{
     DynamoTarget, PENDING, SYNCED, SYNCED_AT_ATTRIBUTE, SYNCED_BATCH_ATTRIBUTE,
 };
@@ -33,21 +33,6 @@ const RACES: u32 = 5;
 /// 4 KB); an item with more has its record fields and the first others compared, the rest
 /// checked by the read just before.
 const COMPARED_ATTRIBUTES: usize = 150;
-
-/// What one MarkSynced did in the table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Marked {
-    /// Items marked synced by this call.
-    pub marked: u64,
-    /// Items already synced with what was sent (an earlier attempt, or another batch).
-    pub already: u64,
-    /// Items whose record changed since it was sent: back to pending in the store.
-    pub requeued: u64,
-    /// Records with no item in the table (deleted, or imported from elsewhere).
-    pub missing: u64,
-    /// Items left as they are: another status than pending, or no longer a valid record.
-    pub left: u64,
-}
 
 /// What to do with one item, given what was sent.
 #[derive(Debug, PartialEq)]

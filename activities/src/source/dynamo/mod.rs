@@ -18,10 +18,9 @@ use aws_sdk_dynamodb::types::{IndexStatus, KeyType, ProjectionType, TableDescrip
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 pub use item::KeySchema;
-pub use mark::Marked;
-pub use pull::Pulled;
 
 use super::SourceError;
+use super::outcome::TableStatus;
 use super::url::DynamoTarget;
 
 /// Attempts per call on throttling and transient errors: the first and the seed's three
@@ -51,14 +50,6 @@ pub struct DynamoSource {
     /// The index holds whole items (projection ALL); otherwise each page's items are read
     /// from the table by key.
     whole_items: bool,
-}
-
-/// What `gradesync check` says of the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableStatus {
-    pub table_status: String,
-    pub index_status: String,
-    pub items: Option<i64>,
 }
 
 impl DynamoSource {

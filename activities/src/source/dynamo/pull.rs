@@ -6,22 +6,13 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use gradesync_govapi::Quarter;
-use serde::{Deserialize, Serialize};
 
 use super::DynamoSource;
 use super::item::{Item, key_text, to_record};
 use crate::source::SourceError;
+use crate::source::outcome::Pulled;
 use crate::source::url::PENDING;
-use crate::store::{ImportReport, Store};
-
-/// What one read of the pending items did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Pulled {
-    /// Items read (as `lines`), stored new, changed, unchanged, and the bad ones by key.
-    pub import: ImportReport,
-    /// Pending items whose record the API had already confirmed, marked synced now.
-    pub marked: u64,
-}
+use crate::store::Store;
 
 impl DynamoSource {
     /// Reads the pending items of `quarter` (of every quarter when `None`) into `store`.
