@@ -112,8 +112,8 @@ async fn heartbeating<T>(
 }
 
 /// QueryPending's read of the table's pending items into the store. Bad items are named
-/// by key in the log (never their content) and left pending in the table; they are not
-/// grades the API could take.
+/// by key in the log (never their content), left pending in the table, and kept as
+/// rejected records of the quarter: the report lists them, the verdict needs correction.
 async fn pull_pending(source: &Source, store: &Store, q: &Quarter) -> Result<(), ActivityError> {
     let pulled = source
         .pull_pending(store, Some(q), true, |_| {})
@@ -123,7 +123,8 @@ async fn pull_pending(source: &Source, store: &Store, q: &Quarter) -> Result<(),
     tracing::info!(
         quarter = %q, source = %source.target().url(), items = r.lines, new = r.inserted,
         changed = r.updated, unchanged = r.unchanged, bad = r.bad_line_count,
-        marked_synced = pulled.marked, "QueryPending: pending items read from the table"
+        rejected = pulled.rejected, marked_synced = pulled.marked,
+        "QueryPending: pending items read from the table"
     );
     for bad in &r.bad_lines {
         tracing::warn!(quarter = %q, item = %bad, "item skipped: not a valid grade record");

@@ -344,3 +344,72 @@ async fn import_check_and_plan_read_the_table_and_never_write_to_it() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_that_is_no_record_makes_the_quarter_need_correction_until_it_is_fixed() {
+    let mut records = records(1, 10);
+    let mut broken = records[0].clone();
+    broken["record_id"] = "rec-broken".into();
+    broken.as_object_mut().unwrap().remove("grade");
+    records.push(broken.clone());
+    let moto = table_with(&records).await;
+    let app = TestApp::spawn_without_worker("dynamodb-invalid", Faults::default()).await;
+    let worker = worker(&app, &moto.endpoint);
+    let summary = app.sync_and_wait(fast_policy()).await;
+    stop(worker);
+
+    assert_eq!(
+        summary.verdict,
+        gradesync_activities::model::Verdict::NeedsCorrection,
+        "{summary:?}"
+    );
+    assert_eq!(summary.totals.records_synced, 10);
+    let rejections = app.rejections(&quarter()).await;
+    assert_eq!(rejections.len(), 1, "{rejections:?}");
+    let (id, reason) = &rejections[0];
+    assert_eq!(id, "rec-broken");
+    let reason = reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("attribute `grade` is missing") && reason.contains("table grades"),
+        "{reason}"
+    );
+    let shown = app.gradesync(&["report", "show", "--quarter", &quarter().to_string()]);
+    assert_eq!(shown.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("rec-broken"));
+    let item = moto
+        .items()
+        .await
+        .into_iter()
+        .find(|i| moto::text(i, "record_id") == Some("rec-broken"))
+        .unwrap();
+    assert_eq!(
+        moto::text(&item, "sync_status"),
+        Some("pending"),
+        "left for the school to fix"
+    );
+
+    // Corrected in the table, the item is a changed record the next read sends.
+    broken["grade"] = "B".into();
+    moto.put_pending(&[broken]).await;
+    let url = format!("dynamodb://{}?index={}", moto::TABLE, moto::INDEX);
+    let out = app
+        .gradesync_command()
+        .envs(Moto::env(&moto.endpoint))
+        .args([
+            "import",
+            "--from",
+            &url,
+            "--quarter",
+            &quarter().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 changed (back to pending)"));
+    assert!(app.rejections(&quarter()).await.is_empty());
+    app.stop().await;
+}

@@ -11,6 +11,8 @@ pub struct Pulled {
     pub import: ImportReport,
     /// Pending items whose record the API had already confirmed, marked synced now.
     pub marked: u64,
+    /// Items that are no valid record, kept as rejected records of the quarter.
+    pub rejected: u64,
 }
 
 /// What one MarkSynced did in the table.

@@ -53,6 +53,17 @@ struct Existing {
     batch_id: Option<String>,
 }
 
+/// What [`Importer::offer`] did with a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offered {
+    /// Valid, waiting in the chunk.
+    Held,
+    /// Valid, and its chunk was stored by this call.
+    Stored,
+    /// Not a valid record (or a duplicate): reported with this reason.
+    Refused(String),
+}
+
 /// Feeds records into the store a chunk at a time, whatever they were read from (JSON
 /// Lines, CSV, OneRoster, a DynamoDB table). Every record is validated with the API
 /// contract; a bad one is reported by origin and line and costs no valid neighbour; a
@@ -127,25 +138,39 @@ impl Importer<'_> {
         line: u64,
         value: &Value,
     ) -> Result<bool, StoreError> {
+        Ok(matches!(
+            self.offer(origin, line, value).await?,
+            Offered::Stored
+        ))
+    }
+
+    /// [`Importer::record`], telling also why a record was refused (it is reported as a
+    /// bad line all the same).
+    pub async fn offer(
+        &mut self,
+        origin: Option<&str>,
+        line: u64,
+        value: &Value,
+    ) -> Result<Offered, StoreError> {
         let row = match to_row(value) {
             Ok(row) => row,
             Err(reason) => {
-                self.bad(origin, line, reason);
-                return Ok(false);
+                self.bad(origin, line, reason.clone());
+                return Ok(Offered::Refused(reason));
             }
         };
         if let Some(first) = self.seen.first_line(&row.record_id, line) {
             let reason = format!("duplicate record_id in this file (first seen on line {first})");
-            self.bad(origin, line, reason);
-            return Ok(false);
+            self.bad(origin, line, reason.clone());
+            return Ok(Offered::Refused(reason));
         }
         self.chunk.push(row);
         if !self.chunk.is_full() {
-            return Ok(false);
+            return Ok(Offered::Held);
         }
         let rows = self.chunk.take();
         self.store.store_chunk(&rows, &mut self.report).await?;
-        Ok(true)
+        Ok(Offered::Stored)
     }
 
     /// A line that holds no record: reported (the first [`MAX_REPORTED_BAD_LINES`] in

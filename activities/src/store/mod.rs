@@ -12,7 +12,7 @@ mod checked_pages;
 mod connect;
 mod error;
 mod import;
-pub use import::Importer;
+pub use import::{Importer, Offered};
 mod model;
 mod outcomes;
 pub mod plan;
@@ -21,6 +21,7 @@ mod reports;
 mod runs;
 pub mod scratch;
 mod sent_records;
+mod source_rejects;
 mod split;
 mod timeline;
 mod webhooks;
@@ -37,6 +38,7 @@ pub use model::{
     SchoolStatus, SlotReach, StoredReport, UnsentRecord, UnsentState, WebhookFailure,
 };
 pub use sent_records::SentRecord;
+pub use source_rejects::Unreadable;
 pub use split::Split;
 pub use timeline::AnswersInMinute;
 

@@ -2,7 +2,9 @@
 //! into the store as any import (new records inserted, changed ones back to pending,
 //! unchanged ones left alone, bad ones reported by key). An item still pending in the table
 //! whose record the API already confirmed (its mark was lost, or the item was set pending
-//! again without a change) is marked synced now, with the batch that carried it.
+//! again without a change) is marked synced now, with the batch that carried it. An item
+//! that is no valid record becomes a rejected record of the quarter with the reason, so the
+//! run's report lists it and the verdict is `needs_correction` until it is corrected.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use gradesync_govapi::Quarter;
@@ -12,7 +14,7 @@ use super::item::{Item, key_text, to_record};
 use crate::source::SourceError;
 use crate::source::outcome::Pulled;
 use crate::source::url::PENDING;
-use crate::store::Store;
+use crate::store::{Offered, Store, Unreadable};
 
 impl DynamoSource {
     /// Reads the pending items of `quarter` (of every quarter when `None`) into `store`.
@@ -30,6 +32,7 @@ impl DynamoSource {
         let quarter_attribute = t.attribute_of("quarter").unwrap_or("quarter").to_string();
         let mut importer = store.importer();
         let mut read_ids = Vec::new();
+        let mut unreadable_items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
             let mut query = self
@@ -69,14 +72,25 @@ impl DynamoSource {
                 }
                 importer.line_read();
                 let origin = format!("item {}", key_text(&self.key_of_item(&item)));
-                match record {
-                    Ok(value) => {
-                        if let Some(id) = value.get("record_id").and_then(|v| v.as_str()) {
-                            read_ids.push(id.to_string());
+                let refused = match record {
+                    Ok(value) => match importer.offer(Some(&origin), 0, &value).await? {
+                        Offered::Refused(reason) => Some(reason),
+                        Offered::Held | Offered::Stored => {
+                            if let Some(id) = value.get("record_id").and_then(|v| v.as_str()) {
+                                read_ids.push(id.to_string());
+                            }
+                            None
                         }
-                        importer.record(Some(&origin), 0, &value).await?;
+                    },
+                    Err(reason) => {
+                        importer.bad(Some(&origin), 0, reason.clone());
+                        Some(reason)
                     }
-                    Err(reason) => importer.bad(Some(&origin), 0, reason),
+                };
+                if let Some(reason) = refused
+                    && let Some(unreadable) = self.unreadable(&item, &reason)
+                {
+                    unreadable_items.push(unreadable);
                 }
             }
             on_page(importer.report().lines);
@@ -86,6 +100,10 @@ impl DynamoSource {
             }
         }
         let import = importer.finish().await?;
+        let rejected = match quarter {
+            Some(q) => store.reject_unreadable(q, &unreadable_items).await?,
+            None => 0,
+        };
         let mut marked = 0;
         if write_back && !read_ids.is_empty() {
             let confirmed = store.synced_among(&read_ids).await?;
@@ -93,6 +111,32 @@ impl DynamoSource {
                 marked = self.mark_synced(store, &confirmed).await?.marked;
             }
         }
-        Ok(Pulled { import, marked })
+        Ok(Pulled {
+            import,
+            marked,
+            rejected,
+        })
+    }
+
+    /// An item that is no valid record, by the ids it carries (`None` without a record id:
+    /// then it can only be reported).
+    fn unreadable(&self, item: &Item, reason: &str) -> Option<Unreadable> {
+        let id_of = |field: &str| {
+            let attribute = self.target.attribute_of(field).unwrap_or(field);
+            match item.get(attribute) {
+                Some(AttributeValue::S(s) | AttributeValue::N(s)) if !s.is_empty() => {
+                    Some(s.clone())
+                }
+                _ => None,
+            }
+        };
+        Some(Unreadable {
+            record_id: id_of("record_id")?,
+            school_id: id_of("school_id").unwrap_or_default(),
+            reason: format!(
+                "invalid in table {}: {reason}; correct the item (it stays pending there)",
+                self.target.table
+            ),
+        })
     }
 }
