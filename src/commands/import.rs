@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use gradesync_activities::store::{ImportReport, Store};
 use gradesync_govapi::Quarter;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use tokio::io::BufReader;
 
+use crate::commands::progress::items_spinner;
 use crate::errors::{CliError, CliResult};
 use crate::settings::StoreArgs;
 use crate::sis::csv_rows::{ColumnMap, CsvRows};
@@ -136,7 +137,7 @@ async fn import_table(args: &ImportArgs, url: &str) -> CliResult {
         .map_err(|e| CliError::Usage(format!("--from: {e}")))?;
     let source = crate::settings::connect_source(target).await?;
     let store = connect(args).await?;
-    let bar = crate::commands::progress::items_spinner("items read");
+    let bar = items_spinner("items read");
     let pulled = source
         .pull_pending(&store, args.quarter.as_ref(), false, |n| {
             bar.set_position(n)
@@ -212,13 +213,7 @@ async fn connect(args: &ImportArgs) -> CliResult<Store> {
 }
 
 fn spinner(format: Format) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    let template = format!("{{spinner}} {{pos}} {} read ({{per_sec}})", format.unit());
-    bar.set_style(
-        ProgressStyle::with_template(&template)
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar
+    items_spinner(&format!("{} read", format.unit()))
 }
 
 async fn import_jsonl(args: &ImportArgs) -> CliResult<SisReport> {

@@ -154,15 +154,11 @@ impl Importer<'_> {
     ) -> Result<Offered, StoreError> {
         let row = match to_row(value) {
             Ok(row) => row,
-            Err(reason) => {
-                self.bad(origin, line, reason.clone());
-                return Ok(Offered::Refused(reason));
-            }
+            Err(reason) => return Ok(self.refuse(origin, line, reason)),
         };
         if let Some(first) = self.seen.first_line(&row.record_id, line) {
             let reason = format!("duplicate record_id in this file (first seen on line {first})");
-            self.bad(origin, line, reason.clone());
-            return Ok(Offered::Refused(reason));
+            return Ok(self.refuse(origin, line, reason));
         }
         self.chunk.push(row);
         if !self.chunk.is_full() {
@@ -171,6 +167,11 @@ impl Importer<'_> {
         let rows = self.chunk.take();
         self.store.store_chunk(&rows, &mut self.report).await?;
         Ok(Offered::Stored)
+    }
+
+    fn refuse(&mut self, origin: Option<&str>, line: u64, reason: String) -> Offered {
+        self.bad(origin, line, reason.clone());
+        Offered::Refused(reason)
     }
 
     /// A line that holds no record: reported (the first [`MAX_REPORTED_BAD_LINES`] in

@@ -80,14 +80,12 @@ pub async fn plan_command(args: PlanArgs) -> CliResult {
     };
     let q = args.quarter;
     let source = args.source.connect().await?;
-    // Kept until the plan is read: the scratch database of a source's items.
-    let mut _scratch = None;
-    let store = match &source {
-        None => crate::worker::open_store(&args.store).await?,
+    // `_scratch` holds a source's items until the plan is read.
+    let (store, _scratch) = match &source {
+        None => (crate::worker::open_store(&args.store).await?, None),
         Some(source) => {
             let (dir, store) = read_source(source, &q).await?;
-            _scratch = Some(dir);
-            store
+            (store, Some(dir))
         }
     };
     let plan = store
