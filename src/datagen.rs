@@ -113,6 +113,17 @@ pub fn record(rng: &mut SmallRng, spec: &DataSpec, school: usize, n: usize) -> V
     })
 }
 
+/// `record` as a teacher corrected it in round `round`: another grade, and the round noted
+/// (so every round's content differs from every other's).
+pub fn correct(record: &Value, round: u32) -> Value {
+    let mut fixed = record.clone();
+    let now = record["grade"].as_str().unwrap_or_default();
+    let at = GRADES.iter().position(|g| *g == now).unwrap_or(0);
+    fixed["grade"] = json!(GRADES[(at + 1 + round as usize % (GRADES.len() - 1)) % GRADES.len()]);
+    fixed["correction"] = json!({ "round": round, "reason": "grade corrected by the teacher" });
+    fixed
+}
+
 /// Writes `schools x records_per_school` records as JSON Lines; returns the bytes written.
 pub fn write_jsonl(spec: &DataSpec, mut out: impl Write) -> std::io::Result<u64> {
     let mut rng = SmallRng::seed_from_u64(spec.seed);
@@ -132,6 +143,20 @@ pub fn write_jsonl(spec: &DataSpec, mut out: impl Write) -> std::io::Result<u64>
 mod tests {
     use super::*;
     use gradesync_govapi::contract::validate_record;
+
+    #[test]
+    fn a_correction_changes_the_grade_and_differs_every_round() {
+        let spec = DataSpec::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let original = record(&mut rng, &spec, 0, 0);
+        let first = correct(&original, 1);
+        let second = correct(&first, 2);
+        assert!(validate_record(&first).is_ok() && validate_record(&second).is_ok());
+        assert_ne!(first["grade"], original["grade"]);
+        assert_ne!(second["grade"], first["grade"]);
+        assert_eq!(first["record_id"], original["record_id"]);
+        assert_ne!(first, second);
+    }
 
     #[test]
     fn records_are_valid_reproducible_and_about_8kb() {

@@ -47,6 +47,17 @@ pub async fn open_store(args: &StoreArgs) -> Result<Store, CliError> {
         .map_err(|e| CliError::Unreachable(e.to_string()))
 }
 
+/// The API client every worker and command that sends uses: paced by the rate gate all
+/// of them share through `store`.
+pub fn gov_client(args: &GovArgs, store: &Store) -> Result<GovClient, CliError> {
+    let gate = Arc::new(StoreRateGate::new(
+        store.clone(),
+        args.rate_per_sec,
+        args.rate_guard(),
+    ));
+    GovClient::new(args.client_config()?, gate).map_err(|e| CliError::Usage(e.to_string()))
+}
+
 /// Builds both workers; `run` drives them until the process is stopped.
 pub struct Workers {
     main: Worker,
@@ -70,15 +81,7 @@ impl Workers {
         gradesync_activities::metrics::get()
             .rate_limit
             .set(args.gov.rate_per_sec);
-        let gate = Arc::new(StoreRateGate::new(
-            store.clone(),
-            args.gov.rate_per_sec,
-            args.gov.rate_guard(),
-        ));
-        let gov = Arc::new(
-            GovClient::new(args.gov.client_config()?, gate)
-                .map_err(|e| CliError::Usage(e.to_string()))?,
-        );
+        let gov = Arc::new(gov_client(&args.gov, &store)?);
         let alert_url = args.output.alert_webhook()?;
         let compliance_url = args.output.compliance_webhook()?;
         let alerts = Webhook::new(alert_url.map(|u| u.expose().to_string()));

@@ -24,14 +24,16 @@ use crate::metrics;
 use crate::model::{
     BatchEvent, BatchRef, DeadlineAlert, PendingOverview, Policy, PrepRequest, PreparedBatches,
     QuarterRef, ReconcileAheadRequest, ReconcileAheadSummary, ReconcileRequest, ReconcileSummary,
-    RedriveRequest, Redriven, RejectionCounts, SchoolPending, SchoolRedriven, SendRequest,
-    SendResult,
+    RedriveRequest, Redriven, RejectionCounts, SchoolPending, SendRequest, SendResult,
 };
 use crate::model::{RECORDS_PAGE, SplitBatches};
 use crate::read_ahead::{self, ReadAhead};
+use crate::redrive;
+use crate::rejection;
 use crate::report::{self, Discrepancy, DiscrepancyKind, RecordState, Report, ReportRow};
+use crate::settle::{self, Lookup};
 use crate::source::{Source, SourceError};
-use crate::store::{BatchLimits, Store, StoreError, StoredReport, UnsentState};
+use crate::store::{BatchLimits, Store, StoreError, StoredReport, TakeOff, UnsentState};
 
 /// Reconcile attempts that meet an unreadable listing before the report says so (the
 /// API is down or refuses the reads): the records synced are then unverified, and the
@@ -305,11 +307,30 @@ impl SyncActivities {
                 .await?
                 .and_then(|text| serde_json::from_str::<Problem>(&text).ok())
                 .unwrap_or_default();
-            let named: Vec<(String, String)> = problem
-                .errors
-                .iter()
-                .map(|e| (e.record_id.clone(), format!("{}: {}", e.field, e.message)))
-                .collect();
+            let named = rejection::named(&problem);
+            let ids: Vec<String> = named.iter().map(|(id, _)| id.clone()).collect();
+            // Naming none of the batch, the 400 came before the API's idempotency check: an
+            // earlier attempt under this key may have committed the batch.
+            if self.store.named_in_batch(ev.batch_id, &ids).await? == 0
+                && let Lookup::Committed { synced, .. } =
+                    settle::look_up(&self.gov, &self.store, ev.batch_id)
+                        .await
+                        .map_err(store_error)?
+            {
+                metrics::get()
+                    .records
+                    .with_label_values(&[ev.quarter.as_str(), "synced"])
+                    .inc_by(synced);
+                tracing::info!(
+                    quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
+                    status = problem.status, synced,
+                    "ClientError: the 400 named none of the batch, which an earlier attempt had committed"
+                );
+                return Ok(RejectionCounts {
+                    synced,
+                    ..RejectionCounts::default()
+                });
+            }
             let reason = rejection_reason(&ev.detail, &problem);
             let max_cuts = if ev.max_cuts == 0 {
                 Policy::default().max_cuts_per_record
@@ -353,6 +374,7 @@ impl SyncActivities {
                 rejected: done.rejected,
                 requeued: done.requeued,
                 dead: done.dead,
+                synced: 0,
             })
         })
         .await
@@ -371,6 +393,36 @@ impl SyncActivities {
                 "the API refused this record as too large even alone ({}); it cannot be sent",
                 ev.detail
             );
+            // A 413 comes before the API's idempotency check: an earlier attempt under this
+            // key may have committed the batch, and then there is nothing to split.
+            match settle::look_up(&self.gov, &self.store, ev.batch_id)
+                .await
+                .map_err(store_error)?
+            {
+                Lookup::Committed { synced, .. } => {
+                    metrics::get()
+                        .records
+                        .with_label_values(&[ev.quarter.as_str(), "synced"])
+                        .inc_by(synced);
+                    return Ok(SplitBatches {
+                        synced,
+                        ..SplitBatches::default()
+                    });
+                }
+                Lookup::NotCommitted => {}
+                Lookup::Unknown(e) => {
+                    // Retried by Temporal: the batch keeps its key until the API can tell.
+                    return Err(ActivityError::application(
+                        ApplicationFailure::builder(format!(
+                            "cannot tell whether the API committed batch {} before its 413, \
+                             so it is not split yet: {e}",
+                            ev.batch_id
+                        ))
+                        .type_name("OutcomeUnknown".to_string())
+                        .build(),
+                    ));
+                }
+            }
             let split = self.store.split_batch(ev.batch_id, &reason).await?;
             let m = metrics::get();
             m.batches
@@ -381,7 +433,7 @@ impl SyncActivities {
                 .inc_by(split.rejected);
             tracing::warn!(
                 quarter = %ev.quarter, school_id = %ev.school_id, batch_id = %ev.batch_id,
-                halves = split.halves.len(), rejected = split.rejected,
+                halves = split.halves.len(), rejected = split.rejected, requeued = split.requeued,
                 "SplitBatch: the API refused the batch as too large"
             );
             Ok(SplitBatches {
@@ -394,6 +446,7 @@ impl SyncActivities {
                     })
                     .collect(),
                 rejected: split.rejected,
+                synced: 0,
             })
         })
         .await
@@ -436,27 +489,10 @@ impl SyncActivities {
     ) -> Result<Redriven, ActivityError> {
         heartbeating(&ctx, async move {
             let q = quarter(&req.quarter)?;
-            let letters = self.store.dead_letters(&q).await.map_err(store_error)?;
-            let mut schools: Vec<SchoolRedriven> = Vec::new();
-            for d in &letters {
-                match schools.iter_mut().find(|s| s.school_id == d.school_id) {
-                    Some(s) => {
-                        s.batches += 1;
-                        s.records += d.records;
-                    }
-                    None => schools.push(SchoolRedriven {
-                        school_id: d.school_id.clone(),
-                        batches: 1,
-                        records: d.records,
-                    }),
-                }
-            }
-            let batches = self
-                .store
-                .requeue_dead_letters(&q)
+            let redriven = redrive::wave(&self.gov, &self.store, &q)
                 .await
                 .map_err(store_error)?;
-            let redriven = Redriven { schools };
+            let batches: u64 = redriven.schools.iter().map(|s| s.batches).sum();
             let m = metrics::get();
             m.redrives
                 .with_label_values(&[req.quarter.as_str()])
@@ -466,6 +502,7 @@ impl SyncActivities {
                 .inc_by(batches);
             tracing::warn!(
                 quarter = %q, wave = req.wave, batches, records = redriven.records(),
+                synced = redriven.synced(), stuck = redriven.stuck,
                 "RedriveDeadLetters: dead letters sent again"
             );
             Ok(redriven)
@@ -552,9 +589,20 @@ impl SyncActivities {
     ) -> Result<ReconcileSummary, ActivityError> {
         let q = &q;
         let mut summary = ReconcileSummary::default();
+        // What the source owes is sent before any verdict: no need to read the listing yet.
+        if let Some(owed) = self.owed_to_resend(q, &req).await? {
+            return Ok(owed);
+        }
+        let listing = self.compare_listing(ctx, q, &req, &mut summary).await?;
+        // The verdict's last read of the source: a grade corrected or a late item that
+        // arrived while the listing was read goes out too, in another round.
+        let (owed, read_at) = self.last_read(q).await?;
+        if owed > 0 && req.resend_owed {
+            return Ok(owed_summary(owed, read_at));
+        }
+        summary.source_read_at_ms = read_at;
         (summary.rejected, summary.dead_lettered) =
             self.store.unsent_counts(q).await.map_err(store_error)?;
-        let listing = self.compare_listing(ctx, q, &req, &mut summary).await?;
         let listing_read = listing.is_some();
         let mut discrepancies = listing.unwrap_or_default();
         for d in discrepancies.iter_mut().filter(|d| d.school_id.is_empty()) {
@@ -616,6 +664,39 @@ impl SyncActivities {
         self.publish(q, &req, &stamp, &mut summary, &findings)
             .await?;
         Ok(summary)
+    }
+
+    /// Reconcile's read of the source: the source table's pending items of the quarter go
+    /// into the store (when there is a table), then what the store still owes the API is
+    /// counted (pending records, and records of batches not answered yet). Returns that
+    /// count and when the read began (unix ms).
+    async fn last_read(&self, q: &Quarter) -> Result<(u64, u64), ActivityError> {
+        let at = u64::try_from(unix_ms(SystemTime::now())).unwrap_or(0);
+        if let Some(source) = &self.source {
+            pull_pending(source, &self.store, q).await?;
+        }
+        let owed = self
+            .store
+            .pending_counts(q)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(|c| c.pending + c.batched)
+            .sum();
+        Ok((owed, at))
+    }
+
+    /// The round handed back, when the source owes records and the run may send them.
+    async fn owed_to_resend(
+        &self,
+        q: &Quarter,
+        req: &ReconcileRequest,
+    ) -> Result<Option<ReconcileSummary>, ActivityError> {
+        if !req.resend_owed {
+            return Ok(None);
+        }
+        let (owed, read_at) = self.last_read(q).await?;
+        Ok((owed > 0).then(|| owed_summary(owed, read_at)))
     }
 
     /// Every record not confirmed at the API: the store's rejected, dead and unsent
@@ -881,6 +962,7 @@ impl SyncActivities {
             generated_at: httpdate::fmt_http_date(now),
             started_at_ms: (req.started_ms > 0).then_some(req.started_ms),
             deadline_at_ms: (req.deadline_at_ms > 0).then_some(req.deadline_at_ms),
+            source_read_at_ms: (summary.source_read_at_ms > 0).then_some(summary.source_read_at_ms),
             verdict: summary.verdict,
             listing_read: findings.listing_read,
             clean: summary.clean,
@@ -969,6 +1051,20 @@ impl SyncActivities {
     }
 }
 
+/// A round that gives no verdict: the source still owes `owed` records, which the run
+/// sends before it reconciles again.
+fn owed_summary(owed: u64, read_at: u64) -> ReconcileSummary {
+    tracing::info!(
+        owed,
+        "Reconcile: the source still owes records; sending them before the verdict"
+    );
+    ReconcileSummary {
+        owed,
+        source_read_at_ms: read_at,
+        ..ReconcileSummary::default()
+    }
+}
+
 /// What one Reconcile round found, for its report.
 struct Findings<'a> {
     /// Every record not confirmed at the API.
@@ -1039,20 +1135,31 @@ impl SendActivities {
 
 impl SendActivities {
     async fn send(&self, req: SendRequest) -> Result<SendResult, ActivityError> {
-        let batch = self
+        let mut batch = match self
             .store
-            .batch_body(req.batch_id)
+            .take_off(req.batch_id)
             .await
-            .map_err(store_error)?;
+            .map_err(store_error)?
+        {
+            TakeOff::Send(batch) => batch,
+            TakeOff::Settled { status, receipt_id } => {
+                tracing::info!(batch_id = %req.batch_id, attempt = req.attempt, %status,
+                    "SendBatch: nothing to send, the batch is settled or was withdrawn before it left");
+                return Ok(match receipt_id {
+                    Some(receipt_id) if status == "synced" => SendResult::Sent {
+                        receipt_id,
+                        replayed: true,
+                    },
+                    _ => SendResult::Withdrawn { status },
+                });
+            }
+        };
         // The span (see log_span) knows the batch only; the rest of its lines name where
         // it belongs too.
         let span = tracing::Span::current();
         span.record("quarter", tracing::field::display(&batch.quarter));
         span.record("school_id", batch.school_id.as_str());
-        self.store
-            .mark_in_flight(req.batch_id)
-            .await
-            .map_err(store_error)?;
+        let record_ids = std::mem::take(&mut batch.record_ids);
         let outcome = self.gov.send_batch(req.batch_id, batch.body.into()).await;
         if let SendOutcome::TokenRefused { status, excerpt } = &outcome {
             let message = format!(
@@ -1081,7 +1188,7 @@ impl SendActivities {
             ));
         }
         let class = AnswerClass::of_outcome(&outcome);
-        let (note, result) = decide(outcome);
+        let (note, result) = decide(outcome, &record_ids);
         metrics::get()
             .batches
             .with_label_values(&[batch.quarter.to_string().as_str(), outcome_label(&result)])
@@ -1136,6 +1243,7 @@ fn outcome_label(result: &SendResult) -> &'static str {
         SendResult::Failed { .. } => "failed",
         SendResult::Throttled { .. } => "throttled",
         SendResult::Rejected { .. } => "rejected",
+        SendResult::Withdrawn { .. } => "withdrawn",
     }
 }
 
@@ -1144,12 +1252,14 @@ fn label(result: &SendResult) -> String {
         SendResult::Sent { replayed, .. } => format!("sent (replayed: {replayed})"),
         SendResult::Failed { reason, .. } | SendResult::Throttled { reason, .. } => reason.clone(),
         SendResult::Rejected { status, title, .. } => format!("rejected {status} {title}"),
+        SendResult::Withdrawn { status } => format!("nothing sent: the batch is {status}"),
     }
 }
 
 /// Maps the client's decision to the workflow's, plus the note kept in the store (for a
-/// rejection: the problem JSON that ClientError turns into per-record reasons).
-fn decide(outcome: SendOutcome) -> (String, SendResult) {
+/// rejection: the problem JSON, kept to the errors naming `record_ids`, the batch's, that
+/// ClientError turns into per-record reasons).
+fn decide(outcome: SendOutcome, record_ids: &[String]) -> (String, SendResult) {
     match outcome {
         SendOutcome::Sent {
             receipt, replayed, ..
@@ -1185,11 +1295,9 @@ fn decide(outcome: SendOutcome) -> (String, SendResult) {
             (text, result)
         }
         SendOutcome::Rejected {
-            status,
-            problem,
-            record_ids,
-        } => rejected(status, problem, record_ids.len()),
-        SendOutcome::TooLarge { problem } => rejected(413, problem, 0),
+            status, problem, ..
+        } => rejected(status, rejection::keep(problem, record_ids)),
+        SendOutcome::TooLarge { problem } => rejected(413, rejection::keep(problem, &[])),
         SendOutcome::AuthFailed { problem } => (
             "credentials refused".to_string(),
             SendResult::Failed {
@@ -1213,9 +1321,12 @@ fn decide(outcome: SendOutcome) -> (String, SendResult) {
     }
 }
 
-fn rejected(status: u16, mut problem: Problem, named: usize) -> (String, SendResult) {
+/// `problem` as kept by [`rejection::keep`]: `named_records` counts the batch's records it
+/// names.
+fn rejected(status: u16, mut problem: Problem) -> (String, SendResult) {
     problem.status = status;
     let title = problem.title.clone();
+    let named = rejection::named(&problem).len();
     let note = serde_json::to_string(&problem).unwrap_or_default();
     (
         note,

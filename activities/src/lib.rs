@@ -9,6 +9,9 @@
 //! - [`http`]: how HTTP clients are built (TLS provider).
 //! - [`log_span`]: the ids every log line of an activity carries.
 //! - [`metrics`]: gradesync's Prometheus series (outcomes, API answers, rate budget, ETA).
+//! - [`settle`]: receipt lookups that settle a batch whose answer did not say whether the
+//!   API applied it; [`redrive`]: a wave over the dead letters; [`rejection`]: what a 400
+//!   naming records leaves for `ClientError`.
 //! - [`report`]: the reconciliation report (JSON + CSV); [`html_report`]: its HTML page.
 //! - [`model`]: the ids-and-counts values that cross Temporal payloads.
 //!
@@ -27,7 +30,10 @@ pub mod metrics;
 pub mod model;
 pub mod rate;
 pub mod read_ahead;
+pub mod redrive;
+pub mod rejection;
 pub mod report;
+pub mod settle;
 pub mod source;
 pub mod store;
 pub mod svg_chart;

@@ -47,6 +47,8 @@ pub struct Carried {
     pub schools_done: u64,
     /// The repair round the earlier run was in, with the repairs and reports so far.
     pub round: u32,
+    /// Rounds sent because Reconcile found records still owed.
+    pub owed_rounds: u32,
     pub repaired: u64,
     pub earlier_reports: Vec<String>,
     /// Dead-letter redrive waves the earlier runs made.
@@ -127,6 +129,11 @@ pub struct Policy {
     /// Times Reconcile may send again what the API lost before reporting it as a
     /// discrepancy.
     pub repair_rounds: u32,
+    /// Times Reconcile may send the run round again because the source still owed records
+    /// at its last read (grades corrected or imported during the run, late items of the
+    /// source table), as long as the round and `redrive_reserve_ms` fit before the
+    /// deadline; what is owed after that is reported as not sent.
+    pub owed_rounds: u32,
     /// How often the workflow re-projects its finish even when no school reports (an
     /// outage makes the reports stop, which is exactly when the projection matters).
     pub eta_check_interval_ms: u64,
@@ -180,6 +187,7 @@ impl Default for Policy {
             continue_as_new_after_events: 4_000,
             parent_continue_as_new_after_events: 8_000,
             repair_rounds: 2,
+            owed_rounds: 20,
             eta_check_interval_ms: 5 * 60_000,
             eta_min_measure_ms: 15 * 60_000,
             eta_window_ms: 60 * 60_000,
@@ -355,6 +363,12 @@ pub enum SendResult {
         title: String,
         named_records: u64,
     },
+    /// Nothing was sent: the batch is `status` already. `superseded` when it was withdrawn
+    /// before it ever left (a record of it changed; its records are pending again and the
+    /// school's next PrepBatch cuts them), else settled by another attempt.
+    Withdrawn {
+        status: String,
+    },
 }
 
 /// Input of `MarkSynced`, `ClientError` and `DeadLetter`.
@@ -375,6 +389,10 @@ pub struct BatchEvent {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SplitBatches {
     pub batches: Vec<BatchRef>,
+    /// Records synced instead of split: a receipt lookup found that an earlier attempt had
+    /// committed the batch.
+    #[serde(default)]
+    pub synced: u64,
     pub rejected: u64,
 }
 
@@ -387,6 +405,10 @@ pub struct RejectionCounts {
     /// into too many batches.
     #[serde(default)]
     pub dead: u64,
+    /// Records synced instead: the 400 named none of the batch, and a receipt lookup found
+    /// that an earlier attempt had committed it.
+    #[serde(default)]
+    pub synced: u64,
 }
 
 /// Input of `RedriveDeadLetters`.
@@ -401,19 +423,34 @@ pub struct RedriveRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Redriven {
     pub schools: Vec<SchoolRedriven>,
+    /// Dead letters left dead: they cannot be resent as they are, and the receipt lookup
+    /// that would settle them could not tell (the API is still down). The next wave asks
+    /// again.
+    #[serde(default)]
+    pub stuck: u64,
 }
 
 impl Redriven {
+    /// Records put back to be sent.
     pub fn records(&self) -> u64 {
         self.schools.iter().map(|s| s.records).sum()
+    }
+
+    /// Records found committed by a receipt lookup: no longer dead, nothing to send.
+    pub fn synced(&self) -> u64 {
+        self.schools.iter().map(|s| s.synced).sum()
     }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SchoolRedriven {
     pub school_id: String,
+    /// Dead batches settled, retired or put back.
     pub batches: u64,
+    /// Records put back to be sent: in their batch again, or pending for a new one.
     pub records: u64,
+    #[serde(default)]
+    pub synced: u64,
 }
 
 /// Input of the deadline alert.
@@ -536,6 +573,12 @@ pub struct ReconcileRequest {
     pub started_ms: u64,
     #[serde(default)]
     pub deadline_at_ms: u64,
+    /// Whether records the source still owes at Reconcile's last read (pending in the
+    /// store, or pending in the source table) send the run round again instead of being
+    /// reported unsent (false from workflows that predate it, and on the last round the
+    /// deadline allows).
+    #[serde(default)]
+    pub resend_owed: bool,
 }
 
 /// Input of `ReconcileAhead`, run beside the sending of a quarter.
@@ -581,6 +624,15 @@ pub struct ReconcileSummary {
     /// Records not sent yet (pending or awaiting an answer) when Reconcile ran.
     #[serde(default)]
     pub unsent: u64,
+    /// Records the source still owed at Reconcile's last read, when the round was handed
+    /// back to send them (`resend_owed`) instead of reporting them: no verdict yet.
+    #[serde(default)]
+    pub owed: u64,
+    /// When Reconcile last read the source (unix ms): the store's owed records, and the
+    /// source table's pending items when there is one. A `complete` verdict means nothing
+    /// valid of the quarter was owed then.
+    #[serde(default)]
+    pub source_read_at_ms: u64,
     /// Synced records that could not be confirmed because the API's listing could not
     /// be read.
     #[serde(default)]

@@ -4,11 +4,16 @@
 //! and lets bursts through (see the SDK notes), so it cannot be what keeps us under the API's
 //! strict window.
 //!
-//! Slots are cut on the store's clock: the database server's on PostgreSQL. Workers on
-//! hosts whose clocks disagree by hundreds of ms would otherwise each start their requests
-//! on their own idea of when a slot comes, and two from different hosts could land in one
-//! window of the API. Each gate learns how far its host's clock is from the store's with
-//! a round trip that reads the store's clock, and sleeps on the store's time.
+//! The budget is `capacity` lanes, and a lane's next start comes at least a window after
+//! its last request really left: every request reports its departure, and a claim on a
+//! lane whose last departure is not known yet waits for it, or for the deadline by which
+//! that request leaves or never does (see `store::rate_lanes`). Slots are cut on the
+//! store's clock: the database server's on PostgreSQL, the host's real one on SQLite. Each
+//! gate learns how far its process's clock is from it, with the round trip's uncertainty
+//! (`store_clock`), waits until the latest moment a slot may truly be, and reports a
+//! departure at the latest moment it may truly have been.
+
+mod store_clock;
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -16,53 +21,47 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use crate::gov::RateGate;
+pub use store_clock::{ClockFilter, StoreClock};
+
 use crate::gov::departure::now_ms;
-use crate::store::{Backend, Now, RateSlot, SlotReach, Store};
+use crate::gov::{Departure, Granted, RateGate};
+use crate::store::{LaneStart, Now, RateSlot, SlotReach, Store};
 
 /// How often a gate learns the store's clock again: host clocks drift and get stepped.
 const CLOCK_SYNC: Duration = Duration::from_secs(10);
-/// The slowest clock read a gate learns from: its error is at most half of it.
-const MAX_SYNC_RTT_MS: i64 = 4;
+/// Round trips a gate reads the store's clock in each time.
+const CLOCK_READINGS: usize = 3;
 
 /// Limit name in `rate_lanes`: one budget per API.
 const LIMIT: &str = "gov-api";
 
 /// At most `capacity` request starts in any `window_ms`, claimed atomically in the store.
 /// For the API's 2 requests per second that is 2 starts per 1 s + guard, spaced half a
-/// window apart: the budget in use is 1000 / (1000 + guard) (98.5% at 15 ms).
+/// window apart: the budget in use is at most 1000 / (1000 + guard) (98.5% at 15 ms), less
+/// the time requests leave after their slot and twice the clock's uncertainty.
 ///
 /// A slot is claimed just before it is due, never seconds ahead: a request handed a slot
-/// far ahead that woke a few ms late (a busy CPU) had to give it up, as the lane's next
-/// start was already cut from it, and each slot given up was half a second of budget lost
-/// (1-2 per 100 requests on a loaded 2-core machine). Claimed at the last moment, a late
-/// wake only moves the start by the few ms it was late. The requests of one process queue
-/// here in arrival order and only the first asks the store, so waiting costs no store
-/// traffic. A batch that still left late (the HTTP client's connection task waited for a
-/// thread) reports it through `departed`, and its lane's next start is cut from then.
+/// far ahead that woke late would push its lane back by as much. The requests of one
+/// process queue here in arrival order and only the first asks the store, so waiting costs
+/// no store traffic.
 pub struct StoreRateGate {
     store: Store,
     capacity: u32,
     window_ms: i64,
-    /// How late after its slot a request may still start. A later one moves its slot to
-    /// now if no later start was claimed, else claims another, rather than crowd the next
-    /// window.
-    tolerance_ms: i64,
-    /// How late after its slot a request may leave before its lane is pushed back: small,
-    /// as whatever is left uncorrected comes out of the guard the API's own jitter needs.
-    /// Most batches leave 0-2 ms after their slot, a few 3-10 ms.
-    depart_tolerance_ms: i64,
     /// A slot that passed this little ago is kept as it was cut, so starts do not drift
     /// later one late wake at a time.
     behind_ms: i64,
+    /// How often a claim that finds its lane waiting for a departure report asks again
+    /// (a report of this process wakes it at once).
+    unsettled_poll: Duration,
     /// How long a claim takes (moving average, in µs): slots are claimed twice that long
     /// before they are due, so the claim has committed when the slot comes.
     claim_us: AtomicI64,
-    /// The store's clock minus this host's, learned every [`CLOCK_SYNC`].
-    offset_ms: AtomicI64,
-    /// When the offset was last learned; `None` before the first time.
-    synced_at: std::sync::Mutex<Option<Instant>>,
+    /// What is known of the store's clock, and when it was last read (`None`: never).
+    clock: std::sync::Mutex<(ClockFilter, Option<Instant>)>,
     head: tokio::sync::Mutex<()>,
+    /// Woken by this process's departure reports, for a claim waiting on one.
+    settled: tokio::sync::Notify,
 }
 
 impl StoreRateGate {
@@ -73,74 +72,74 @@ impl StoreRateGate {
             store,
             capacity,
             window_ms: window.as_millis() as i64,
-            tolerance_ms: guard_ms / 2,
-            depart_tolerance_ms: guard_ms / 5,
             behind_ms: guard_ms / 4,
+            unsettled_poll: guard.max(Duration::from_millis(1)),
             claim_us: AtomicI64::new(1_000),
-            offset_ms: AtomicI64::new(0),
-            synced_at: std::sync::Mutex::new(None),
+            clock: std::sync::Mutex::new((ClockFilter::default(), None)),
             head: tokio::sync::Mutex::new(()),
+            settled: tokio::sync::Notify::new(),
         }
     }
 
-    /// How far ahead of its slot the head claims it: twice the usual claim time, at most
-    /// half the spacing between starts.
+    /// How far ahead of its slot the head claims it: twice the usual claim time (a store
+    /// tens of ms away takes a few round trips), at most the spacing between starts. A
+    /// slot claimed early costs nothing but the lateness of its request, which its
+    /// departure report accounts for.
     fn lead_ms(&self) -> i64 {
         let spacing = self.window_ms / i64::from(self.capacity);
-        (2 * self.claim_us.load(Ordering::Relaxed) / 1_000 + 1).min(spacing / 2)
+        (2 * self.claim_us.load(Ordering::Relaxed) / 1_000 + 1).min(spacing)
     }
 
-    /// Now, on the store's clock.
-    fn now_ms(&self) -> i64 {
-        now_ms() + self.offset_ms.load(Ordering::Relaxed)
+    /// The store's clock as known now.
+    fn clock(&self) -> Option<StoreClock> {
+        self.clock
+            .lock()
+            .ok()
+            .and_then(|c| c.0.clock(Instant::now()))
     }
 
-    /// Waits until `at` on the store's clock.
-    async fn sleep_until_ms(&self, at: i64) {
-        let wait = at - self.now_ms();
-        if wait > 0 {
+    /// Waits until the store's time, as `to` reads it off this host's, is `at`.
+    async fn sleep_until_store(&self, at: i64, to: impl Fn(&StoreClock, i64) -> i64) {
+        loop {
+            let Some(clock) = self.clock() else { return };
+            let wait = at - to(&clock, now_ms());
+            if wait <= 0 {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(wait as u64)).await;
         }
     }
 
-    /// Learns how far the store's clock is from this host's, as NTP does: the store's time
-    /// against the midpoint of the round trip that read it, so the error is at most half
-    /// of it. A slow round trip teaches little and is not used. SQLite's
-    /// clock is this host's: nothing to learn.
-    async fn sync_clock(&self) {
-        if self.store.backend() != Backend::Postgres {
-            return;
-        }
+    /// Reads the store's clock when it is due (every [`CLOCK_SYNC`]): each reading bounds
+    /// the offset by its round trip, however slow, and narrows what is known (see
+    /// `store_clock`). Returns the clock known afterwards.
+    async fn sync_clock(&self) -> Option<StoreClock> {
         let due = self
-            .synced_at
+            .clock
             .lock()
-            .map(|at| at.is_none_or(|at| at.elapsed() >= CLOCK_SYNC))
+            .map(|c| c.1.is_none_or(|at| at.elapsed() >= CLOCK_SYNC))
             .unwrap_or(true);
         if !due {
-            return;
+            return self.clock();
         }
-        // The best of a few round trips: the first on a connection is often the slowest.
-        let mut best: Option<(i64, i64)> = None;
-        for _ in 0..3 {
-            let before = now_ms();
-            let Ok(store_now) = self.store.clock_ms().await else {
-                return;
+        for _ in 0..CLOCK_READINGS {
+            let reading = match self.store.read_clock().await {
+                Ok(reading) => reading,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the store's clock; keeping what is known");
+                    break;
+                }
             };
-            let after = now_ms();
-            let rtt = after - before;
-            if best.is_none_or(|(best_rtt, _)| rtt < best_rtt) {
-                best = Some((rtt, store_now - (before + after) / 2));
+            if let Ok(mut c) = self.clock.lock() {
+                if !c.0.take(reading, Instant::now()) {
+                    tracing::warn!("the store's clock or this host's jumped; learning it afresh");
+                }
+                c.1 = Some(Instant::now());
             }
         }
-        let Some((rtt, offset)) = best.filter(|(rtt, _)| *rtt <= MAX_SYNC_RTT_MS) else {
-            tracing::debug!("the store's clock took too long to read; keeping the last offset");
-            return;
-        };
-        tracing::trace!(rtt, offset, "learned the store's clock");
-        self.offset_ms.store(offset, Ordering::Relaxed);
-        if let Ok(mut at) = self.synced_at.lock() {
-            *at = Some(Instant::now());
-        }
+        let clock = self.clock();
+        tracing::trace!(?clock, "learned the store's clock");
+        clock
     }
 
     fn observe_claim(&self, took: Duration) {
@@ -150,36 +149,21 @@ impl StoreRateGate {
             .store((7 * old + sample) / 8, Ordering::Relaxed);
     }
 
-    /// The start the request may leave on now: the `granted` one when that is within the
-    /// tolerance, or now after moving it (a stalled commit costs the few ms of the stall,
-    /// not the slot). `None` when the slot is lost: claim another.
-    async fn start_by(&self, granted: i64) -> Option<i64> {
-        let mut start = granted;
-        // Bounded: a store whose every commit outlasts the tolerance must not keep one
-        // request moving its slot for ever.
-        for _ in 0..3 {
-            let late = self.now_ms() - start;
-            if late <= self.tolerance_ms {
-                return Some(start);
-            }
-            tracing::debug!(
-                late_ms = late,
-                "a rate slot passed while claimed; moving it"
-            );
-            match self
-                .store
-                .restart_rate_slot(LIMIT, self.window_ms, start, Now::Store)
-                .await
-            {
-                Ok(Some(moved)) => start = moved,
-                Ok(None) => return None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot move a rate slot; claiming another");
-                    return None;
-                }
-            }
+    /// Waits for the granted start, at the latest it may truly be on the store's clock,
+    /// and names it with its deadline on this host's clock.
+    async fn start(&self, slot: LaneStart) -> Granted {
+        self.sleep_until_store(slot.start_ms, StoreClock::earliest)
+            .await;
+        let until_deadline = self
+            .clock()
+            .map_or(0, |c| slot.departs_by_ms - c.latest(now_ms()));
+        Granted {
+            lane: slot.lane,
+            start_ms: slot.start_ms,
+            departs_by_ms: slot.departs_by_ms,
+            leave_by: tokio::time::Instant::now()
+                + Duration::from_millis(until_deadline.max(0) as u64),
         }
-        None
     }
 }
 
@@ -203,37 +187,66 @@ impl fmt::Debug for StoreRateGate {
 }
 
 impl RateGate for StoreRateGate {
-    fn acquire(&self) -> BoxFuture<'_, Option<i64>> {
+    fn acquire(&self, leave_within: Duration) -> BoxFuture<'_, Option<Granted>> {
         Box::pin(async move {
             let waited = Instant::now();
             let metrics = crate::metrics::get();
+            let leave_within_ms = leave_within.as_millis() as i64;
             // Tokio's mutex is fair: this process's requests take their turns in order.
             let _head = self.head.lock().await;
-            self.sync_clock().await;
             loop {
+                // A start cannot be kept without knowing the store's clock.
+                if self.clock().is_none() && self.sync_clock().await.is_none() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
                 let lead = self.lead_ms();
                 let reach = SlotReach {
                     ahead_ms: lead,
                     behind_ms: self.behind_ms,
                 };
                 let asked = Instant::now();
-                let claim = self
-                    .store
-                    .claim_rate_slot(LIMIT, self.capacity, self.window_ms, Now::Store, reach)
-                    .await;
+                // The clock is learned again beside the claim, on another connection: its
+                // round trips then cost the head no time.
+                let (_, claim) = futures::join!(
+                    self.sync_clock(),
+                    self.store.claim_rate_slot(
+                        LIMIT,
+                        self.capacity,
+                        self.window_ms,
+                        Now::Store,
+                        reach,
+                        leave_within_ms,
+                    )
+                );
                 self.observe_claim(asked.elapsed());
                 match claim {
                     Ok(RateSlot::Granted(slot)) => {
-                        self.sleep_until_ms(slot).await;
-                        if let Some(start) = self.start_by(slot).await {
-                            metrics.rate_gate_slots.inc();
-                            metrics
-                                .rate_gate_wait
-                                .observe(waited.elapsed().as_secs_f64());
-                            return Some(start);
-                        }
+                        let granted = self.start(slot).await;
+                        tracing::trace!(
+                            lane = slot.lane,
+                            start_ms = slot.start_ms,
+                            clock = ?self.clock(),
+                            "a request may start"
+                        );
+                        metrics.rate_gate_slots.inc();
+                        metrics
+                            .rate_gate_wait
+                            .observe(waited.elapsed().as_secs_f64());
+                        return Some(granted);
                     }
-                    Ok(RateSlot::NotYet(at)) => self.sleep_until_ms(at - lead).await,
+                    Ok(RateSlot::NotYet(at)) => {
+                        self.sleep_until_store(at - lead, StoreClock::estimate)
+                            .await
+                    }
+                    Ok(RateSlot::Unsettled(by)) => {
+                        tracing::debug!(
+                            deadline = by,
+                            "the lane due waits to hear when its last request left"
+                        );
+                        let _ = tokio::time::timeout(self.unsettled_poll, self.settled.notified())
+                            .await;
+                    }
                     // Letting a request through unpaced could break the API's window: wait.
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot claim a rate slot; retrying");
@@ -244,33 +257,50 @@ impl RateGate for StoreRateGate {
         })
     }
 
-    /// A request can leave well after the gate let it go: the HTTP client's connection
-    /// task waits for a busy thread like any other. Its lane's next start is then cut from
-    /// when it really left, as long as no later start was claimed meanwhile (half a window
-    /// away at 2/s, so there is time); otherwise the API may count one too many.
-    fn departed(&self, start: i64, left_at_ms: i64) -> BoxFuture<'_, ()> {
+    /// The lane's next start is cut from when the request left, at the latest it may
+    /// truly have been on the store's clock; a request that never left frees its lane as
+    /// cut. Until this is heard, the lane waits (at most until the request's deadline).
+    fn departed(&self, granted: Granted, departure: Departure) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            // `left_at_ms` is on this host's clock; slots are on the store's.
-            let left_at_ms = left_at_ms + self.offset_ms.load(Ordering::Relaxed);
-            let late_ms = left_at_ms - start;
-            tracing::trace!(late_ms, "a request left");
-            if late_ms <= self.depart_tolerance_ms {
-                return;
-            }
+            let left_at_ms = match departure {
+                Departure::Left { at_ms } => Some(match self.clock() {
+                    Some(clock) => clock.latest(at_ms),
+                    None => granted.departs_by_ms,
+                }),
+                Departure::NotSent => None,
+            };
+            let slot = LaneStart {
+                lane: granted.lane,
+                start_ms: granted.start_ms,
+                departs_by_ms: granted.departs_by_ms,
+            };
+            let late_ms = left_at_ms.map(|at| at - granted.start_ms);
             match self
                 .store
-                .restart_rate_slot(LIMIT, self.window_ms, start, Now::At(left_at_ms))
+                .settle_rate_slot(LIMIT, self.window_ms, slot, left_at_ms)
                 .await
             {
-                Ok(Some(_)) => {
-                    tracing::debug!(late_ms, "a request left late; its lane counts from then");
-                }
-                Ok(None) => tracing::warn!(
-                    late_ms,
-                    "a request left late after a later start was claimed; the API may refuse one"
+                Ok(true) => tracing::trace!(
+                    lane = granted.lane,
+                    start_ms = granted.start_ms,
+                    ?left_at_ms,
+                    ?late_ms,
+                    "a request's departure is in"
                 ),
-                Err(e) => tracing::warn!(error = %e, late_ms, "cannot move a late request's lane"),
+                Ok(false) if left_at_ms.is_some_and(|at| at > granted.departs_by_ms) => {
+                    tracing::warn!(
+                        ?late_ms,
+                        "a request left after its deadline, when its lane had moved on; the API may refuse one"
+                    )
+                }
+                Ok(false) => tracing::debug!(?late_ms, "a departure came after its lane moved on"),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    ?late_ms,
+                    "cannot record a request's departure; its lane waits until its deadline"
+                ),
             }
+            self.settled.notify_waiters();
         })
     }
 }

@@ -173,6 +173,9 @@ pub struct Report<'a> {
     pub started_at_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline_at_ms: Option<u64>,
+    /// When Reconcile last read the source (Unix ms): the verdict says what was owed then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_read_at_ms: Option<u64>,
     pub verdict: Verdict,
     /// Whether the API's listing could be read; when not, nothing synced is confirmed.
     pub listing_read: bool,
@@ -323,6 +326,7 @@ mod tests {
             generated_at: String::new(),
             started_at_ms: None,
             deadline_at_ms: None,
+            source_read_at_ms: None,
             verdict: Verdict::Incomplete,
             listing_read: true,
             clean: false,

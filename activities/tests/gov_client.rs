@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gradesync_activities::gov::{
-    Credentials, GovClient, GovClientConfig, GovError, NoGate, RateGate, RetryReason, SendOutcome,
-    SpacingGate,
+    Credentials, Departure, GovClient, GovClientConfig, GovError, Granted, NoGate, RateGate,
+    RetryReason, SendOutcome, SpacingGate,
 };
 use gradesync_govapi::Quarter;
 use gradesync_govapi::contract::{BatchReceipt, canonical_json, encode_batch, record_sha256};
@@ -143,7 +143,10 @@ async fn a_new_batch_is_sent_and_applied_once() {
 /// Names every start and records what the client reports about each departure.
 #[derive(Debug, Default)]
 struct RecordingGate {
-    departures: std::sync::Mutex<Vec<(i64, i64)>>,
+    granted: std::sync::Mutex<Vec<Granted>>,
+    departures: std::sync::Mutex<Vec<(Granted, Departure)>>,
+    /// How long after its start each request may leave, as the client asked.
+    asked_within: std::sync::Mutex<Vec<Duration>>,
 }
 
 fn epoch_ms() -> i64 {
@@ -154,33 +157,152 @@ fn epoch_ms() -> i64 {
 }
 
 impl RateGate for RecordingGate {
-    fn acquire(&self) -> futures::future::BoxFuture<'_, Option<i64>> {
-        Box::pin(async { Some(epoch_ms()) })
+    fn acquire(&self, leave_within: Duration) -> futures::future::BoxFuture<'_, Option<Granted>> {
+        self.asked_within.lock().unwrap().push(leave_within);
+        let mut granted = self.granted.lock().unwrap();
+        let start_ms = epoch_ms();
+        let g = Granted {
+            lane: granted.len() as u32,
+            start_ms,
+            departs_by_ms: start_ms + leave_within.as_millis() as i64,
+            leave_by: tokio::time::Instant::now() + leave_within,
+        };
+        granted.push(g);
+        Box::pin(async move { Some(g) })
     }
 
-    fn departed(&self, start: i64, left_at_ms: i64) -> futures::future::BoxFuture<'_, ()> {
-        self.departures.lock().unwrap().push((start, left_at_ms));
+    fn departed(
+        &self,
+        granted: Granted,
+        departure: Departure,
+    ) -> futures::future::BoxFuture<'_, ()> {
+        self.departures.lock().unwrap().push((granted, departure));
         Box::pin(async {})
     }
 }
 
+impl RecordingGate {
+    /// When each granted request left, in the order granted (`None`: it never did, or
+    /// the client never said).
+    fn left(&self) -> Vec<Option<i64>> {
+        let departures = self.departures.lock().unwrap();
+        self.granted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                departures
+                    .iter()
+                    .find(|(d, _)| d == g)
+                    .and_then(|(_, d)| match d {
+                        Departure::Left { at_ms } => Some(*at_ms),
+                        Departure::NotSent => None,
+                    })
+            })
+            .collect()
+    }
+}
+
 #[tokio::test]
-async fn the_gate_hears_when_a_batch_really_left() {
+async fn the_gate_hears_when_each_request_really_left() {
     let gate = Arc::new(RecordingGate::default());
-    let t = TestSim::custom(SimConfig::default(), |_| {}, gate.clone()).await;
+    let config = SimConfig {
+        faults: Faults::none(),
+        ..SimConfig::default()
+    };
+    let t = TestSim::custom(config, |_| {}, gate.clone()).await;
     let b = batch(&["r-1", "r-2"]);
     let before = epoch_ms();
     let (receipt, _, _) = sent(t.send(&b).await);
     assert_eq!(receipt.accepted, 2);
-    // The token request carries no stamped body; the batch does.
+    // A listing page (GET) and a receipt lookup (GET) too.
+    t.client
+        .records_page(&quarter(), None, 10, None)
+        .await
+        .unwrap();
+    assert!(t.client.receipt(b.id).await.unwrap().is_some());
+    let after = epoch_ms();
+    // The token request, the batch, the page and the lookup each told the gate, and
+    // each left after its start.
+    let granted = gate.granted.lock().unwrap().clone();
+    let left = gate.left();
+    assert_eq!(granted.len(), 4, "{granted:?}");
+    assert_eq!(gate.departures.lock().unwrap().len(), 4);
+    for (g, left) in granted.iter().zip(&left) {
+        let left = left.unwrap_or_else(|| panic!("{g:?} never left"));
+        assert!(
+            before <= g.start_ms && g.start_ms <= left && left <= after,
+            "{g:?} left at {left}"
+        );
+    }
+    // Each within the connect timeout (the request timeout here) and a second.
+    for within in gate.asked_within.lock().unwrap().iter() {
+        assert_eq!(*within, Duration::from_secs(10 + 1));
+    }
+    let ledger = t.ledger().await;
+    assert_eq!((ledger.tokens_issued, ledger.requests_total), (1, 4));
+    assert_eq!(t.applied("r-1").await, 1);
+}
+
+/// A request that cannot connect never left, and says so.
+#[tokio::test]
+async fn a_request_that_cannot_connect_tells_the_gate_it_never_left() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let gate = Arc::new(RecordingGate::default());
+    let config = GovClientConfig::new(format!("http://127.0.0.1:{port}"), sim_credentials());
+    let client = GovClient::new(config, gate.clone()).unwrap();
+    assert!(client.summary(&quarter()).await.is_err());
     let departures = gate.departures.lock().unwrap().clone();
     assert_eq!(departures.len(), 1, "{departures:?}");
-    let (start, left) = departures[0];
+    assert_eq!(departures[0].1, Departure::NotSent);
+}
+
+/// A request still not on its way at its deadline (here: a gate whose deadline has all but
+/// passed when it grants) is abandoned unsent rather than leave when its lane may have
+/// moved on, and the API never sees it.
+#[tokio::test]
+async fn a_request_that_cannot_leave_by_its_deadline_is_abandoned_unsent() {
+    #[derive(Debug, Default)]
+    struct LateGate(RecordingGate);
+    impl RateGate for LateGate {
+        fn acquire(
+            &self,
+            _leave_within: Duration,
+        ) -> futures::future::BoxFuture<'_, Option<Granted>> {
+            // The deadline is the margin away: the request must leave at once, and it
+            // cannot, as its connection is slow to come up.
+            self.0.acquire(Duration::from_secs(1))
+        }
+        fn departed(&self, g: Granted, d: Departure) -> futures::future::BoxFuture<'_, ()> {
+            self.0.departed(g, d)
+        }
+    }
+    // A listener that takes connections into its backlog but never answers: the TLS
+    // handshake of an https URL never completes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let gate = Arc::new(LateGate::default());
+    let config = GovClientConfig::new(format!("https://127.0.0.1:{port}"), sim_credentials());
+    let client = GovClient::new(config, gate.clone()).unwrap();
+    let started = std::time::Instant::now();
+    let b = batch(&["r1"]);
+    let outcome = client.send_batch(b.id, b.body.clone()).await;
+    assert_eq!(retry(&outcome).0, RetryReason::ConnectionLost);
     assert!(
-        before <= start && start <= left && left <= epoch_ms(),
-        "{departures:?}"
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
     );
-    assert_eq!(t.applied("r-1").await, 1);
+    let departures = gate.0.departures.lock().unwrap().clone();
+    assert_eq!(departures.len(), 1, "{departures:?}");
+    assert_eq!(departures[0].1, Departure::NotSent);
+    let err = client.summary(&quarter()).await.unwrap_err();
+    assert!(err.to_string().contains("abandoned unsent"), "{err}");
+    assert!(err.is_retryable());
+    drop(listener);
 }
 
 #[tokio::test]

@@ -1,9 +1,14 @@
 //! The grades store against real SQLite files: import, batching, resume, the conditional
 //! outcome transitions, dead letters, rate slots, counts and reports.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gradesync_activities::read_ahead::digest;
 use gradesync_activities::store::{
-    BatchLimits, ImportReport, Now, RateSlot, SlotReach, Split, Store, StoreError, StoredReport,
-    scratch,
+    BatchLimits, CheckedPage, ImportReport, LaneStart, Now, RateSlot, SlotReach, Split, Store,
+    StoreError, StoredReport, TakeOff, Unreadable, scratch,
 };
 use gradesync_govapi::Quarter;
 use gradesync_govapi::contract::{MAX_BODY_BYTES, encode_batch, record_sha256};
@@ -517,7 +522,7 @@ async fn mark_synced_is_conditional_and_race_safe() {
 }
 
 #[tokio::test]
-async fn reject_batch_named_records_only_and_then_all() {
+async fn reject_batch_rejects_named_records_only() {
     let (_dir, store) = temp_store().await;
     seed(&store, 4).await;
     let first = store
@@ -555,19 +560,69 @@ async fn reject_batch_named_records_only_and_then_all() {
         .await
         .unwrap();
     assert_eq!(second.batches[0].records, 3);
+    // A refusal that names nothing rejects nothing: the batch is dead-lettered whole.
     let r = store
         .reject_batch(
             second.batches[0].batch_id,
-            422,
-            "unprocessable",
+            400,
+            "Bad Request",
             &[],
             MAX_CUTS,
         )
         .await
         .unwrap();
-    assert_eq!((r.rejected, r.requeued), (3, 0));
-    assert_eq!(counts(&store, SCHOOL).await, [0, 0, 0, 4, 0]);
+    assert_eq!((r.rejected, r.requeued, r.dead), (0, 0, 3));
+    assert_eq!(counts(&store, SCHOOL).await, [0, 0, 0, 1, 3]);
     assert!(store.pending_counts(&q()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_unreadable_source_item_never_changes_another_quarters_row_or_a_batched_one() {
+    let (_dir, store) = temp_store().await;
+    // r-old: synced in 2026-Q2; r0000 in a batch of 2026-Q3; r0001 pending in 2026-Q3.
+    let q2: Quarter = "2026-Q2".parse().unwrap();
+    let mut old = record("r-old", SCHOOL, "A");
+    old["quarter"] = "2026-Q2".into();
+    import(&store, &lines(&[old])).await;
+    let earlier = store
+        .prepare_batches(&q2, SCHOOL, 1, BatchLimits::default())
+        .await
+        .unwrap();
+    store
+        .mark_synced(earlier.batches[0].batch_id, "rcpt")
+        .await
+        .unwrap();
+    seed(&store, 2).await;
+    let one = BatchLimits {
+        max_records: 1,
+        ..BatchLimits::default()
+    };
+    store.prepare_batches(&q(), SCHOOL, 1, one).await.unwrap();
+
+    let unreadable = |id: &str| Unreadable {
+        record_id: id.to_string(),
+        school_id: SCHOOL.to_string(),
+        reason: "attribute `grade` is missing".to_string(),
+    };
+    let items: Vec<Unreadable> = ["r-old", "r0000", "r0001", "r-new"]
+        .into_iter()
+        .map(unreadable)
+        .collect();
+    let done = store.reject_unreadable(&q(), &items).await.unwrap();
+    assert_eq!(done.rejected, 2, "{done:?}");
+    assert_eq!(done.left, ["r-old", "r0000"]);
+    // [pending, batched, synced, rejected, dead]
+    assert_eq!(counts(&store, SCHOOL).await, [0, 1, 0, 2, 0]);
+    let earlier = store.status_counts(&q2).await.unwrap();
+    assert_eq!(
+        (earlier.len(), earlier[0].synced, earlier[0].rejected),
+        (1, 1, 0),
+        "another quarter's row stays where and as it was"
+    );
+    // Read again, nothing more changes.
+    let again = store.reject_unreadable(&q(), &items).await.unwrap();
+    assert_eq!((again.rejected, again.left.len()), (2, 2));
+    assert_eq!(counts(&store, SCHOOL).await, [0, 1, 0, 2, 0]);
 }
 
 #[tokio::test]
@@ -635,22 +690,24 @@ async fn dead_letter_then_requeue_resends_the_same_batch_and_bytes() {
 }
 
 #[tokio::test]
-async fn changed_record_of_a_dead_batch_retires_the_dead_letter() {
+async fn a_changed_record_of_a_dead_batch_stays_with_it_until_it_settles() {
     let (_dir, store) = temp_store().await;
     seed(&store, 3).await;
-    let chunk = store
-        .prepare_batches(&q(), SCHOOL, 1, BatchLimits::default())
-        .await
-        .unwrap();
-    store
-        .dead_letter(chunk.batches[0].batch_id, "gave up")
-        .await
-        .unwrap();
+    let id = cut(&store, 1, 3).await[0];
+    let sent = sent_body(&store, id).await;
+    store.dead_letter(id, "gave up").await.unwrap();
     let report = import(&store, &lines(&[record("r0000", SCHOOL, "C")])).await;
-    assert_eq!(report.superseded_batches, 1);
-    assert!(store.dead_letters(&q()).await.unwrap().is_empty());
-    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 0);
-    assert_eq!(counts(&store, SCHOOL).await, [3, 0, 0, 0, 0]);
+    assert_eq!(
+        (report.updated, report.held, report.superseded_batches),
+        (1, 1, 0)
+    );
+    assert_eq!(counts(&store, SCHOOL).await, [0, 0, 0, 0, 3]);
+    let letters = store.dead_letters_to_look_up(&q()).await.unwrap();
+    assert_eq!(letters.iter().map(|d| d.batch_id).collect::<Vec<_>>(), [id]);
+    // Where no lookup can tell, it goes again under its key with the bytes it left with.
+    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 1);
+    assert_eq!(store.batch_body(id).await.unwrap().body, sent);
+    assert_eq!(counts(&store, SCHOOL).await, [0, 3, 0, 0, 0]);
 }
 
 #[tokio::test]
@@ -677,14 +734,19 @@ async fn requeue_records_sends_lost_synced_records_again() {
     assert_eq!(next.batches[0].records, 2);
 }
 
-/// No window of `window` ms holds more than `capacity` of the sorted slots.
+/// A claim takes whatever slot comes next, however far ahead.
 const AHEAD: SlotReach = SlotReach {
     ahead_ms: i64::MAX,
     behind_ms: 0,
 };
 
+/// How long after its start a claimed request may leave, in these tests.
+const LEAVE_WITHIN: i64 = 10_000;
+
 /// A claim that takes whatever slot comes next, however far ahead (the store's own
-/// arithmetic, without a clock).
+/// arithmetic, without a clock), and whose request leaves on time: its departure is
+/// reported at its start. A claim that finds every due lane still waiting to hear from
+/// another task's request asks again.
 async fn claim(
     store: &Store,
     name: &str,
@@ -692,15 +754,26 @@ async fn claim(
     window: i64,
     now: i64,
 ) -> Result<i64, StoreError> {
-    match store
-        .claim_rate_slot(name, capacity, window, Now::At(now), AHEAD)
-        .await?
-    {
-        RateSlot::Granted(slot) => Ok(slot),
-        RateSlot::NotYet(at) => panic!("an unbounded claim was refused until {at}"),
+    loop {
+        match store
+            .claim_rate_slot(name, capacity, window, Now::At(now), AHEAD, LEAVE_WITHIN)
+            .await?
+        {
+            RateSlot::Granted(slot) => {
+                assert!(
+                    store
+                        .settle_rate_slot(name, window, slot, Some(slot.start_ms))
+                        .await?
+                );
+                return Ok(slot.start_ms);
+            }
+            RateSlot::Unsettled(_) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+            RateSlot::NotYet(at) => panic!("an unbounded claim was refused until {at}"),
+        }
     }
 }
 
+/// No window of `window` ms holds more than `capacity` of the sorted slots.
 fn max_in_window(slots: &[i64], window: i64) -> usize {
     (0..slots.len())
         .map(|i| {
@@ -735,11 +808,17 @@ async fn rate_lanes_fill_each_window_across_tasks_and_stores() {
         slots.push(t.await.unwrap().unwrap());
     }
     slots.sort();
-    // Two starts per window, half a window apart: the budget is used in full and never
-    // exceeded.
-    let expected: Vec<i64> = (0..40).map(|i| now + i * window / 2).collect();
-    assert_eq!(slots, expected);
-    assert_eq!(max_in_window(&slots, window), 2);
+    // Two starts per window at most, half a window apart at least. A lane whose request
+    // has not reported yet is not granted again, so a task may take the other lane's next
+    // slot first, and the slot it passed over is not handed out: at worst one lane's
+    // worth of budget, never more than the window.
+    assert_eq!(max_in_window(&slots, window), 2, "{slots:?}");
+    assert!(
+        slots.windows(2).all(|w| w[1] - w[0] >= window / 2),
+        "{slots:?}"
+    );
+    assert_eq!(slots[0], now);
+    assert!(slots[39] <= now + 39 * window, "{slots:?}");
     // A caller arriving after the queue drained starts at its own now; the next one half
     // a window later.
     let later = now + 100 * window;
@@ -773,71 +852,132 @@ async fn rate_lanes_follow_a_grown_capacity_and_refuse_none() {
     assert!(claim(&store, "gov", 0, 100, 0).await.is_err());
 }
 
+/// A claim at `now` on the "gov" limit (2 per 100 ms) taking slots up to `ahead_ms` ahead,
+/// and keeping one that passed at most `behind_ms` ago.
+async fn claim_at(store: &Store, now: i64, ahead_ms: i64, behind_ms: i64) -> RateSlot {
+    let reach = SlotReach {
+        ahead_ms,
+        behind_ms,
+    };
+    store
+        .claim_rate_slot("gov", 2, 100, Now::At(now), reach, LEAVE_WITHIN)
+        .await
+        .unwrap()
+}
+
+/// The start of a granted claim, its request reported as leaving at `left`.
+async fn granted_left_at(store: &Store, answer: RateSlot, left: Option<i64>) -> i64 {
+    let RateSlot::Granted(slot) = answer else {
+        panic!("not granted: {answer:?}");
+    };
+    assert!(
+        store
+            .settle_rate_slot("gov", 100, slot, left)
+            .await
+            .unwrap()
+    );
+    slot.start_ms
+}
+
 #[tokio::test]
 async fn a_rate_slot_is_taken_only_when_due() {
     let store = scratch_store().await;
     let due = |now: i64, behind_ms: i64| {
         let store = store.clone();
-        let reach = SlotReach {
-            ahead_ms: 0,
-            behind_ms,
-        };
         async move {
-            store
-                .claim_rate_slot("gov", 2, 100, Now::At(now), reach)
-                .await
-                .unwrap()
+            let answer = claim_at(&store, now, 0, behind_ms).await;
+            match answer {
+                RateSlot::Granted(slot) => {
+                    // Each request leaves at its start.
+                    granted_left_at(&store, answer, Some(slot.start_ms)).await;
+                    Ok(slot.start_ms)
+                }
+                other => Err(other),
+            }
         }
     };
-    assert_eq!(due(0, 0).await, RateSlot::Granted(0));
+    assert_eq!(due(0, 0).await, Ok(0));
     // The second start of the window is half a window later; asking early takes nothing.
-    assert_eq!(due(10, 0).await, RateSlot::NotYet(50));
-    assert_eq!(due(49, 0).await, RateSlot::NotYet(50));
-    assert_eq!(due(50, 0).await, RateSlot::Granted(50));
+    assert_eq!(due(10, 0).await, Err(RateSlot::NotYet(50)));
+    assert_eq!(due(49, 0).await, Err(RateSlot::NotYet(50)));
+    assert_eq!(due(50, 0).await, Ok(50));
     // Lane 0 is free again at 100; a caller that arrives late starts when it arrives and
     // the next start is spaced from there, not from the slot it missed.
-    assert_eq!(due(130, 0).await, RateSlot::Granted(130));
-    assert_eq!(due(150, 0).await, RateSlot::NotYet(180));
+    assert_eq!(due(130, 0).await, Ok(130));
+    assert_eq!(due(150, 0).await, Err(RateSlot::NotYet(180)));
     // A few ms late, within what the caller allows, keeps the slot as it was cut...
-    assert_eq!(due(183, 5).await, RateSlot::Granted(180));
-    assert_eq!(due(229, 5).await, RateSlot::NotYet(230));
+    assert_eq!(due(183, 5).await, Ok(180));
+    assert_eq!(due(229, 5).await, Err(RateSlot::NotYet(230)));
     // ...and later than that it starts now.
-    assert_eq!(due(236, 5).await, RateSlot::Granted(236));
+    assert_eq!(due(236, 5).await, Ok(236));
     // A claim allowed to look ahead takes the future slot at once.
-    let ahead = SlotReach {
-        ahead_ms: 60,
-        behind_ms: 0,
-    };
-    assert_eq!(
-        store
-            .claim_rate_slot("gov", 2, 100, Now::At(240), ahead)
-            .await
-            .unwrap(),
-        RateSlot::Granted(286)
+    let ahead = claim_at(&store, 240, 60, 0).await;
+    assert!(
+        matches!(ahead, RateSlot::Granted(LaneStart { start_ms: 286, departs_by_ms, .. }) if departs_by_ms == 286 + LEAVE_WITHIN),
+        "{ahead:?}"
     );
 }
 
-async fn restart(store: &Store, granted: i64, now: i64) -> Option<i64> {
-    store
-        .restart_rate_slot("gov", 100, granted, Now::At(now))
-        .await
-        .unwrap()
+#[tokio::test]
+async fn a_lane_waits_to_hear_when_its_request_left_and_counts_from_then() {
+    let store = scratch_store().await;
+    let first = claim_at(&store, 0, 0, 0).await;
+    let second = claim_at(&store, 50, 0, 0).await;
+    assert!(matches!(second, RateSlot::Granted(s) if s.start_ms == 50 && s.lane != 0));
+    // Lane 0 is due at 100, but its request has not said when it left, and lane 1 is
+    // not due: wait, at the latest until that request's deadline.
+    assert_eq!(
+        claim_at(&store, 100, 0, 0).await,
+        RateSlot::Unsettled(LEAVE_WITHIN)
+    );
+    // It left at 130 (a slow connection): lane 0 is free at 230, lane 1 (still waiting
+    // to hear) at 150, and the spacing after 130 holds it until 180.
+    assert_eq!(granted_left_at(&store, first, Some(130)).await, 0);
+    assert_eq!(claim_at(&store, 100, 0, 0).await, RateSlot::NotYet(180));
+    assert_eq!(
+        claim_at(&store, 180, 0, 0).await,
+        RateSlot::Unsettled(50 + LEAVE_WITHIN)
+    );
+    // Lane 1's request never says: at its deadline it counts as leaving then, and the
+    // next start is spaced from there.
+    let deadline = 50 + LEAVE_WITHIN;
+    assert_eq!(
+        claim_at(&store, deadline, 0, 0).await,
+        RateSlot::NotYet(deadline + 50)
+    );
+    let next = claim_at(&store, deadline + 50, 0, 0).await;
+    assert_eq!(
+        granted_left_at(&store, next, Some(deadline + 50)).await,
+        deadline + 50
+    );
+    let RateSlot::Granted(after) = claim_at(&store, deadline + 100, 0, 0).await else {
+        panic!("lane 1 is free a window after its deadline");
+    };
+    assert_eq!(after.start_ms, deadline + 100);
+    // A report of its old start, coming now, finds the lane moved on.
+    let RateSlot::Granted(late) = second else {
+        unreachable!()
+    };
+    assert_eq!(late.lane, after.lane);
+    assert!(
+        !store
+            .settle_rate_slot("gov", 100, late, Some(deadline))
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
-async fn a_late_start_moves_its_slot_unless_a_later_one_was_claimed() {
+async fn a_request_that_never_left_frees_its_lane_as_cut() {
     let store = scratch_store().await;
-    assert_eq!(claim(&store, "gov", 2, 100, 0).await.unwrap(), 0);
-    assert_eq!(claim(&store, "gov", 2, 100, 0).await.unwrap(), 50);
-    // The start at 50 could only leave at 62: it moves there, and the next starts are cut
-    // from 62, not 50.
-    assert_eq!(restart(&store, 50, 62).await, Some(62));
-    assert_eq!(claim(&store, "gov", 2, 100, 0).await.unwrap(), 112);
-    // 62 cannot move again: the start at 112 was claimed after it.
-    assert_eq!(restart(&store, 62, 80).await, None);
-    // A start asked to move before it came stays where it is.
-    assert_eq!(restart(&store, 112, 100).await, Some(112));
-    assert_eq!(claim(&store, "gov", 2, 100, 0).await.unwrap(), 162);
+    let first = claim_at(&store, 0, 0, 0).await;
+    assert_eq!(granted_left_at(&store, first, None).await, 0);
+    let second = claim_at(&store, 50, 0, 0).await;
+    assert_eq!(granted_left_at(&store, second, Some(50)).await, 50);
+    assert!(matches!(
+        claim_at(&store, 100, 0, 0).await,
+        RateSlot::Granted(s) if s.start_ms == 100
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1271,9 +1411,6 @@ async fn check_page(
     upto: &str,
     between: impl AsyncFnOnce(),
 ) -> bool {
-    use gradesync_activities::read_ahead::digest;
-    use gradesync_activities::store::CheckedPage;
-
     let mut page = CheckedPage {
         page_no: no,
         after_id: after.unwrap_or("").to_string(),
@@ -1438,20 +1575,20 @@ async fn nothing_is_left_to_send_once_every_unanswered_batch_is_in_flight() {
 
     let first = cut(&store, 2, 2).await; // r0000-1, r0002-3; r0004 pending
     for b in &first {
-        store.mark_in_flight(*b).await.unwrap();
+        store.take_off(*b).await.unwrap();
     }
     assert!(left(&store).await, "a record is still pending");
     // The prepared batches come back first, then r0004's is cut.
     let all = cut(&store, 3, 2).await;
     let last = all.iter().find(|b| !first.contains(b)).unwrap();
     assert!(left(&store).await, "a batch is cut but not sent");
-    store.mark_in_flight(*last).await.unwrap();
+    store.take_off(*last).await.unwrap();
     assert!(!left(&store).await, "every batch is on its way");
 
     // An answer that sends the batch back to wait (503, 429) takes it out of flight.
     store.record_attempt(first[1], "503").await.unwrap();
     assert!(left(&store).await, "a batch waits for its retry");
-    store.mark_in_flight(first[1]).await.unwrap();
+    store.take_off(first[1]).await.unwrap();
     store.mark_synced(first[0], "rcpt").await.unwrap();
     store.record_attempt(first[0], "sent rcpt").await.unwrap();
     assert!(!left(&store).await, "answered batches are not waited for");
@@ -1471,8 +1608,8 @@ async fn nothing_is_left_to_send_once_every_unanswered_batch_is_in_flight() {
 
 #[tokio::test]
 async fn the_listings_last_page_is_kept_open_above() {
-    use gradesync_activities::read_ahead::{digest, resume};
-    use gradesync_activities::store::{CheckedPage, OPEN_END};
+    use gradesync_activities::read_ahead::resume;
+    use gradesync_activities::store::OPEN_END;
 
     let (_dir, store) = temp_store().await;
     seed(&store, 4).await;
@@ -1503,6 +1640,150 @@ async fn the_listings_last_page_is_kept_open_above() {
     let cursor = resume(&store, &q(), "p").await.unwrap();
     assert!(!cursor.at_end());
     assert_eq!(cursor.page_no, 1);
+}
+
+/// One try of ReconcileAhead at page 0 of `pass`, the range `(after, upto]`, on the store's
+/// side (the API's page taken to match), in `ReadAhead::run`'s order: watched, left while a
+/// record up to its end is unsettled, compared, marked clean. The page, if marked clean.
+async fn read_ahead_once(
+    store: &Store,
+    pass: &str,
+    after: &str,
+    upto: &str,
+) -> Option<CheckedPage> {
+    let mut page = CheckedPage {
+        page_no: 0,
+        after_id: after.to_string(),
+        upto_id: upto.to_string(),
+        next_token: format!("token-after-{upto}"),
+        records: 0,
+        digest: String::new(),
+    };
+    store.watch_page(&q(), pass, &page).await.unwrap();
+    let unsettled = store.first_unsettled(&q()).await.unwrap();
+    if unsettled.is_some_and(|s| upto >= s.as_str()) {
+        return None;
+    }
+    let ours = store
+        .synced_hashes_between(&q(), Some(after), Some(upto))
+        .await
+        .unwrap();
+    page.records = ours.len() as u64;
+    page.digest = digest(&ours);
+    let clean = store.mark_page_clean(&q(), pass, &page).await.unwrap();
+    clean.then_some(page)
+}
+
+/// Sends every pending record of `SCHOOL` and has the API confirm it. Sending marks no page
+/// stale (see migration 0006).
+async fn send_all(store: &Store) {
+    loop {
+        let batches = cut(store, 100, 1000).await;
+        if batches.is_empty() {
+            return;
+        }
+        for b in batches {
+            store.mark_synced(b, "rcpt").await.unwrap();
+        }
+    }
+}
+
+/// ReconcileAhead checks a page again and again, on its own connections, while an import
+/// (a source pull goes through the same `Importer`) writes a record into the page's range
+/// and then goes on writing elsewhere a while before it commits. A page left clean must
+/// hold exactly the synced records it was compared with once everything is sent, or the
+/// final Reconcile, which takes it as read, would skip a record the API may lack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_kept_clean_while_an_import_writes_into_its_range_misses_no_record() {
+    const ROUNDS: usize = 200;
+    /// Records the import writes after the one near the page, in another quarter: they hold
+    /// its transaction open after the page's range changed.
+    const TAIL: usize = 300;
+
+    let (_dir, store) = temp_store().await;
+    let (mut tries, mut kept, mut missed) = (0, 0, Vec::new());
+    for round in 0..ROUNDS {
+        let ids: Vec<String> = (0..10).map(|k| format!("p{round:03}-{k}")).collect();
+        let page: Vec<Value> = ids.iter().map(|id| record(id, SCHOOL, "A")).collect();
+        import(&store, &lines(&page)).await;
+        send_all(&store).await;
+        let (after, upto) = (ids[1].clone(), ids[7].clone());
+        // New content for the range's first or last record, a new record inside it, or
+        // one just past its end (which leaves the page clean).
+        let near = match round % 4 {
+            0 => record(&ids[2], SCHOOL, "B"),
+            1 => record(&format!("{}a", ids[5]), SCHOOL, "A"),
+            2 => record(&ids[7], SCHOOL, "B"),
+            _ => record(&format!("{}a", ids[7]), SCHOOL, "A"),
+        };
+        let mut write = vec![near];
+        write.extend((0..TAIL).map(|k| {
+            let mut r = record(&format!("t{round:03}-{k}"), SCHOOL, "A");
+            r["quarter"] = json!("2026-Q4");
+            r
+        }));
+        let text = lines(&write);
+
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = tokio::spawn({
+            let (store, done) = (store.clone(), done.clone());
+            let (after, upto) = (after.clone(), upto.clone());
+            async move {
+                let mut marked = Vec::new();
+                let mut n = 0;
+                while !done.load(Ordering::Acquire) {
+                    let pass = format!("r{round:03}-try{n}");
+                    n += 1;
+                    if let Some(page) = read_ahead_once(&store, &pass, &after, &upto).await {
+                        marked.push((pass, page));
+                    }
+                }
+                (n, marked)
+            }
+        });
+        let writer = tokio::spawn({
+            let store = store.clone();
+            async move {
+                import(&store, &text).await;
+                done.store(true, Ordering::Release);
+            }
+        });
+        writer.await.unwrap();
+        let (n, marked) = reader.await.unwrap();
+        tries += n;
+
+        send_all(&store).await;
+        let now = digest(
+            &store
+                .synced_hashes_between(&q(), Some(&after), Some(&upto))
+                .await
+                .unwrap(),
+        );
+        for (pass, page) in marked {
+            if store.checked_pages(&q(), &pass).await.unwrap() != [page.clone()] {
+                continue;
+            }
+            kept += 1;
+            if page.digest != now {
+                missed.push((round, pass));
+            }
+        }
+        store.forget_checked_pages(&q(), None).await.unwrap();
+    }
+    let rounds_missed = missed.iter().map(|(r, _)| r).collect::<HashSet<_>>().len();
+    eprintln!(
+        "{ROUNDS} rounds, {tries} tries, {kept} pages kept clean, {} of them in {rounds_missed} \
+         rounds missed a write",
+        missed.len()
+    );
+    assert!(
+        missed.is_empty(),
+        "{} of {kept} pages kept clean missed a write into their range (in {rounds_missed} of \
+         {ROUNDS} rounds), first: {:?}",
+        missed.len(),
+        &missed[..missed.len().min(3)]
+    );
+    assert!(kept > 0, "the pages a write went past stay clean");
 }
 
 /// A second connection to a file store, for what the store does not expose (the `cuts`
@@ -1600,9 +1881,17 @@ async fn a_refusal_naming_no_record_of_the_batch_dead_letters_it_whole() {
         "alerted once"
     );
 
-    // Resent under its key, the batch would meet the same 400: a redrive or a replay puts
-    // its records back to pending for a new batch instead.
+    // Resent under its key, the batch would meet the same 400, and an earlier attempt may
+    // have committed it (that 400 comes before the API's idempotency check): it stays dead
+    // until a receipt lookup settles it; one that finds it never committed retires it, and
+    // its records go back to pending for a new batch.
     assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 0);
+    assert_eq!(counts(&store, SCHOOL).await, [0, 2, 0, 0, 2]);
+    let to_look_up = store.dead_letters_to_look_up(&q()).await.unwrap();
+    assert_eq!(to_look_up.len(), 1);
+    assert_eq!(to_look_up[0].batch_id, b[0]);
+    assert_eq!(store.retire_dead_batch(b[0]).await.unwrap(), 2);
+    assert_eq!(store.retire_dead_batch(b[0]).await.unwrap(), 0, "once");
     assert!(
         store.batch_body(b[0]).await.is_err(),
         "the old batch is not sent again"
@@ -1668,8 +1957,11 @@ async fn records_cut_too_often_are_dead_lettered_in_their_batch_not_requeued() {
     assert_eq!(dead[0].reason, letters[0].error);
 
     // A replay cannot resend that batch under its key (the API saw other bytes under it):
-    // the record that died in it goes back to pending, for a new batch.
+    // once a lookup says it was never committed, the record that died in it goes back to
+    // pending, for a new batch.
     assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 0);
+    assert_eq!(counts(&store, SCHOOL).await, [1, 0, 0, 2, 1]);
+    assert_eq!(store.retire_dead_batch(second).await.unwrap(), 1);
     assert_eq!(counts(&store, SCHOOL).await, [2, 0, 0, 2, 0]);
     assert_eq!(
         store.records_in_batch(second, "rejected").await.unwrap(),
@@ -1693,13 +1985,28 @@ async fn unsent_records_page_through_rejected_and_dead_records_with_their_reason
         .await
         .unwrap();
     store
-        .reject_batch(elsewhere.batches[0].batch_id, 422, "q4", &[], MAX_CUTS)
+        .reject_batch(
+            elsewhere.batches[0].batch_id,
+            400,
+            "Bad Request",
+            &[("r0003x".to_string(), "q4".to_string())],
+            MAX_CUTS,
+        )
         .await
         .unwrap();
 
     let b = cut(&store, 3, 2).await; // r0000-1, r0002-3, r0004-5; r0006 pending
     store
-        .reject_batch(b[0], 422, "whole batch refused", &[], MAX_CUTS)
+        .reject_batch(
+            b[0],
+            400,
+            "Bad Request",
+            &[
+                ("r0000".to_string(), "whole batch refused".to_string()),
+                ("r0001".to_string(), "whole batch refused".to_string()),
+            ],
+            MAX_CUTS,
+        )
         .await
         .unwrap();
     store
@@ -2131,4 +2438,191 @@ async fn api_answers_add_up_per_minute_and_class_and_confirmations_per_second() 
         confirmed.windows(2).all(|w| w[0].0 < w[1].0),
         "{confirmed:?}"
     );
+}
+
+// Corrections while a batch is out: a batch that has left keeps its key and bytes until its
+// outcome is known, and a record changed meanwhile follows it with its new content.
+
+/// SendBatch's take of a batch: its bytes, and from now on the batch has left.
+async fn sent_body(store: &Store, batch_id: Uuid) -> Vec<u8> {
+    match store.take_off(batch_id).await.unwrap() {
+        TakeOff::Send(batch) => batch.body,
+        other => panic!("batch {batch_id} not sendable: {other:?}"),
+    }
+}
+
+/// The body a batch of `records` (as imported) would carry, for comparison.
+fn body_of(batch_id: Uuid, records: &[Value]) -> Vec<u8> {
+    let canonical: Vec<String> = records
+        .iter()
+        .map(gradesync_govapi::contract::canonical_json)
+        .collect();
+    let refs: Vec<&str> = canonical.iter().map(String::as_str).collect();
+    encode_batch(batch_id, &q(), SCHOOL, &refs).unwrap()
+}
+
+#[tokio::test]
+async fn a_record_changed_after_its_batch_left_follows_it_with_its_new_content() {
+    let (_dir, store) = temp_store().await;
+    let mut records = seed(&store, 5).await;
+    let id = cut(&store, 1, 5).await[0];
+    let sent = sent_body(&store, id).await;
+    assert_eq!(sent, body_of(id, &records));
+
+    let report = import(&store, &lines(&[record("r0002", SCHOOL, "B")])).await;
+    assert_eq!(
+        (report.updated, report.held, report.superseded_batches),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        sent_body(&store, id).await,
+        sent,
+        "a resend carries the bytes it left with"
+    );
+    let report = import(&store, &lines(&[record("r0002", SCHOOL, "C")])).await;
+    assert_eq!((report.updated, report.held), (1, 1));
+    assert_eq!(
+        sent_body(&store, id).await,
+        sent,
+        "and keeps them through a second change"
+    );
+    assert_eq!(counts(&store, SCHOOL).await, [0, 5, 0, 0, 0]);
+    assert!(
+        store
+            .prepare_batches(&q(), SCHOOL, 5, BatchLimits::default())
+            .await
+            .unwrap()
+            .batches
+            .iter()
+            .all(|b| b.batch_id == id),
+        "nothing of the batch is cut again before it settles"
+    );
+
+    assert_eq!(store.mark_synced(id, "rcpt-1").await.unwrap(), 4);
+    assert_eq!(counts(&store, SCHOOL).await, [1, 0, 4, 0, 0]);
+    let next = cut(&store, 1, 5).await;
+    assert_eq!(next.len(), 1);
+    assert_ne!(next[0], id);
+    records[2] = record("r0002", SCHOOL, "C");
+    assert_eq!(
+        sent_body(&store, next[0]).await,
+        body_of(next[0], &records[2..3]),
+        "the follow-up carries the newest content"
+    );
+    assert_eq!(store.mark_synced(next[0], "rcpt-2").await.unwrap(), 1);
+    assert_eq!(counts(&store, SCHOOL).await, [0, 0, 5, 0, 0]);
+}
+
+#[tokio::test]
+async fn a_record_changed_back_before_its_batch_settles_needs_no_follow_up() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 2).await;
+    let id = cut(&store, 1, 2).await[0];
+    let sent = sent_body(&store, id).await;
+    import(&store, &lines(&[record("r0000", SCHOOL, "B")])).await;
+    let back = import(&store, &lines(&[record("r0000", SCHOOL, "A")])).await;
+    assert_eq!((back.updated, back.held), (1, 1));
+    assert_eq!(sent_body(&store, id).await, sent);
+    assert_eq!(store.mark_synced(id, "rcpt").await.unwrap(), 2);
+    assert_eq!(counts(&store, SCHOOL).await, [0, 0, 2, 0, 0]);
+}
+
+#[tokio::test]
+async fn a_batch_that_has_not_left_is_withdrawn_and_sends_nothing() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 3).await;
+    let id = cut(&store, 1, 3).await[0];
+    let report = import(&store, &lines(&[record("r0001", SCHOOL, "B")])).await;
+    assert_eq!((report.held, report.superseded_batches), (0, 1));
+    assert_eq!(
+        store.take_off(id).await.unwrap(),
+        TakeOff::Settled {
+            status: "superseded".to_string(),
+            receipt_id: None
+        }
+    );
+    assert_eq!(counts(&store, SCHOOL).await, [3, 0, 0, 0, 0]);
+    assert_eq!(store.mark_synced(id, "never").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_settled_batch_is_not_taken_again() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 2).await;
+    let id = cut(&store, 1, 2).await[0];
+    sent_body(&store, id).await;
+    assert_eq!(store.mark_synced(id, "rcpt-9").await.unwrap(), 2);
+    assert_eq!(
+        store.take_off(id).await.unwrap(),
+        TakeOff::Settled {
+            status: "synced".to_string(),
+            receipt_id: Some("rcpt-9".to_string())
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_400_naming_a_changed_record_sends_its_new_content_not_a_rejection() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 3).await;
+    let id = cut(&store, 1, 3).await[0];
+    sent_body(&store, id).await;
+    import(&store, &lines(&[record("r0001", SCHOOL, "B")])).await;
+    let mut named = named("r0000");
+    named.extend(self::named("r0001"));
+    let r = store
+        .reject_batch(id, 400, "Bad Request", &named, MAX_CUTS)
+        .await
+        .unwrap();
+    assert_eq!((r.rejected, r.requeued, r.dead), (1, 2, 0));
+    assert_eq!(counts(&store, SCHOOL).await, [2, 0, 0, 1, 0]);
+    let next = cut(&store, 1, 3).await[0];
+    let body: Value = serde_json::from_slice(&sent_body(&store, next).await).unwrap();
+    let grades: Vec<&str> = body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["grade"].as_str().unwrap())
+        .collect();
+    assert_eq!(grades, ["B", "A"], "r0001 with its new grade, then r0002");
+}
+
+#[tokio::test]
+async fn a_split_leaves_a_changed_record_to_a_later_batch() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 5).await;
+    let id = cut(&store, 1, 5).await[0];
+    sent_body(&store, id).await;
+    import(&store, &lines(&[record("r0004", SCHOOL, "B")])).await;
+    let split: Split = store.split_batch(id, "too large").await.unwrap();
+    assert_eq!(
+        (split.halves.len(), split.requeued, split.rejected),
+        (2, 1, 0)
+    );
+    assert_eq!(
+        split.halves.iter().map(|h| h.records).sum::<u64>(),
+        4,
+        "the halves carry the records that did not change"
+    );
+    for half in &split.halves {
+        let body = store.batch_body(half.batch_id).await.unwrap();
+        assert_eq!(body.body.len() as u64, half.bytes);
+    }
+    assert_eq!(counts(&store, SCHOOL).await, [1, 4, 0, 0, 0]);
+}
+
+#[tokio::test]
+async fn a_dead_batch_a_lookup_finds_committed_is_synced_and_its_change_follows() {
+    let (_dir, store) = temp_store().await;
+    seed(&store, 3).await;
+    let id = cut(&store, 1, 3).await[0];
+    sent_body(&store, id).await;
+    assert!(store.dead_letter(id, "no answer in time").await.unwrap());
+    import(&store, &lines(&[record("r0000", SCHOOL, "B")])).await;
+    assert_eq!(store.dead_letters_to_look_up(&q()).await.unwrap().len(), 1);
+    assert_eq!(store.mark_synced(id, "rcpt-late").await.unwrap(), 2);
+    assert_eq!(counts(&store, SCHOOL).await, [1, 0, 2, 0, 0]);
+    assert!(store.dead_letters(&q()).await.unwrap().is_empty());
+    assert_eq!(store.open_dead_letters(&q()).await.unwrap(), 0);
+    assert_eq!(store.requeue_dead_letters(&q()).await.unwrap(), 0);
 }

@@ -125,6 +125,9 @@ struct Row {
     stall_after_kill_s: Option<f64>,
     max_events_in_one_run: Option<u64>,
     workflow_runs: Option<usize>,
+    /// `corrections-*`: what the rounds of corrections did (`applied_twice` then counts only
+    /// the records never corrected).
+    corrections: Option<String>,
     query_and_prep_s: f64,
     prep_peak_rss_mb: Option<f64>,
 }
@@ -367,7 +370,16 @@ async fn run_temporal(s: &Scenario, temporal: &Temporal, out: &Path) -> Result<R
         .map(|n| spawn_worker(n + 10))
         .collect::<Result<Vec<_>>>()?;
     let pid = worker.id();
+    let mut corrected = None;
     let (result, stall) = match s.kill_after_batches {
+        None if s.corrections.is_some() => {
+            let (result, done) = tokio::join!(
+                drive(s, temporal, &queue, pid),
+                correct_during(s, &sim, &url, dir.path())
+            );
+            corrected = Some(done?);
+            (result, None)
+        }
         None if s.outage.is_some() => {
             let (result, outage) =
                 tokio::join!(drive(s, temporal, &queue, pid), outage_after(&sim, s));
@@ -399,6 +411,9 @@ async fn run_temporal(s: &Scenario, temporal: &Temporal, out: &Path) -> Result<R
         .filter_map(|a| stats.activity_secs.get(*a))
         .sum();
     let mut row = row_from(s, &ledger, elapsed, prep);
+    if let Some(done) = corrected {
+        corrections_figures(s, &sim, &ledger, &done, &mut row).await;
+    }
     for span in &row.tightest_spans {
         println!(
             "  tight span {:.1} ms at {} UTC: {:?} .. {:?}",
@@ -445,6 +460,113 @@ async fn kill_and_replace(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(killed.elapsed())
+}
+
+/// What the rounds of corrections did: the newest content of every corrected record, and
+/// how many the imports held for a batch in flight.
+struct Corrected {
+    newest: std::collections::BTreeMap<String, serde_json::Value>,
+    held: u64,
+}
+
+/// From the first committed batch on, a round of corrections every `every_ms` through
+/// `gradesync import`, as a school's SIS export would arrive.
+async fn correct_during(s: &Scenario, sim: &SimHandle, url: &str, dir: &Path) -> Result<Corrected> {
+    let c = s.corrections.context("a scenario with corrections")?;
+    let spec = data_spec(s);
+    let mut rng = SmallRng::seed_from_u64(SEED);
+    let mut records = Vec::with_capacity(s.records);
+    for school in 0..s.schools {
+        for n in 0..spec.records_per_school {
+            records.push(datagen::record(&mut rng, &spec, school, n));
+        }
+    }
+    while sim.ledger().await.batches_committed == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut pick = SmallRng::seed_from_u64(SEED + 1);
+    let mut done = Corrected {
+        newest: Default::default(),
+        held: 0,
+    };
+    for round in 1..=c.rounds {
+        let mut lines = Vec::new();
+        let mut chosen = std::collections::BTreeSet::new();
+        while chosen.len() < c.per_round.min(records.len()) {
+            chosen.insert(rand::Rng::random_range(&mut pick, 0..records.len()));
+        }
+        for &i in &chosen {
+            records[i] = datagen::correct(&records[i], round);
+            serde_json::to_writer(&mut lines, &records[i])?;
+            lines.push(b'\n');
+            let id = records[i]["record_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            done.newest.insert(id, records[i].clone());
+        }
+        let path = dir.join(format!("corrections-{round}.jsonl"));
+        std::fs::write(&path, &lines)?;
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gradesync"))
+            .arg("import")
+            .arg(&path)
+            .env("GRADESYNC_DATABASE_URL", url)
+            .env("GRADESYNC_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() {
+            bail!(
+                "the import of round {round} failed: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        done.held += text
+            .split("; ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        println!("  corrections round {round}: {}", text.trim());
+        tokio::time::sleep(Duration::from_millis(c.every_ms)).await;
+    }
+    Ok(done)
+}
+
+/// The row's figures for a run with corrections: records corrected, the batches they
+/// needed beyond the quarter's own, corrected records the API does not hold at their
+/// newest content (must be 0), and records applied twice among those never corrected.
+async fn corrections_figures(
+    s: &Scenario,
+    sim: &SimHandle,
+    ledger: &Ledger,
+    done: &Corrected,
+    row: &mut Row,
+) {
+    let holds = sim.holds(QUARTER).await;
+    let stale = done
+        .newest
+        .iter()
+        .filter(|(id, r)| holds.get(*id) != Some(&gradesync_govapi::contract::record_sha256(r)))
+        .count() as u64;
+    row.applied_twice = ledger
+        .records
+        .iter()
+        .filter(|(id, r)| r.applied > 1 && !done.newest.contains_key(*id))
+        .count() as u64;
+    let follow_ups = ledger
+        .batches_committed
+        .saturating_sub(s.records.div_ceil(100) as u64);
+    row.corrections = Some(format!(
+        "{} corrected, {} held for a batch in flight, {follow_ups} extra batches, {stale} stale at the API",
+        done.newest.len(),
+        done.held
+    ));
+    println!(
+        "  corrections: {}",
+        row.corrections.as_deref().unwrap_or("")
+    );
 }
 
 /// Once the API has committed the scenario's `after` batches, every request is answered
@@ -776,6 +898,14 @@ fn table(rows: &[Row]) -> String {
                 .map_or(String::new(), |m| format!(" (peak {m:.0} MB)")),
             opt(r.stall_after_kill_s.map(|v| format!("{v:.1}"))),
         ));
+    }
+    for r in rows {
+        if let Some(c) = &r.corrections {
+            t.push_str(&format!(
+                "\n`{}`: {c}; `twice` counts the records never corrected.\n",
+                r.scenario
+            ));
+        }
     }
     t
 }

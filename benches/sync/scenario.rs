@@ -39,6 +39,18 @@ pub struct Scenario {
     /// The records start as pending items of the seed's DynamoDB table (moto's local
     /// server), which QueryPending reads into the store through the `sync_status` index.
     pub dynamodb: bool,
+    /// Teachers correct grades while the quarter is sent: rounds of corrected records
+    /// imported with `gradesync import` during the run.
+    pub corrections: Option<Corrections>,
+}
+
+/// Rounds of corrections: from the first committed batch on, every `every_ms`, `per_round`
+/// records picked at random get a new grade (some again), `rounds` times.
+#[derive(Debug, Clone, Copy)]
+pub struct Corrections {
+    pub every_ms: u64,
+    pub per_round: usize,
+    pub rounds: u32,
 }
 
 impl Scenario {
@@ -69,6 +81,7 @@ const fn sync(
         postgres: false,
         workers: 1,
         dynamodb: false,
+        corrections: None,
     }
 }
 
@@ -77,6 +90,17 @@ pub fn all() -> Vec<Scenario> {
     let mut v = vec![
         sync("sync-10k-200ms", 10_000, 10, 200, 0.0),
         sync("sync-10k-1s", 10_000, 10, 1_000, 0.0),
+        // The same quarter while teachers correct grades: 12 rounds of 100 corrected
+        // records, one every 2 s, through `gradesync import`. A correction follows its
+        // batch in flight; it costs its own sending and nothing else.
+        Scenario {
+            corrections: Some(Corrections {
+                every_ms: 2_000,
+                per_round: 100,
+                rounds: 12,
+            }),
+            ..sync("corrections-10k", 10_000, 10, 1_000, 0.0)
+        },
         sync("sync-10k-200ms-503", 10_000, 10, 200, 0.10),
         // The default policy at the real rate, its only worker killed with batches in
         // flight: the heartbeat hands them to the next worker (the seed's 900 s

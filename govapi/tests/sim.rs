@@ -567,6 +567,47 @@ async fn an_unnamed_400_names_a_record_outside_the_batch() {
 }
 
 #[tokio::test]
+async fn a_lookup_503_hides_whether_a_batch_was_committed() {
+    let (sim, client, token) = ready(Faults {
+        p_lookup_503: 1.0,
+        ..Faults::none()
+    })
+    .await;
+    let id = Uuid::new_v4();
+    let resp = post(
+        &client,
+        &sim,
+        &token,
+        id,
+        body(id, "s1", &[record("r1", "s1")]),
+    )
+    .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "batch POSTs are not touched"
+    );
+    let receipt = format!("/v1/grade-batches/{id}");
+    assert_eq!(
+        get(&client, &sim, &token, &receipt).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let listing = format!("/v1/quarters/{QUARTER}/records");
+    assert_eq!(
+        get(&client, &sim, &token, &listing).await.status(),
+        StatusCode::OK
+    );
+    let holds = sim.holds(QUARTER).await;
+    assert_eq!(holds.keys().collect::<Vec<_>>(), ["r1"]);
+    assert_eq!(holds["r1"], record_sha256(&record("r1", "s1")));
+    sim.set_faults(Faults::none()).await;
+    assert_eq!(
+        get(&client, &sim, &token, &receipt).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn posts_with_a_stale_token_are_counted() {
     let (sim, client, token) = ready(Faults::none()).await;
     sim.revoke_tokens().await;

@@ -1,6 +1,7 @@
-//! `gradesync dlq list|replay --quarter Q`: the dead-letter table. Replay puts the
-//! dead-lettered batches back (same batch ids, same bytes, same idempotency keys) and starts
-//! a sync of the quarter to send them.
+//! `gradesync dlq list|replay --quarter Q`: the dead-letter table. Replay runs a redrive
+//! wave (dead batches back with the same ids, bytes and idempotency keys, or settled first
+//! by a receipt lookup where an earlier attempt may have committed them) and starts a sync
+//! of the quarter to send them.
 
 use clap::{Args, Subcommand};
 use gradesync_govapi::Quarter;
@@ -12,7 +13,7 @@ use crate::commands::sync::{
     workflow_id,
 };
 use crate::errors::{CliError, CliResult};
-use crate::settings::{StoreArgs, TemporalArgs};
+use crate::settings::{GovArgs, StoreArgs, TemporalArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
@@ -43,6 +44,10 @@ pub struct ReplayArgs {
     pub policy: Option<String>,
     #[command(flatten)]
     pub temporal: TemporalArgs,
+    /// The API, for the receipt lookups that settle batches an earlier attempt may have
+    /// committed (a 400 naming none of their records, a changed record in them).
+    #[command(flatten)]
+    pub gov: GovArgs,
 }
 
 pub async fn run(cmd: DlqCommand) -> CliResult {
@@ -100,11 +105,24 @@ async fn replay(a: ReplayArgs) -> CliResult {
              {quarter}` and replay after it ends"
         )));
     }
-    let requeued = store
-        .requeue_dead_letters(&quarter)
+    let gov = crate::worker::gov_client(&a.gov, &store)?;
+    let wave = gradesync_activities::redrive::wave(&gov, &store, &quarter)
         .await
         .map_err(|e| CliError::Unreachable(e.to_string()))?;
-    println!("{requeued} dead-lettered batches of {quarter} re-queued with their original ids");
+    let batches: u64 = wave.schools.iter().map(|s| s.batches).sum();
+    println!(
+        "{batches} dead-lettered batches of {quarter} taken up: {} records to send again \
+         (same batch ids where they can be resent as they are), {} found already at the API",
+        wave.records(),
+        wave.synced()
+    );
+    if wave.stuck > 0 {
+        println!(
+            "{} dead-lettered batches stay dead: the API could not say whether an earlier \
+             attempt committed them; replay again once it answers",
+            wave.stuck
+        );
+    }
     start(&client, &a.temporal.task_queue, &id, quarter, policy).await?;
     println!("started {id}");
     if a.wait {

@@ -273,10 +273,15 @@ fn print_report(
         updated,
         unchanged,
         bad_line_count: bad,
+        held,
         ..
     } = report.import;
+    let after = match held {
+        0 => String::new(),
+        n => format!("; {n} of them once the batch in flight with their old content is answered"),
+    };
     let mut summary = format!(
-        "{label}: {lines} {unit}, {inserted} new, {updated} changed (back to pending), {unchanged} unchanged, {bad} bad",
+        "{label}: {lines} {unit}, {inserted} new, {updated} changed (back to pending{after}), {unchanged} unchanged, {bad} bad",
     );
     if report.bad_references > 0 {
         summary.push_str(&format!(

@@ -145,6 +145,12 @@ fn print_report(
         when(report.generated_at),
         report.workflow_id
     );
+    if let Some(at) = doc["source_read_at_ms"].as_i64() {
+        println!(
+            "  source last read {}: the verdict counts what it owed then",
+            when(at)
+        );
+    }
     let (totals, r) = counts;
     print_counts(totals, r);
     println!(

@@ -1,7 +1,9 @@
 //! The seed's DynamoDB table as the grades source, on moto's local DynamoDB: a quarter read
 //! through the `sync_status` index ends complete with every item marked synced there; an
 //! item changed while its batch is in flight is never marked over its new grade and goes
-//! in a later batch; throttling is waited out; a SIGKILLed worker loses and doubles nothing.
+//! in a later batch; throttling is waited out; a SIGKILLed worker loses and doubles nothing;
+//! items that arrive or go back to pending mid-run reach the API and the table before the
+//! verdict; items of other quarters, broken or not, never touch the quarter's counts.
 //! The workers are `gradesync worker` processes configured as users configure them
 //! (GRADESYNC_SOURCE, AWS_ENDPOINT_URL, AWS_REGION, credentials in the environment).
 
@@ -412,4 +414,295 @@ async fn an_item_that_is_no_record_makes_the_quarter_need_correction_until_it_is
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 changed (back to pending)"));
     assert!(app.rejections(&quarter()).await.is_empty());
     app.stop().await;
+}
+
+/// The quarter's record hashes as the API lists them, by record id.
+async fn api_hashes(app: &TestApp) -> std::collections::HashMap<String, String> {
+    use gradesync_activities::gov::{Credentials, GovClient, GovClientConfig, NoGate, Secret};
+    let gov = &app.worker_args.gov;
+    let credentials = Credentials::new(
+        gov.gov_client_id.clone(),
+        Secret::new(gov.gov_client_secret.clone().unwrap_or_default()),
+    );
+    let client = GovClient::new(
+        GovClientConfig::new(app.sim.base_url(), credentials),
+        std::sync::Arc::new(NoGate),
+    )
+    .unwrap();
+    client
+        .record_hashes(&quarter(), None, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.record_id, h.sha256))
+        .collect()
+}
+
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_items_reach_the_api_and_are_marked_synced_before_a_complete_verdict() {
+    let mut records = records(1, 20);
+    let n = records.len();
+    let moto = table_with(&records).await;
+    // One lane and slow answers: the run is still sending when the late items arrive.
+    let faults = Faults {
+        latency_ms: 1_000,
+        ..Faults::default()
+    };
+    let app = TestApp::spawn_without_worker("dynamodb-late", faults).await;
+    let worker = worker(&app, &moto.endpoint);
+    let policy = Policy {
+        max_batch_records: 5,
+        lanes_per_school: 1,
+        ..fast_policy()
+    };
+    let id = app.start_sync(policy).await;
+    // A first batch marked synced in the table, and the next one on its way.
+    let (synced, in_flight) = loop {
+        let synced: Vec<String> = moto
+            .items()
+            .await
+            .iter()
+            .filter(|i| moto::text(i, "sync_status") == Some("synced"))
+            .filter_map(|i| moto::text(i, "record_id").map(str::to_string))
+            .collect();
+        if synced.len() >= 3
+            && let Some(record_id) = record_in_flight(&app).await
+        {
+            break (synced, record_id);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    // Late: three new items, and three synced ones set back to pending with a new grade.
+    let late: Vec<Value> = records
+        .iter()
+        .take(3)
+        .enumerate()
+        .map(|(i, record)| {
+            let mut item = record.clone();
+            item["record_id"] = format!("rec-late-{i}").into();
+            item["student_id"] = format!("stu-late-{i}").into();
+            item
+        })
+        .collect();
+    moto.put_pending(&late).await;
+    let regraded: Vec<String> = synced.into_iter().take(3).collect();
+    for record_id in &regraded {
+        moto.update_grade(record_id, "B-late").await;
+        let record = records
+            .iter_mut()
+            .find(|r| r["record_id"] == record_id.as_str())
+            .unwrap();
+        record["grade"] = "B-late".into();
+    }
+    let last_put_ms = unix_ms_now();
+    records.extend(late.iter().cloned());
+    // The puts were done before any Reconcile: a batch of the first round is still out.
+    let pool = pool(&app).await;
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM grades WHERE record_id = $1")
+        .bind(&in_flight)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(
+        status, "batched",
+        "the late items came after the first round"
+    );
+
+    let summary = app.result(&id).await;
+    stop(worker);
+
+    assert!(summary.complete, "{summary:?}");
+    let log = std::fs::read_to_string(app.dir.path().join("worker.log")).unwrap();
+    assert!(
+        log.contains("Reconcile: the source still owes records"),
+        "the late items went out in a round Reconcile handed back: {log}"
+    );
+    assert!(
+        summary.reconcile.source_read_at_ms > last_put_ms,
+        "the verdict's read ({}) came after the last put ({last_put_ms})",
+        summary.reconcile.source_read_at_ms
+    );
+    let exported = app.gradesync(&[
+        "report",
+        "export",
+        "--quarter",
+        &quarter().to_string(),
+        "--format",
+        "json",
+    ]);
+    assert!(exported.status.success());
+    let report: Value = serde_json::from_slice(&exported.stdout).unwrap();
+    assert_eq!(report["verdict"], "complete");
+    assert_eq!(
+        report["source_read_at_ms"].as_u64(),
+        Some(summary.reconcile.source_read_at_ms)
+    );
+
+    // At the API: each record once with its latest content; a regraded one twice in all
+    // (its old grade in the first round, the new one in a later batch).
+    let ledger = app.ledger().await;
+    assert!(ledger.max_requests_in_window <= 2, "{ledger:?}");
+    assert_eq!(ledger.status_counts.get(&429), None, "{ledger:?}");
+    assert_eq!(ledger.records.len(), n + late.len());
+    for (id, r) in &ledger.records {
+        let times = if regraded.contains(id) { 2 } else { 1 };
+        assert_eq!(r.applied, times, "{id}: {r:?}");
+    }
+    let hashes = api_hashes(&app).await;
+    for record in &records {
+        let id = record["record_id"].as_str().unwrap();
+        assert_eq!(
+            hashes.get(id),
+            Some(&gradesync_govapi::contract::record_sha256(record)),
+            "{id}: the API holds its latest content"
+        );
+    }
+    // In the table: every item synced by the batch that carried its latest content.
+    assert_every_item_synced(&moto, &app, records.len()).await;
+    for item in moto.items().await {
+        let id = moto::text(&item, "record_id").unwrap();
+        if regraded.iter().any(|r| r == id) {
+            assert_eq!(moto::text(&item, "grade"), Some("B-late"), "{id}");
+        }
+    }
+    app.stop().await;
+}
+
+/// A table whose index projects `projection` holding the quarter's items, a broken item of
+/// another quarter whose record the store holds as synced there (an earlier run), and an
+/// item with no quarter. The run of this quarter ends as if neither were there: complete,
+/// its counts its own; the other quarter's row stays as it was; the item without a quarter
+/// is reported by key (the worker's log, `import --from`), never counted.
+async fn another_quarters_broken_item_leaves_the_quarter_alone(
+    projection: ProjectionType,
+    name: &str,
+) {
+    let records = records(1, 10);
+    let n = records.len() as u64;
+    let mut earlier = records[0].clone();
+    earlier["record_id"] = "rec-other-quarter".into();
+    earlier["quarter"] = "2026-Q2".into();
+    let mut broken = earlier.clone();
+    broken.as_object_mut().unwrap().remove("grade");
+    let mut nowhere = records[1].clone();
+    nowhere["record_id"] = "rec-no-quarter".into();
+    nowhere.as_object_mut().unwrap().remove("quarter");
+
+    let moto = Moto::start().await;
+    moto.create_table(moto::TABLE, projection).await;
+    let mut table = records.clone();
+    table.extend([broken, nowhere]);
+    moto.put_pending(&table).await;
+    let app = TestApp::spawn_without_worker(name, Faults::default()).await;
+    app.import_bytes(format!("{earlier}\n").as_bytes()).await;
+    let pool = pool(&app).await;
+    sqlx::query("UPDATE grades SET status = 'synced' WHERE record_id = 'rec-other-quarter'")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let worker = worker(&app, &moto.endpoint);
+    let summary = app.sync_and_wait(fast_policy()).await;
+    stop(worker);
+
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.totals.records_synced, n);
+    assert_eq!(summary.reconcile.rejected, 0);
+    assert!(app.rejections(&quarter()).await.is_empty());
+    let counts = app.store.status_counts(&quarter()).await.unwrap();
+    let total = |f: fn(&gradesync_activities::store::SchoolStatus) -> u64| {
+        counts.iter().map(f).sum::<u64>()
+    };
+    assert_eq!(
+        (
+            total(|c| c.synced),
+            total(|c| c.pending + c.batched + c.rejected + c.dead)
+        ),
+        (n, 0)
+    );
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT record_id, quarter, status FROM grades WHERE record_id LIKE 'rec-%-quarter' ORDER BY record_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    assert_eq!(
+        rows,
+        [(
+            "rec-other-quarter".to_string(),
+            "2026-Q2".to_string(),
+            "synced".to_string()
+        )],
+        "the other quarter's row stays there; the item without a quarter is in none"
+    );
+    for item in moto.items().await {
+        let id = moto::text(&item, "record_id").unwrap();
+        let expected = if id.ends_with("-quarter") {
+            "pending"
+        } else {
+            "synced"
+        };
+        assert_eq!(moto::text(&item, "sync_status"), Some(expected), "{id}");
+    }
+    let log = std::fs::read_to_string(app.dir.path().join("worker.log")).unwrap();
+    assert!(
+        log.contains("item record_id=rec-no-quarter: attribute `quarter` is missing"),
+        "{log}"
+    );
+    assert!(!log.contains("rec-other-quarter"), "{log}");
+
+    let url = format!("dynamodb://{}?index={}", moto::TABLE, moto::INDEX);
+    let out = app
+        .gradesync_command()
+        .envs(Moto::env(&moto.endpoint))
+        .args([
+            "import",
+            "--from",
+            &url,
+            "--quarter",
+            &quarter().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stdout.contains("1 pending items, 0 new, 0 changed (back to pending), 0 unchanged, 1 bad"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("item record_id=rec-no-quarter: attribute `quarter` is missing"),
+        "{stderr}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_quarters_broken_item_leaves_the_quarter_alone_through_a_keys_only_index() {
+    another_quarters_broken_item_leaves_the_quarter_alone(
+        ProjectionType::KeysOnly,
+        "dynamodb-other-keys",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_quarters_broken_item_leaves_the_quarter_alone_through_a_whole_items_index() {
+    another_quarters_broken_item_leaves_the_quarter_alone(
+        ProjectionType::All,
+        "dynamodb-other-all",
+    )
+    .await;
 }

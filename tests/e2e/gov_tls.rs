@@ -20,12 +20,17 @@ fn stderr(out: &Output) -> String {
 /// An app whose simulator requires mTLS with `certs`, its worker settings trusting the CA
 /// and holding the client certificate.
 async fn mtls_app(name: &str, certs: &Certs) -> TestApp {
+    mtls_app_with(name, certs, SimConfig::default()).await
+}
+
+/// [`mtls_app`] with the simulator's whole configuration (its faults).
+pub(crate) async fn mtls_app_with(name: &str, certs: &Certs, config: SimConfig) -> TestApp {
     let tls = SimTls {
         cert: certs.server.clone(),
         key: certs.server_key.clone(),
         client_ca: Some(certs.ca.clone()),
     };
-    let mut app = TestApp::spawn_with_sim_tls(name, SimConfig::default(), None, Some(tls)).await;
+    let mut app = TestApp::spawn_with_sim_tls(name, config, None, Some(tls)).await;
     assert!(app.sim.base_url().starts_with("https://127.0.0.1:"));
     app.worker_args.gov.gov_ca_cert = Some(certs.ca.clone());
     app.worker_args.gov.gov_client_cert = Some(certs.client.clone());

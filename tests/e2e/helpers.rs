@@ -59,8 +59,9 @@ pub fn outage() -> Faults {
 
 static SERVER: OnceCell<String> = OnceCell::const_new();
 
-/// The dev server's address: TEMPORAL_ADDRESS when it answers, else one started for this
-/// test process (kept for its lifetime).
+/// The dev server's address: TEMPORAL_ADDRESS when it answers, else the one the test
+/// processes of this machine share (started by the first that needs it). nextest runs each
+/// test in a process of its own, so a server per process would leave one running per test.
 pub async fn temporal_address() -> String {
     SERVER
         .get_or_init(|| async {
@@ -69,17 +70,44 @@ pub async fn temporal_address() -> String {
             {
                 return addr;
             }
-            let dir = tempfile::tempdir().unwrap().keep();
-            let port = free_port();
-            let server = devserver::start(port, None, &dir.join("temporal.db"))
-                .await
-                .unwrap();
-            let addr = server.address.clone();
-            std::mem::forget(server); // lives as long as the test process
-            addr
+            shared_dev_server().await
         })
         .await
         .clone()
+}
+
+/// The address of the dev server the test processes share, starting it when none answers.
+/// A lock file lets one process start it while the others wait for its address.
+async fn shared_dev_server() -> String {
+    let dir = std::env::temp_dir().join("gradesync-e2e-devserver");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (address_file, lock) = (dir.join("address"), dir.join("lock"));
+    loop {
+        if let Ok(addr) = std::fs::read_to_string(&address_file)
+            && devserver::answers(addr.trim()).await
+        {
+            return addr.trim().to_string();
+        }
+        // A lock left by a process that died while starting the server is taken over.
+        let stale = std::fs::metadata(&lock)
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at.elapsed().unwrap_or_default() > Duration::from_secs(120));
+        if stale {
+            let _ = std::fs::remove_file(&lock);
+        }
+        if std::fs::File::create_new(&lock).is_ok() {
+            let server = devserver::start(free_port(), None, &dir.join("temporal.db"))
+                .await
+                .unwrap();
+            let addr = server.address.clone();
+            std::fs::write(&address_file, &addr).unwrap();
+            let _ = std::fs::remove_file(&lock);
+            // Outlives this process: the next test processes use it.
+            std::mem::forget(server);
+            return addr;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Worker and client logs in the test's output (`GRADESYNC_LOG=debug` for more).
@@ -91,6 +119,54 @@ fn init_logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// The simulator stands in for an API on machines of its own, so its arrival times must
+/// not wait for this host's CPU: a simulator thread that wakes late stamps an arrival
+/// late, and two requests whose heads were in the socket 1,015 ms apart look closer than
+/// the client kept them. On a loaded 2-core host that was tens of ms even at nice -10 (the
+/// benchmark's setting), so its runtime's threads run first of all (SCHED_FIFO), falling
+/// back to nice -10 and then to the default priority, saying so, without the privilege.
+/// The workers under test keep the default priority.
+fn sim_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        // Threads inherit their creator's scheduling, so build from a thread that raised its own.
+        std::thread::spawn(|| {
+            raise_priority();
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("gov-sim")
+                .enable_all()
+                .build()
+                .expect("the simulator's runtime starts")
+        })
+        .join()
+        .expect("the simulator's runtime starts")
+    })
+}
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn raise_priority() {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: sched_setscheduler and setpriority only change the calling thread's
+    // scheduling (on Linux, id 0 is the calling thread); `param` outlives the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+        return;
+    }
+    let realtime = std::io::Error::last_os_error();
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) } == 0 {
+        eprintln!("note: the simulator runs at nice -10, not real-time ({realtime})");
+        return;
+    }
+    eprintln!(
+        "note: cannot raise the simulator's priority ({}); its arrival times share the CPU with the workers",
+        std::io::Error::last_os_error()
+    );
+}
+
+#[cfg(not(target_os = "linux"))]
+fn raise_priority() {}
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -184,7 +260,11 @@ impl TestApp {
         let database_url = scratch::url_for(dir.path()).await.unwrap();
         let store = Store::connect(&database_url).await.unwrap();
         let (client_id, client_secret) = (config.client_id.clone(), config.client_secret.clone());
-        let sim = sim::spawn_tls(config, tls).await.unwrap();
+        let sim = sim_runtime()
+            .spawn(sim::spawn_tls(config, tls))
+            .await
+            .unwrap()
+            .unwrap();
         let alerts = Webhook::spawn().await;
         let compliance = Webhook::spawn().await;
         // A fresh queue per run, so a test never meets another test's (or run's) tasks.
@@ -458,6 +538,10 @@ pub fn workflow_id_of(app: &TestApp, q: &Quarter) -> String {
 /// The invariants every run must hold at the API: nothing applied twice, the rate window
 /// never exceeded, no 429 provoked.
 pub fn assert_ledger_clean(ledger: &Ledger) {
+    eprintln!(
+        "ledger: {} requests, at most {} in 1 s, tightest span of 3 arrivals {:?} ms",
+        ledger.requests_total, ledger.max_requests_in_window, ledger.tightest_span_ms
+    );
     let twice: Vec<_> = ledger
         .records
         .iter()

@@ -4,6 +4,7 @@
 //! the code intended.
 
 mod cli;
+mod corrections;
 mod durability;
 mod dynamodb;
 mod eta;
@@ -11,6 +12,7 @@ mod faults;
 mod gov_tls;
 mod helpers;
 mod history;
+mod loaded;
 mod moto;
 mod ops;
 mod plan;

@@ -9,6 +9,10 @@ use gradesync_activities::store::scratch;
 use gradesync_govapi::sim::Faults;
 
 use crate::helpers::{TestApp, assert_ledger_clean, fast_policy, quarter};
+use crate::loaded::{
+    DelayProxy, Workers, loaded_tls_app, postgres_addr, skewed_workers_sync_on_a_loaded_host,
+};
+use crate::temporal_tls::Certs;
 
 fn require_postgres(app: &TestApp) {
     assert!(
@@ -95,14 +99,21 @@ async fn three_workers_with_skewed_clocks_keep_one_budget_and_survive_a_kill() {
     assert_eq!(counts.iter().map(|c| c.synced).sum::<u64>(), n);
 }
 
-/// Worker processes, killed when the test ends however it ends.
-struct Workers(Vec<std::process::Child>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for w in &mut self.0 {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-    }
+/// The acceptance test of the shared budget: the database on "another host", 20 ms away
+/// each way through a delaying proxy, so every claim, report and clock reading takes
+/// tens of ms and the gates learn the server's clock only to within half a round trip;
+/// three workers with skewed clocks; the API over mutual TLS; every core busy. At most 2
+/// requests in any 1 s at the API, no 429, nothing lost or applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loaded_tls_workers_keep_the_window_with_the_database_20ms_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::generate(dir.path());
+    let app = loaded_tls_app("pg-far", &certs).await;
+    require_postgres(&app);
+    let direct = app.worker_args.store.database_url.clone();
+    let proxy = DelayProxy::start(postgres_addr(&direct), Duration::from_millis(20)).await;
+    let far = proxy.url_for(&direct);
+    skewed_workers_sync_on_a_loaded_host(&app, &far, "database 20 ms away").await;
+    drop(proxy);
+    app.stop().await;
 }

@@ -1,10 +1,12 @@
 //! The quarterly sync, end to end: clean runs, the retry ladder, dead letters, 4xx, the
 //! rate window, `temporal workflow start`.
 
-use gradesync_activities::model::Policy;
+use gradesync_activities::model::{Policy, Verdict};
 use gradesync_govapi::sim::{Faults, RejectRule};
 
-use crate::helpers::{QUARTER, TestApp, assert_ledger_clean, fast_policy, no_redrive, outage};
+use crate::helpers::{
+    QUARTER, TestApp, assert_applied_once, assert_ledger_clean, fast_policy, no_redrive, outage,
+};
 use crate::history;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,14 +99,15 @@ async fn the_last_listing_page_is_read_while_the_last_answers_are_awaited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grades_imported_during_a_sync_do_not_hold_its_reconcile_up() {
+async fn grades_imported_during_a_sync_are_sent_before_its_verdict() {
     let app = TestApp::spawn("lateimport", Faults::default()).await;
     let n = app.seed_grades(2, 150).await;
     let id = app.start_sync(fast_policy()).await;
     app.wait_for_batches(1).await;
     // A third school's grades arrive while the first two are sent. This run's QueryPending
-    // did not count them, so they stay pending, and ReconcileAhead never sees every
-    // record settled: the run gives it a grace period, then goes on without it.
+    // did not count them, so ReconcileAhead never sees every record settled: the run gives
+    // it a grace period and goes on without it. Reconcile's last read of the source finds
+    // them owed, so the run sends them in another round before it gives its verdict.
     let spec = gradesync::datagen::DataSpec {
         quarter: QUARTER.to_string(),
         schools: 3,
@@ -123,20 +126,31 @@ async fn grades_imported_during_a_sync_do_not_hold_its_reconcile_up() {
     assert_eq!(app.import_bytes(&late).await, 150);
     let summary = app.result(&id).await;
 
-    assert_eq!(summary.reconcile.synced_in_store, n, "{summary:?}");
+    assert_eq!(summary.verdict, Verdict::Complete, "{summary:?}");
+    assert_eq!(summary.reconcile.synced_in_store, n + 150, "{summary:?}");
     assert_eq!(summary.reconcile.missing_at_api, 0);
-    let timers = history::timer_summaries(&history::events(&app, &id));
+    assert!(summary.reconcile.source_read_at_ms > 0);
+    let events = history::events(&app, &id);
+    let timers = history::timer_summaries(&events);
     assert!(
         timers.iter().any(|t| t == "ReconcileAheadGrace"),
         "{timers:?}"
     );
+    let reconciles = history::activity_types(&events)
+        .iter()
+        .filter(|t| *t == "Reconcile")
+        .count();
+    assert_eq!(reconciles, 2, "the first Reconcile handed the round back");
     let counts = app
         .store
         .status_counts(&crate::helpers::quarter())
         .await
         .unwrap();
     let late_school = counts.iter().find(|c| c.school_id == "school-003").unwrap();
-    assert_eq!(late_school.pending, 150, "left for the next sync");
+    assert_eq!((late_school.pending, late_school.synced), (0, 150));
+    let ledger = app.ledger().await;
+    assert_ledger_clean(&ledger);
+    assert_applied_once(&ledger, n + 150);
     app.stop().await;
 }
 

@@ -89,18 +89,40 @@ async fn a_whole_run_outage_ends_incomplete_with_every_record_listed_as_dead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_shorter_than_the_redrive_waves_ends_complete_with_no_one_acting() {
-    // Down for 5 s from the start: every batch dies on the ladder (1.4 s), the first wave
-    // (1 s later) meets the outage again, the second wave (2 s after) finds the API back.
-    let faults = Faults {
-        outage_ms: 5_000,
-        ..Faults::default()
-    };
+    // Down from the start until a batch has died on the ladder (1.4 s of steps): the waves
+    // (1 s, then 2 s later) send it again, and one of them finds the API back. The outage
+    // ends on what the run did, not on the clock, so a slow start cannot skip it.
     let app = TestApp::spawn("outage-short", Faults::default()).await;
     let q = unique_quarter();
     let n = app.seed_grades_in(&q, 2, 40).await;
     let policy = serde_json::to_string(&fast_policy()).unwrap();
-    app.sim.set_faults(faults).await; // the outage starts now
-    let (code, text) = sync_start_wait(&app, &q, &policy);
+    app.sim.set_faults(outage()).await;
+    let starter = {
+        let mut cmd = app.gradesync_command();
+        cmd.args([
+            "sync",
+            "start",
+            "--quarter",
+            &q.to_string(),
+            "--wait",
+            "--policy",
+            &policy,
+        ]);
+        tokio::task::spawn_blocking(move || cmd.output().expect("the gradesync binary runs"))
+    };
+    while app.store.dead_letters(&q).await.unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.sim.set_faults(Faults::default()).await;
+    let out = starter.await.unwrap();
+    let (code, text) = (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    );
 
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains(&format!("quarter {q}: complete")), "{text}");
@@ -195,6 +217,52 @@ async fn poison_records_end_needs_correction_each_with_its_reason() {
     let ledger = app.ledger().await;
     assert_ledger_clean(&ledger);
     assert_eq!(ledger.records.len() + rejected.len(), n as usize);
+    app.stop().await;
+}
+
+/// A 400 whose problem runs to hundreds of kilobytes (three long messages) is parsed whole
+/// before anything is kept: it rejects the three records it names, with their reasons cut
+/// short, and their 97 neighbours go out again in a new batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_400_naming_3_of_100_records_rejects_those_3() {
+    let named = [
+        "rec-school-001-0000007",
+        "rec-school-001-0000042",
+        "rec-school-001-0000093",
+    ];
+    let long = "this record fails the registry's check; ".repeat(3_000);
+    assert!(long.len() * named.len() > 256 * 1024);
+    let faults = Faults {
+        reject_rules: named
+            .iter()
+            .map(|id| RejectRule {
+                field: "record_id".into(),
+                equals: id.to_string(),
+                message: long.clone(),
+            })
+            .collect(),
+        ..Faults::default()
+    };
+    let app = TestApp::spawn("long400", faults).await;
+    let n = app.seed_grades(1, 100).await;
+    let summary = app.sync_and_wait(fast_policy()).await;
+
+    assert_eq!(summary.verdict, Verdict::NeedsCorrection, "{summary:?}");
+    let q = crate::helpers::quarter();
+    let rejected = app.rejections(&q).await;
+    let ids: Vec<&str> = rejected.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, named, "exactly the named records are rejected");
+    for (id, reason) in &rejected {
+        let reason = reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.starts_with("record_id: this record fails") && reason.len() < 2_000,
+            "{id}: {} chars",
+            reason.len()
+        );
+    }
+    let ledger = app.ledger().await;
+    assert_ledger_clean(&ledger);
+    assert_eq!(ledger.records.len() as u64, n - 3, "the other 97 went out");
     app.stop().await;
 }
 

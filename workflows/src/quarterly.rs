@@ -55,6 +55,9 @@ const REDRIVE_PATCH: &str = "dlq-redrive";
 /// Upserts gradesync's search attributes (quarter, phase, verdict, counts) at each phase
 /// change, for the Web UI's list; only on runs whose starter found them registered.
 const SEARCH_ATTRIBUTES_PATCH: &str = "web-ui-search-attributes";
+/// Reconcile reads the source once more before its verdict, and what is still owed then
+/// (corrections, late items) is sent in another round instead of being reported unsent.
+const LAST_READ_PATCH: &str = "reconcile-last-read";
 /// How long ReconcileAhead may go on once the sending is over: a page read in flight.
 const AHEAD_GRACE: Duration = Duration::from_secs(10);
 
@@ -185,6 +188,7 @@ impl QuarterlySync {
             totals: self.progress.totals,
             schools_done: self.carried.schools_done + finished,
             round: at.round,
+            owed_rounds: at.owed_rounds,
             repaired: at.repaired,
             earlier_reports: at.earlier_reports.clone(),
             redrives: at.redrives,
@@ -217,6 +221,7 @@ impl QuarterlySync {
     /// Dead batches that a redrive wave put back are owed again: they leave the dead
     /// counts (of the school's row, or of the earlier runs' totals when this run has no
     /// row for it) and the pending counts, which the next QueryPending adds them back to.
+    /// Those a receipt lookup found committed leave the dead counts for the synced ones.
     fn take_back(&mut self, redriven: &Redriven) {
         for school in &redriven.schools {
             let row = self
@@ -236,6 +241,10 @@ impl QuarterlySync {
             counts.records_dead -= n;
             counts.batches_dead = counts.batches_dead.saturating_sub(school.batches);
             self.progress.pending_at_start = self.progress.pending_at_start.saturating_sub(n);
+            // Found committed by a receipt lookup: synced now, nothing to send again.
+            let synced = school.synced.min(counts.records_dead);
+            counts.records_dead -= synced;
+            counts.records_synced += synced;
         }
         let mut totals = self.carried.totals;
         for school in &self.progress.schools {
@@ -411,19 +420,25 @@ async fn sync_quarter(
 ) -> WorkflowResult<SyncSummary> {
     let mut at = ctx.state(|s| RoundState {
         round: s.carried.round,
+        owed_rounds: s.carried.owed_rounds,
         repaired: s.carried.repaired,
         earlier_reports: s.carried.earlier_reports.clone(),
         redrives: s.carried.redrives,
     });
     let redrive = ctx.patched(REDRIVE_PATCH);
+    let last_read = ctx.patched(LAST_READ_PATCH);
+    let mut sending = match at.owed_rounds {
+        0 => Round::Pass(at.round),
+        n => Round::Owed(n),
+    };
     loop {
-        let ahead = at.round == 0
+        let ahead = sending == Round::Pass(0)
             && policy.reconcile_ahead_poll_ms > 0
             && ctx.patched(RECONCILE_AHEAD_PATCH);
         let left = if ahead {
             send_reconciling_ahead(ctx, quarter, policy).await?
         } else {
-            send_pending(ctx, quarter, policy, Round::Pass(at.round)).await?
+            send_pending(ctx, quarter, policy, sending).await?
         };
         if left.schools > 0 {
             return continue_as_new(ctx, quarter, policy, &at, left.pending).await;
@@ -444,6 +459,7 @@ async fn sync_quarter(
             page_size: policy.reconcile_page_size,
             started_ms: ctx.state(|s| s.progress.started_ms),
             deadline_at_ms: ctx.state(|s| s.progress.deadline_at_ms),
+            resend_owed: last_read && may_send_owed(ctx, policy, &at),
         };
         let reconcile = ctx
             .execute_activity(
@@ -454,6 +470,13 @@ async fn sync_quarter(
                 options::store(policy, "Reconcile"),
             )
             .await?;
+        if reconcile.owed > 0 {
+            // Corrections and late items the source still owed at Reconcile's last read:
+            // sent first, then Reconcile reads again.
+            at.owed_rounds += 1;
+            sending = Round::Owed(at.owed_rounds);
+            continue;
+        }
         if reconcile.requeued == 0 {
             let verdict = reconcile.verdict;
             set_phase_with(ctx, verdict_phase(verdict), Some(&reconcile));
@@ -470,7 +493,17 @@ async fn sync_quarter(
         at.repaired += reconcile.requeued;
         at.earlier_reports.push(reconcile.report_json);
         at.round += 1;
+        sending = Round::Pass(at.round);
     }
+}
+
+/// Whether Reconcile may hand the round back to send what the source still owes: rounds
+/// are left, and another one and Reconcile's reserve fit before the deadline.
+fn may_send_owed(ctx: &WorkflowContext<QuarterlySync>, policy: &Policy, at: &RoundState) -> bool {
+    let started_ms = ctx.state(|s| s.progress.started_ms);
+    let end = started_ms.saturating_add(end_mark_ms(policy));
+    let now = now_ms(ctx.workflow_time());
+    at.owed_rounds < policy.owed_rounds && now.saturating_add(policy.redrive_reserve_ms) < end
 }
 
 /// The repair round a run is in, what the rounds before it repaired, and the redrive
@@ -478,17 +511,21 @@ async fn sync_quarter(
 #[derive(Debug, Clone, Default)]
 struct RoundState {
     round: u32,
+    /// Rounds sent because Reconcile found records still owed.
+    owed_rounds: u32,
     repaired: u64,
     earlier_reports: Vec<String>,
     redrives: u32,
 }
 
 /// Which sending a round of SchoolSync children is: the quarter's pass or a repair of what
-/// the API lost (`Pass(n)`), or a dead-letter redrive wave.
+/// the API lost (`Pass(n)`), a dead-letter redrive wave, or what the source still owed at
+/// Reconcile's last read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Round {
     Pass(u32),
     Redrive(u32),
+    Owed(u32),
 }
 
 impl Round {
@@ -498,6 +535,7 @@ impl Round {
             Round::Pass(0) => String::new(),
             Round::Pass(n) => format!("/repair-{n}"),
             Round::Redrive(n) => format!("/redrive-{n}"),
+            Round::Owed(n) => format!("/owed-{n}"),
         }
     }
 }
@@ -535,10 +573,14 @@ async fn redrive_waves(
                 options::store(policy, "RedriveDeadLetters"),
             )
             .await?;
+        ctx.state_mut(|s| s.take_back(&redriven));
         if redriven.records() == 0 {
+            if redriven.stuck > 0 {
+                // Their receipt lookups could not tell yet: the next wave asks again.
+                continue;
+            }
             return Ok(None);
         }
-        ctx.state_mut(|s| s.take_back(&redriven));
         let left = send_pending(ctx, quarter, policy, Round::Redrive(at.redrives)).await?;
         if left.schools > 0 {
             return Ok(Some(left));
@@ -658,6 +700,7 @@ async fn send_pending(
             Round::Pass(0) => "Sending",
             Round::Pass(_) => "Repairing",
             Round::Redrive(_) => "Redriving",
+            Round::Owed(_) => "SendingOwed",
         },
     );
     sync_schools(ctx, quarter, policy, overview.schools, round).await
@@ -1035,6 +1078,42 @@ mod tests {
     }
 
     #[test]
+    fn a_redrive_takes_back_what_it_resends_and_counts_what_a_lookup_found_synced() {
+        let mut run = QuarterlySync::default();
+        run.add_pending(&pending(&[("a", 100)]));
+        run.record_school(SchoolProgress {
+            school_id: "a".into(),
+            pending_at_start: 100,
+            counts: Counts {
+                records_synced: 60,
+                records_dead: 40,
+                batches_dead: 4,
+                ..Counts::default()
+            },
+            done: true,
+            drained: true,
+        });
+        run.take_back(&Redriven {
+            schools: vec![gradesync_activities::model::SchoolRedriven {
+                school_id: "a".into(),
+                batches: 3,
+                records: 20,
+                synced: 10,
+            }],
+            stuck: 1,
+        });
+        let t = run.progress.totals;
+        assert_eq!(
+            (t.records_synced, t.records_dead, t.batches_dead),
+            (70, 10, 1)
+        );
+        assert_eq!(
+            run.progress.pending_at_start, 80,
+            "the 20 resent are counted again"
+        );
+    }
+
+    #[test]
     fn carried_state_keeps_the_repair_round_and_the_alerts_raised() {
         let mut run = QuarterlySync {
             warned: true,
@@ -1044,12 +1123,14 @@ mod tests {
         run.meter.start(Sample { at_ms: 5, done: 0 });
         let at = RoundState {
             round: 1,
+            owed_rounds: 3,
             repaired: 7,
             earlier_reports: vec!["r0.json".into()],
             redrives: 2,
         };
         let carried = run.carry(&at, 0);
         assert_eq!((carried.round, carried.repaired), (1, 7));
+        assert_eq!(carried.owed_rounds, 3);
         assert_eq!(carried.earlier_reports, ["r0.json"]);
         assert_eq!(carried.redrives, 2);
         assert!(carried.warned && carried.alerted);

@@ -222,6 +222,9 @@ async fn deliver(
                 let detail = format!("{status} {title}");
                 return client_error(ctx, input, batch, detail).await;
             }
+            // Withdrawn before it left (a record changed): the school's next PrepBatch
+            // cuts its records anew. Or settled by an earlier attempt: nothing to count.
+            Ok(SendResult::Withdrawn { .. }) => return Ok(()),
             Ok(SendResult::Throttled {
                 reason,
                 retry_after_ms,
@@ -324,7 +327,12 @@ async fn client_error(
         .await?;
     ctx.state_mut(|s| {
         s.counts.records_rejected += counts.rejected;
-        if counts.dead > 0 {
+        if counts.synced > 0 {
+            // The 400 named none of the batch, and a receipt showed an earlier attempt
+            // had committed it.
+            s.counts.batches_sent += 1;
+            s.counts.records_synced += counts.synced;
+        } else if counts.dead > 0 {
             // The API named nothing of the batch, or its records were cut too often: the
             // batch is a dead letter, redriven or replayed like any other.
             s.counts.batches_dead += 1;
@@ -351,7 +359,14 @@ async fn split(
             options::store(&input.policy, "SplitBatch"),
         )
         .await?;
-    ctx.state_mut(|s| s.counts.records_rejected += split.rejected);
+    ctx.state_mut(|s| {
+        s.counts.records_rejected += split.rejected;
+        if split.synced > 0 {
+            // An earlier attempt had committed it: nothing to split.
+            s.counts.batches_sent += 1;
+            s.counts.records_synced += split.synced;
+        }
+    });
     for half in split.batches {
         Box::pin(deliver(ctx, input, half)).await?;
     }

@@ -1,8 +1,10 @@
 //! `GovClient`: tokens, pacing and the HTTP exchanges with the government API. Every
-//! request waits for the `RateGate` first, because the API counts all of them, and takes
-//! its token only once it holds its slot: a token checked before a wait of seconds at the
-//! gate can expire on the way, and its 401 spends a slot for nothing. The token is cached
-//! and shared by all callers, so concurrent sends cost one token request.
+//! request waits for the `RateGate` first, because the API counts all of them, and tells
+//! the gate when it really left (or that it never did), leaving within a bound of its slot
+//! or not at all. It takes its token only once it holds its slot: a token checked before a
+//! wait of seconds at the gate can expire on the way, and its 401 spends a slot for
+//! nothing. The token is cached and shared by all callers, so concurrent sends cost one
+//! token request.
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,11 +31,16 @@ use super::outcome::{
     Answer, RetryReason, SendOutcome, Verdict, judge_post, parse_retry_after, problem_of,
     retry_reason,
 };
-use super::rate_gate::RateGate;
+use super::rate_gate::{HeldSlot, RateGate};
 use super::tls::{self, GovTls, TlsProblem};
 
 /// How long a connection attempt may take, at most (capped by the request timeout).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request leaves within the connect timeout of its rate slot or is abandoned unsent;
+/// the gate holds its lane until a margin later still, for a connection task that took the
+/// request just as it was abandoned (only a thread's scheduling separates that from the
+/// write). The same bound is how long a lane waits for a worker that died holding it.
+const LEAVE_MARGIN: Duration = Duration::from_secs(1);
 /// How many times a read call waits out a 429/503 before giving the error to its caller.
 const READ_RETRIES: u32 = 3;
 /// Wait before re-asking after a 429/503 that named no `Retry-After` (doubled each time).
@@ -101,6 +108,8 @@ struct Inner {
     request_timeout: Duration,
     gate: Arc<dyn RateGate>,
     token: Mutex<Option<Token>>,
+    /// How long after its slot a request may still leave (see [`LEAVE_MARGIN`]).
+    leave_within: Duration,
     /// Whether a client certificate is configured (to tell what a handshake failure means).
     client_cert: bool,
     max_answer_bytes: usize,
@@ -116,7 +125,7 @@ struct Token {
 /// What a held gate slot turned out to be good for.
 enum Slot {
     /// Leave on it with this token.
-    Go(Secret),
+    Go(HeldSlot, Secret),
     /// It carried the token request, or went stale while another caller fetched the
     /// token: take another.
     Spent,
@@ -137,6 +146,8 @@ enum Failure {
     },
     /// An answer whose body is larger than the client reads.
     TooLarge { status: u16 },
+    /// Not on its way by its deadline (the connection took too long): abandoned unsent.
+    NotOnTime,
 }
 
 impl fmt::Debug for GovClient {
@@ -157,9 +168,10 @@ impl GovClient {
             .tls
             .apply(crate::http::client_builder())
             .map_err(GovError::Client)?;
+        let connect_timeout = config.request_timeout.min(CONNECT_TIMEOUT);
         let http = builder
             .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout.min(CONNECT_TIMEOUT))
+            .connect_timeout(connect_timeout)
             // A redirected POST would silently turn into a GET; surface it instead.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("gradesync/", env!("CARGO_PKG_VERSION")))
@@ -173,6 +185,7 @@ impl GovClient {
                 request_timeout: config.request_timeout,
                 gate,
                 token: Mutex::new(None),
+                leave_within: connect_timeout + LEAVE_MARGIN,
                 client_cert: config.tls.client.is_some(),
                 max_answer_bytes: config.max_answer_bytes,
             }),
@@ -208,8 +221,8 @@ impl GovClient {
     /// Asks for a fresh token and sends nothing else: proves the API answers and accepts
     /// our credentials (for `gradesync check` and the worker's start-up probe).
     pub async fn check(&self) -> Result<(), GovError> {
-        self.inner.gate.acquire().await;
-        self.fetch_token()
+        let slot = self.hold().await;
+        self.fetch_token(slot)
             .await
             .map(|_| ())
             .map_err(|f| self.gov_error(f, "a token request"))
@@ -231,13 +244,13 @@ impl GovClient {
         if self.cached_token(Instant::now()).await.is_some() {
             return Ok(());
         }
-        self.inner.gate.acquire().await;
+        let slot = self.hold().await;
         let mut cache = self.inner.token.lock().await;
         if usable(cache.as_ref(), Instant::now()).is_some() {
             return Ok(());
         }
         let token = self
-            .fetch_token()
+            .fetch_token(slot)
             .await
             .map_err(|f| self.gov_error(f, "a token request"))?;
         *cache = Some(token);
@@ -300,7 +313,7 @@ impl GovClient {
     async fn try_send(&self, batch_id: Uuid, body: &Bytes) -> SendOutcome {
         let mut refreshed = false;
         loop {
-            let (start, token) = match self.depart().await {
+            let (slot, token) = match self.depart().await {
                 Ok(departure) => departure,
                 Err(failure) => return token_failure_outcome(failure),
             };
@@ -311,8 +324,12 @@ impl GovClient {
                 .bearer_auth(token.expose())
                 .header(IDEMPOTENCY_KEY, batch_id.to_string())
                 .header(CONTENT_TYPE, "application/json");
-            let answer = match self.exchange(start, request, Some(body.clone())).await {
+            let answer = match self.exchange(slot, request, Some(body.clone())).await {
                 Ok(answer) => answer,
+                // Abandoned before it left: no commit to look for.
+                Err(Failure::NotOnTime) => {
+                    return retry(RetryReason::ConnectionLost, None, None);
+                }
                 // Nothing reached the server: no commit to look for.
                 Err(Failure::Transport(e)) if e.is_connect() => {
                     if let Some(problem) = self.tls_problem(&e) {
@@ -383,13 +400,13 @@ impl GovClient {
         let mut refreshed = false;
         let mut waits = 0;
         loop {
-            let (start, token) = self
+            let (slot, token) = self
                 .depart()
                 .await
                 .map_err(|f| self.gov_error(f, "a token request"))?;
             let request = self.inner.http.get(url.clone()).bearer_auth(token.expose());
             let answer = self
-                .exchange(start, request, None)
+                .exchange(slot, request, None)
                 .await
                 .map_err(|f| self.gov_error(f, what))?;
             match answer.status {
@@ -421,22 +438,27 @@ impl GovClient {
     /// A gate slot and a token that outlives leaving on it. The token is taken once the
     /// slot is held, never before the wait; a cached token too close to its expiry makes
     /// this slot carry the token request, and the request itself waits for the next one.
-    async fn depart(&self) -> Result<(Option<i64>, Secret), Failure> {
+    async fn depart(&self) -> Result<(HeldSlot, Secret), Failure> {
         let mut fetches = 0;
         loop {
-            let start = self.inner.gate.acquire().await;
-            match self.use_slot(fetches >= TOKEN_FETCHES).await? {
-                (Slot::Go(token), _) => return Ok((start, token)),
+            let slot = self.hold().await;
+            match self.use_slot(slot, fetches >= TOKEN_FETCHES).await? {
+                (Slot::Go(slot, token), _) => return Ok((slot, token)),
                 (Slot::Spent, fetched) => fetches += u32::from(fetched),
             }
         }
+    }
+
+    /// A start slot from the gate, for a request that leaves within `leave_within` of it.
+    async fn hold(&self) -> HeldSlot {
+        HeldSlot::acquire(&self.inner.gate, self.inner.leave_within).await
     }
 
     /// With a slot held: the cached token when it is good to leave on now, else a token
     /// request on this slot. The lock is held while fetching, so that concurrent callers
     /// wait for one token instead of each asking for their own. `any`: leave with any
     /// cached token (the fetch budget is spent). Also says whether it fetched.
-    async fn use_slot(&self, any: bool) -> Result<(Slot, bool), Failure> {
+    async fn use_slot(&self, slot: HeldSlot, any: bool) -> Result<(Slot, bool), Failure> {
         let held = Instant::now();
         let mut cache = self.inner.token.lock().await;
         let now = Instant::now();
@@ -449,9 +471,9 @@ impl GovClient {
             if now - held > STALE_SLOT {
                 return Ok((Slot::Spent, false));
             }
-            return Ok((Slot::Go(token), false));
+            return Ok((Slot::Go(slot, token), false));
         }
-        *cache = Some(self.fetch_token().await?);
+        *cache = Some(self.fetch_token(slot).await?);
         Ok((Slot::Spent, true))
     }
 
@@ -461,7 +483,7 @@ impl GovClient {
     }
 
     /// One token request, on a gate slot the caller holds.
-    async fn fetch_token(&self) -> Result<Token, Failure> {
+    async fn fetch_token(&self, slot: HeldSlot) -> Result<Token, Failure> {
         let asked_at = Instant::now();
         let creds = &self.inner.credentials;
         let form = [
@@ -470,7 +492,7 @@ impl GovClient {
             ("client_secret", creds.client_secret.expose()),
         ];
         let request = self.inner.http.post(self.token_url()).form(&form);
-        let answer = self.exchange(None, request, None).await?;
+        let answer = self.exchange(slot, request, None).await?;
         if !(200..300).contains(&answer.status) {
             return Err(Failure::Status(answer));
         }
@@ -497,32 +519,64 @@ impl GovClient {
         }
     }
 
-    /// One request on the gate slot the caller holds (`start` as the gate handed it out),
-    /// with its whole answer read. A `body` is sent stamped, and the gate hears when the
-    /// request really left (token requests and reads go without).
+    /// One request on the gate slot the caller holds, with its whole answer read. `body`
+    /// is sent as given, or else the request's own (a form), or none; in each case
+    /// stamped, so that the gate hears when the request really left. A request still not
+    /// on its way at its deadline is abandoned unsent.
     async fn exchange(
         &self,
-        start: Option<i64>,
+        slot: HeldSlot,
         request: RequestBuilder,
         body: Option<Bytes>,
     ) -> Result<Answer, Failure> {
-        let (request, left) = match body {
-            Some(bytes) => {
-                let (body, left) = departure::stamped(bytes);
-                (request.body(body), Some(left))
-            }
-            None => (request, None),
+        let mut request = request.build().map_err(Failure::Transport)?;
+        let bytes = body
+            .or_else(|| {
+                request
+                    .body()
+                    .and_then(|b| b.as_bytes())
+                    .map(Bytes::copy_from_slice)
+            })
+            .unwrap_or_default();
+        let (body, stamp) = departure::stamped(bytes);
+        *request.body_mut() = Some(body);
+        let (gate, granted) = slot.into_parts();
+        // On a task of its own, so that a caller cancelled mid-request still reports.
+        let report = granted.map(|g| tokio::spawn(departure::report(gate, g, stamp.clone())));
+        let abandon_at = granted.and_then(|g| g.leave_by.checked_sub(LEAVE_MARGIN));
+        let answer = self.answer(request, stamp, abandon_at).await;
+        if let Some(report) = report {
+            // Heard while the answer was awaited: the gate's report is in long before.
+            let _ = report.await;
+        }
+        answer
+    }
+
+    /// Sends `request` and reads its whole answer, unless it has not left by `abandon_at`.
+    async fn answer(
+        &self,
+        request: reqwest::Request,
+        mut stamp: departure::Stamp,
+        abandon_at: Option<Instant>,
+    ) -> Result<Answer, Failure> {
+        let mut send = std::pin::pin!(self.inner.http.execute(request));
+        let sent = match abandon_at {
+            None => send.await,
+            Some(at) => tokio::select! {
+                biased;
+                sent = &mut send => sent,
+                taken = stamp.taken_by(at) => {
+                    if !taken {
+                        tracing::warn!("a request did not leave by its deadline; abandoned unsent");
+                        return Err(Failure::NotOnTime);
+                    }
+                    send.await
+                }
+            },
         };
-        // Heard while the answer is awaited: the gate's next start is half a window away.
-        let report = async {
-            if let (Some(start), Some(left)) = (start, left)
-                && let Ok(left_at) = left.await
-            {
-                self.inner.gate.departed(start, left_at).await;
-            }
-        };
-        let (response, ()) = futures::join!(request.send(), report);
-        let mut response = response.map_err(|e| {
+        // Whatever came back, a request that was on its way left by now.
+        stamp.answered();
+        let mut response = sent.map_err(|e| {
             crate::metrics::get()
                 .api_answers
                 .with_label_values(&[crate::answer_class::AnswerClass::NoAnswer.as_str()])
@@ -574,6 +628,11 @@ impl GovClient {
                 what,
                 status,
                 limit: self.inner.max_answer_bytes,
+            },
+            Failure::NotOnTime => GovError::NotOnTime {
+                url,
+                what,
+                within: self.inner.leave_within - LEAVE_MARGIN,
             },
         }
     }
@@ -638,6 +697,7 @@ fn status_error(answer: Answer, what: &'static str) -> GovError {
 fn token_failure_outcome(failure: Failure) -> SendOutcome {
     match failure {
         Failure::Transport(e) => retry(transport_reason(&e), None, None),
+        Failure::NotOnTime => retry(RetryReason::ConnectionLost, None, None),
         Failure::TooLarge { status } => retry(
             RetryReason::BadAnswer(status),
             None,

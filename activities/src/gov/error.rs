@@ -69,6 +69,16 @@ pub enum GovError {
     },
 
     #[error(
+        "could not send {what} to the government API at {url} within {within:?} of its rate \
+         slot (the connection took too long): it was abandoned unsent; try again"
+    )]
+    NotOnTime {
+        url: String,
+        what: &'static str,
+        within: Duration,
+    },
+
+    #[error(
         "the government API refused our credentials ({status}): check GRADESYNC_GOV_CLIENT_ID and GRADESYNC_GOV_CLIENT_SECRET"
     )]
     BadCredentials { status: u16, problem: Box<Problem> },
@@ -105,6 +115,7 @@ impl GovError {
             GovError::Unreachable { .. }
             | GovError::ConnectionLost { .. }
             | GovError::Timeout { .. }
+            | GovError::NotOnTime { .. }
             | GovError::Busy { .. } => true,
             GovError::Status { status, .. } => *status >= 500 || *status == 408,
             GovError::BadBaseUrl { .. }

@@ -16,5 +16,5 @@ pub use client::{GovClient, GovClientConfig, MAX_ANSWER_BYTES};
 pub use credentials::{Credentials, Secret};
 pub use error::GovError;
 pub use outcome::{RetryReason, SendOutcome, parse_retry_after};
-pub use rate_gate::{NoGate, RateGate, SpacingGate};
+pub use rate_gate::{Departure, Granted, NoGate, RateGate, SpacingGate};
 pub use tls::{GovTls, PemFile, TlsFileError, TlsProblem};

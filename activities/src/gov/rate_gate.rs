@@ -1,11 +1,12 @@
 //! Client-side pacing of requests to the government API. The API counts every request
 //! (token, POST and GET alike) against one small per-client budget and answers 429 past
 //! it, so the client asks a `RateGate` for a start slot before each request instead of
-//! finding the limit by hitting it. `SpacingGate` paces one process; a gate shared by
-//! several worker processes implements the same trait.
+//! finding the limit by hitting it, and tells the gate when that request really left.
+//! `SpacingGate` paces one process; a gate shared by several worker processes implements
+//! the same trait.
 
 use std::fmt::Debug;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -15,16 +16,79 @@ use tokio::time::Instant;
 /// start; it cannot fail, so a gate backed by shared storage must ride out its own errors
 /// (wait and retry) rather than let requests through unpaced.
 pub trait RateGate: Send + Sync + Debug {
-    /// Resolves when the caller may start. Returns the start (ms since the epoch) when the
-    /// gate cuts later starts from it, so the caller can report when the request really
-    /// left.
-    fn acquire(&self) -> BoxFuture<'_, Option<i64>>;
+    /// Resolves when the caller may start a request that leaves within `leave_within` of
+    /// the start or not at all. A gate that cuts later starts from this one returns it, and
+    /// must then hear what became of the request ([`RateGate::departed`]): until it does,
+    /// later starts that depend on it wait, at most until the request's deadline.
+    fn acquire(&self, leave_within: Duration) -> BoxFuture<'_, Option<Granted>>;
 
-    /// The request given `start` left at `left_at_ms` (its head handed to the socket).
-    /// A gate whose later starts assume it left on time may move them.
-    fn departed(&self, start: i64, left_at_ms: i64) -> BoxFuture<'_, ()> {
-        let _ = (start, left_at_ms);
+    /// What became of the request `granted` was for. A gate whose later starts wait for it
+    /// cuts them from when it really left.
+    fn departed(&self, granted: Granted, departure: Departure) -> BoxFuture<'_, ()> {
+        let _ = (granted, departure);
         Box::pin(async {})
+    }
+}
+
+/// A start a gate granted, to be handed back with what became of its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Granted {
+    /// Which of the gate's lanes the start holds.
+    pub lane: u32,
+    /// The start, in ms since the epoch on the gate's clock.
+    pub start_ms: i64,
+    /// The request leaves by then or never (ms on the gate's clock): a gate that has not
+    /// heard from it counts it as leaving then.
+    pub departs_by_ms: i64,
+    /// The same deadline on this host's monotonic clock: a request that has not left when
+    /// it comes must not leave at all.
+    pub leave_by: Instant,
+}
+
+/// What became of a granted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// Its head went to the socket then: ms since the epoch on this host's clock (which
+    /// may be off; the gate converts it to its own).
+    Left { at_ms: i64 },
+    /// It never left (the slot was given up, or the connection failed first).
+    NotSent,
+}
+
+/// A granted start while its request is being made, so that it is answered for even when
+/// the request never goes: dropped unspent (a slot given up, a caller cancelled before
+/// sending), it tells the gate that nothing left.
+pub(crate) struct HeldSlot {
+    gate: Arc<dyn RateGate>,
+    granted: Option<Granted>,
+}
+
+impl HeldSlot {
+    /// Waits for a start from `gate`.
+    pub(crate) async fn acquire(gate: &Arc<dyn RateGate>, leave_within: Duration) -> Self {
+        Self {
+            gate: gate.clone(),
+            granted: gate.acquire(leave_within).await,
+        }
+    }
+
+    /// The gate and the start, for whoever will report the request's departure instead.
+    pub(crate) fn into_parts(mut self) -> (Arc<dyn RateGate>, Option<Granted>) {
+        (self.gate.clone(), self.granted.take())
+    }
+}
+
+impl Drop for HeldSlot {
+    fn drop(&mut self) {
+        let Some(granted) = self.granted.take() else {
+            return;
+        };
+        // Drop cannot wait: the report goes on a task of its own. Without a runtime (the
+        // process is ending) the gate counts the start as leaving at its deadline.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let gate = self.gate.clone();
+            runtime.spawn(async move { gate.departed(granted, Departure::NotSent).await });
+        }
     }
 }
 
@@ -33,7 +97,7 @@ pub trait RateGate: Send + Sync + Debug {
 pub struct NoGate;
 
 impl RateGate for NoGate {
-    fn acquire(&self) -> BoxFuture<'_, Option<i64>> {
+    fn acquire(&self, _leave_within: Duration) -> BoxFuture<'_, Option<Granted>> {
         Box::pin(async { None })
     }
 }
@@ -41,7 +105,9 @@ impl RateGate for NoGate {
 /// Start slots spaced `1/rate + guard` apart, handed out in call order. Spacing (rather
 /// than a token bucket) means no burst ever starts, so at most `rate` requests start in
 /// any one-second window however many tasks call concurrently; `guard` absorbs the jitter
-/// between our start and the server's clock.
+/// between our start and the server's clock. It paces starts only and hears nothing of
+/// departures: for one-off requests (`gradesync check` without a store) and tests; workers
+/// use the store's gate.
 #[derive(Debug)]
 pub struct SpacingGate {
     interval: Duration,
@@ -79,7 +145,7 @@ impl SpacingGate {
 }
 
 impl RateGate for SpacingGate {
-    fn acquire(&self) -> BoxFuture<'_, Option<i64>> {
+    fn acquire(&self, _leave_within: Duration) -> BoxFuture<'_, Option<Granted>> {
         let slot = self.reserve();
         Box::pin(async move {
             tokio::time::sleep_until(slot).await;
@@ -101,7 +167,7 @@ mod tests {
             .map(|_| {
                 let gate = gate.clone();
                 tokio::spawn(async move {
-                    gate.acquire().await;
+                    gate.acquire(Duration::from_secs(1)).await;
                     Instant::now() - start
                 })
             })
@@ -118,11 +184,64 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_idle_gate_lets_the_next_request_start_at_once() {
         let gate = SpacingGate::new(2.0, Duration::ZERO);
-        gate.acquire().await;
+        gate.acquire(Duration::from_secs(1)).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         let before = Instant::now();
-        gate.acquire().await;
+        gate.acquire(Duration::from_secs(1)).await;
         assert_eq!(Instant::now(), before);
+    }
+
+    /// Grants every start and keeps what it hears.
+    #[derive(Debug, Default)]
+    struct Recording {
+        heard: Mutex<Vec<(Granted, Departure)>>,
+    }
+
+    fn granted() -> Granted {
+        Granted {
+            lane: 1,
+            start_ms: 1_000,
+            departs_by_ms: 2_000,
+            leave_by: Instant::now(),
+        }
+    }
+
+    impl RateGate for Recording {
+        fn acquire(&self, _leave_within: Duration) -> BoxFuture<'_, Option<Granted>> {
+            Box::pin(async { Some(granted()) })
+        }
+
+        fn departed(&self, granted: Granted, departure: Departure) -> BoxFuture<'_, ()> {
+            self.heard.lock().unwrap().push((granted, departure));
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slot_dropped_unspent_tells_the_gate_nothing_left() {
+        let recording = Arc::new(Recording::default());
+        let gate: Arc<dyn RateGate> = recording.clone();
+        let held = HeldSlot::acquire(&gate, Duration::from_secs(1)).await;
+        let start = held.granted.expect("granted");
+        drop(held);
+        for _ in 0..100 {
+            if !recording.heard.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            *recording.heard.lock().unwrap(),
+            [(start, Departure::NotSent)]
+        );
+
+        // Handed over, the report is the new holder's to make.
+        let (_, handed) = HeldSlot::acquire(&gate, Duration::from_secs(1))
+            .await
+            .into_parts();
+        assert!(handed.is_some());
+        tokio::task::yield_now().await;
+        assert_eq!(recording.heard.lock().unwrap().len(), 1);
     }
 
     #[test]

@@ -70,6 +70,8 @@ struct Doc {
     started_at_ms: Option<i64>,
     #[serde(default)]
     deadline_at_ms: Option<i64>,
+    #[serde(default)]
+    source_read_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +188,15 @@ fn facts(page: &mut String, doc: &Doc, inputs: &Inputs<'_>, rows: &[SchoolRow]) 
         items.push((
             "Last record confirmed",
             format!("{}{against}", utc_minute(at.max(0) as u64)),
+        ));
+    }
+    if let Some(r) = doc.source_read_at_ms {
+        items.push((
+            "Source last read",
+            format!(
+                "{}: the verdict counts what the source owed then",
+                utc_minute(r.max(0) as u64)
+            ),
         ));
     }
     items.push(("Schools", rows.len().to_string()));

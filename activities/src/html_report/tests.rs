@@ -22,6 +22,7 @@ fn report_json(verdict: Verdict, records: &[ReportRow], summary: ReconcileSummar
         generated_at: "Mon, 30 Nov 2026 02:00:00 GMT".into(),
         started_at_ms: Some(T0 as u64),
         deadline_at_ms: Some((T0 + 47 * 3_600_000) as u64),
+        source_read_at_ms: Some((T0 + 3_600_000) as u64),
         verdict,
         listing_read: true,
         clean: records.is_empty(),
@@ -100,6 +101,14 @@ fn the_verdict_comes_first_with_what_it_means() {
     assert!(html.contains("<h1>needs correction</h1>"));
     assert!(html.contains("only records the API refused by name remain"));
     assert!(html.contains("<title>gradesync 2026-Q4: needs_correction</title>"));
+    let read = html
+        .find("Source last read")
+        .expect("the last read is said");
+    assert!(
+        html[read..].contains("2026-11-28 15:30 UTC"),
+        "{}",
+        &html[read..read + 200]
+    );
 }
 
 #[test]

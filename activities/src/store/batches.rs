@@ -1,13 +1,15 @@
-//! Cutting pending records into batches and rebuilding a batch's body. A batch is fixed
+//! Cutting pending records into batches, and taking a batch to send it. A batch is fixed
 //! when it is cut: its id, its records and therefore its exact bytes, so a resend after a
-//! crash or a timeout carries the same body under the same idempotency key.
+//! crash or a timeout carries the same body under the same idempotency key. Once it has
+//! left, a record of it that changes leaves the batch its old content (see [`held`]).
 
 use gradesync_govapi::Quarter;
 use gradesync_govapi::contract::{encode_batch, envelope_bytes};
 use sqlx::{Any, Transaction};
 use uuid::Uuid;
 
-use super::model::{BatchBody, BatchLimits, PreparedBatch, PreparedChunk};
+use super::held;
+use super::model::{BatchBody, BatchLimits, PreparedBatch, PreparedChunk, TakeOff};
 use super::{Store, StoreError, count, now_ms};
 
 /// Pending rows fetched per query: memory stays flat however big the quarter is.
@@ -40,44 +42,119 @@ impl Store {
         Ok(chunk)
     }
 
-    /// The request body of a prepared batch, rebuilt from its stored records and checked
-    /// against the length measured when it was cut.
+    /// The request body of a prepared batch, rebuilt from what it carries and checked
+    /// against the length measured when it was cut. Reads only: SendBatch takes a batch
+    /// with [`Store::take_off`].
     pub async fn batch_body(&self, batch_id: Uuid) -> Result<BatchBody, StoreError> {
         // One read transaction: a concurrent import cannot change the batch between the reads.
         let mut tx = self.read_tx().await?;
-        let (quarter, school_id, records, bytes, status): (String, String, i64, i64, String) =
-            sqlx::query_as(
-                "SELECT quarter, school_id, records, bytes, status FROM batches WHERE batch_id = $1",
-            )
-            .bind(batch_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::BatchNotFound(batch_id))?;
-        if status != "prepared" {
-            return Err(StoreError::BatchNotPrepared { batch_id, status });
+        let row = batch_row(&mut tx, batch_id).await?;
+        if row.status != "prepared" {
+            return Err(StoreError::BatchNotPrepared {
+                batch_id,
+                status: row.status,
+            });
         }
-        let bodies: Vec<String> = sqlx::query_scalar(
-            "SELECT b.body FROM grades g JOIN grade_bodies b ON b.record_id = g.record_id \
-             WHERE g.batch_id = $1 AND g.status = 'batched' ORDER BY g.record_id",
-        )
-        .bind(batch_id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
+        let carried = carried(&mut tx, batch_id).await?;
         tx.commit().await?;
-        let quarter = parse_quarter(&quarter)?;
-        let body = encode(batch_id, &quarter, &school_id, &bodies)?;
-        if bodies.len() as i64 != records || body.len() as i64 != bytes {
+        row.body(batch_id, carried)
+    }
+
+    /// SendBatch takes a batch to send it: its bytes, and from now on the batch has left.
+    /// One write transaction, so an import either changed a record before (and withdrew
+    /// the batch, which had not left) or after (and left the batch its bytes, see
+    /// [`held`](super::held)). A batch that is no longer prepared is not sent: it was
+    /// withdrawn before it left, or settled by another attempt or a receipt lookup.
+    pub async fn take_off(&self, batch_id: Uuid) -> Result<TakeOff, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let row = batch_row(&mut tx, batch_id).await?;
+        if row.status != "prepared" {
+            tx.commit().await?;
+            return Ok(TakeOff::Settled {
+                status: row.status,
+                receipt_id: row.receipt_id,
+            });
+        }
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE batches SET left_at = COALESCE(left_at, $1), in_flight_since = $2 \
+             WHERE batch_id = $3",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(batch_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let carried = carried(&mut tx, batch_id).await?;
+        tx.commit().await?;
+        Ok(TakeOff::Send(row.body(batch_id, carried)?))
+    }
+}
+
+/// The batch row `batch_body` and `take_off` start from.
+struct BatchRow {
+    quarter: String,
+    school_id: String,
+    records: i64,
+    bytes: i64,
+    status: String,
+    receipt_id: Option<String>,
+}
+
+async fn batch_row(
+    tx: &mut Transaction<'static, Any>,
+    batch_id: Uuid,
+) -> Result<BatchRow, StoreError> {
+    let (quarter, school_id, records, bytes, status, receipt_id) = sqlx::query_as(
+        "SELECT quarter, school_id, records, bytes, status, receipt_id FROM batches \
+         WHERE batch_id = $1",
+    )
+    .bind(batch_id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::BatchNotFound(batch_id))?;
+    Ok(BatchRow {
+        quarter,
+        school_id,
+        records,
+        bytes,
+        status,
+        receipt_id,
+    })
+}
+
+/// `(record_id, body)` of what a batch carries, in record_id order.
+async fn carried(
+    tx: &mut Transaction<'static, Any>,
+    batch_id: Uuid,
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(sqlx::query_as(held::CARRIED)
+        .bind(batch_id.to_string())
+        .fetch_all(&mut **tx)
+        .await?)
+}
+
+impl BatchRow {
+    /// The request body of the batch, checked against the length measured when it was cut.
+    fn body(self, batch_id: Uuid, carried: Vec<(String, String)>) -> Result<BatchBody, StoreError> {
+        let quarter = parse_quarter(&self.quarter)?;
+        let (record_ids, bodies): (Vec<String>, Vec<String>) = carried.into_iter().unzip();
+        let body = encode(batch_id, &quarter, &self.school_id, &bodies)?;
+        if bodies.len() as i64 != self.records || body.len() as i64 != self.bytes {
             return Err(StoreError::Corrupt(format!(
-                "batch {batch_id} was cut with {records} records in {bytes} bytes but now has {} in {}",
+                "batch {batch_id} was cut with {} records in {} bytes but now has {} in {}",
+                self.records,
+                self.bytes,
                 bodies.len(),
                 body.len()
             )));
         }
         Ok(BatchBody {
             quarter,
-            school_id,
-            records: count(records),
+            school_id: self.school_id,
+            records: count(self.records),
             body,
+            record_ids,
         })
     }
 }

@@ -109,6 +109,15 @@ impl Store {
         pass: &str,
         page: &CheckedPage,
     ) -> Result<(), StoreError> {
+        // Under the writer lock: the watch commits only once every writer under way has, so
+        // the comparison after it sees their records, and every later writer's trigger sees
+        // the watch. Without it, on PostgreSQL, a writer whose trigger ran just before the
+        // watch committed marked nothing and, committing after the comparison read, left the
+        // page clean without its record (SQLite's writers hold the lock throughout anyway).
+        // A later writer's stale mark and `mark_page_clean` meet on the page's row, whose
+        // `state = 'watching'` PostgreSQL checks again once it holds the row: the mark takes
+        // no lock.
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO reconcile_pages \
                (quarter, pass, page_no, after_id, upto_id, next_token, records, digest, \
@@ -128,8 +137,9 @@ impl Store {
         .bind(i64::try_from(page.records).unwrap_or(i64::MAX))
         .bind(&page.digest)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use serde_json::error::Category;
 use sqlx::{Any, Transaction};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
+use super::held;
 use super::model::{BadLine, ImportReport, MAX_REPORTED_BAD_LINES};
 use super::{Store, StoreError, now_ms, placeholders, value_rows};
 
@@ -48,9 +49,25 @@ enum Line {
 
 /// What the database holds for a record about to be upserted.
 struct Existing {
+    quarter: String,
     sha256: String,
     status: String,
     batch_id: Option<String>,
+    /// When its batch first left, if it has.
+    left_at: Option<i64>,
+}
+
+impl Existing {
+    /// The batch the record is in while that batch's outcome is unknown, and whether the
+    /// batch has left.
+    fn unsettled_batch(&self) -> Option<(&str, bool)> {
+        match (self.status.as_str(), &self.batch_id) {
+            ("batched", Some(batch_id)) => Some((batch_id, self.left_at.is_some())),
+            // A dead batch was sent, whatever an older schema recorded.
+            ("dead", Some(batch_id)) => Some((batch_id, true)),
+            _ => None,
+        }
+    }
 }
 
 /// What [`Importer::offer`] did with a record.
@@ -198,7 +215,10 @@ impl Importer<'_> {
 }
 
 impl Store {
-    /// Upserts one chunk of rows with distinct record ids in one transaction.
+    /// Upserts one chunk of rows with distinct record ids in one transaction. A changed
+    /// record whose batch has left keeps its old content with that batch and follows it
+    /// (see [`held`]); one whose batch has not left withdraws the batch, whose records are
+    /// cut anew.
     async fn store_chunk(&self, rows: &[Row], report: &mut ImportReport) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let existing = existing_rows(&mut tx, rows).await?;
@@ -206,15 +226,25 @@ impl Store {
         let mut new = Vec::new();
         let mut stale_batches = HashSet::new();
         for row in rows {
-            match existing.get(&row.record_id) {
-                None => new.push(row),
-                Some(old) if old.sha256 == row.sha256 => report.unchanged += 1,
-                Some(old) => {
+            let Some(old) = existing.get(&row.record_id) else {
+                new.push(row);
+                continue;
+            };
+            if old.sha256 == row.sha256 {
+                report.unchanged += 1;
+                continue;
+            }
+            report.updated += 1;
+            match old.unsettled_batch() {
+                Some((batch_id, true)) => {
+                    held::hold(&mut tx, batch_id, &row.record_id).await?;
+                    update_content(&mut tx, row, &old.quarter, now).await?;
+                    held::unhold_if_same(&mut tx, batch_id, &row.record_id, &row.sha256).await?;
+                    report.held += 1;
+                }
+                unsettled => {
                     update_changed(&mut tx, row, now).await?;
-                    report.updated += 1;
-                    if matches!(old.status.as_str(), "batched" | "dead") {
-                        stale_batches.extend(old.batch_id.clone());
-                    }
+                    stale_batches.extend(unsettled.map(|(batch_id, _)| batch_id.to_string()));
                 }
             }
         }
@@ -223,7 +253,7 @@ impl Store {
         }
         report.inserted += new.len() as u64;
         for batch_id in stale_batches {
-            report.superseded_batches += supersede_batch(&mut tx, &batch_id, now).await?;
+            report.superseded_batches += withdraw_batch(&mut tx, &batch_id, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -399,23 +429,27 @@ async fn existing_rows(
     rows: &[Row],
 ) -> Result<HashMap<String, Existing>, StoreError> {
     let sql = format!(
-        "SELECT record_id, sha256, status, batch_id FROM grades WHERE record_id IN ({})",
+        "SELECT g.record_id, g.quarter, g.sha256, g.status, g.batch_id, b.left_at FROM grades g \
+         LEFT JOIN batches b ON b.batch_id = g.batch_id WHERE g.record_id IN ({})",
         placeholders(1, rows.len())
     );
     let mut query = sqlx::query_as(&sql);
     for row in rows {
         query = query.bind(row.record_id.as_str());
     }
-    let found: Vec<(String, String, String, Option<String>)> = query.fetch_all(&mut **tx).await?;
+    type Found = (String, String, String, String, Option<String>, Option<i64>);
+    let found: Vec<Found> = query.fetch_all(&mut **tx).await?;
     Ok(found
         .into_iter()
-        .map(|(id, sha256, status, batch_id)| {
+        .map(|(id, quarter, sha256, status, batch_id, left_at)| {
             (
                 id,
                 Existing {
+                    quarter,
                     sha256,
                     status,
                     batch_id,
+                    left_at,
                 },
             )
         })
@@ -462,6 +496,7 @@ async fn update_changed(
     row: &Row,
     now: i64,
 ) -> Result<(), StoreError> {
+    // One statement, so the checked pages' trigger sees the record leave its old state.
     sqlx::query(
         "UPDATE grades SET quarter = $1, school_id = $2, sha256 = $3, bytes = $4, \
          status = 'pending', batch_id = NULL, reason = NULL, updated_at = $5 WHERE record_id = $6",
@@ -474,6 +509,45 @@ async fn update_changed(
     .bind(&row.record_id)
     .execute(&mut **tx)
     .await?;
+    update_body(tx, row).await
+}
+
+/// A record's new content, leaving its status and batch as they are.
+async fn update_content(
+    tx: &mut Transaction<'static, Any>,
+    row: &Row,
+    old_quarter: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE grades SET quarter = $1, school_id = $2, sha256 = $3, bytes = $4, \
+         updated_at = $5 WHERE record_id = $6",
+    )
+    .bind(&row.quarter)
+    .bind(&row.school_id)
+    .bind(&row.sha256)
+    .bind(row.body.len() as i64)
+    .bind(now)
+    .bind(&row.record_id)
+    .execute(&mut **tx)
+    .await?;
+    if row.quarter != old_quarter {
+        // The trigger skips records in flight; one moving into another quarter must still
+        // make the pages of its new range be read again.
+        sqlx::query(
+            "UPDATE reconcile_pages SET state = 'stale' WHERE quarter = $1 AND state <> 'stale' \
+             AND $2 > after_id AND $3 <= upto_id",
+        )
+        .bind(&row.quarter)
+        .bind(&row.record_id)
+        .bind(&row.record_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    update_body(tx, row).await
+}
+
+async fn update_body(tx: &mut Transaction<'static, Any>, row: &Row) -> Result<(), StoreError> {
     sqlx::query("UPDATE grade_bodies SET body = $1 WHERE record_id = $2")
         .bind(&row.body)
         .bind(&row.record_id)
@@ -482,17 +556,18 @@ async fn update_changed(
     Ok(())
 }
 
-/// A prepared or dead batch whose record changed can never be re-sent byte for byte, and its
-/// idempotency key must not carry a different body: retire it and requeue its other records.
-/// Returns 1 if the batch was retired by this call.
-async fn supersede_batch(
+/// A prepared batch that has not left and one of whose records changed can never be sent
+/// byte for byte, and its idempotency key must not carry a different body: it is withdrawn
+/// and its other records are cut anew. Nothing of it reached the API, so nothing can be
+/// applied twice. Returns 1 if the batch was withdrawn by this call.
+async fn withdraw_batch(
     tx: &mut Transaction<'static, Any>,
     batch_id: &str,
     now: i64,
 ) -> Result<u64, StoreError> {
     let retired = sqlx::query(
         "UPDATE batches SET status = 'superseded', updated_at = $1 \
-         WHERE batch_id = $2 AND status IN ('prepared', 'dead')",
+         WHERE batch_id = $2 AND status = 'prepared' AND left_at IS NULL",
     )
     .bind(now)
     .bind(batch_id)
@@ -504,15 +579,7 @@ async fn supersede_batch(
     }
     sqlx::query(
         "UPDATE grades SET status = 'pending', batch_id = NULL, updated_at = $1 \
-         WHERE batch_id = $2 AND status IN ('batched', 'dead')",
-    )
-    .bind(now)
-    .bind(batch_id)
-    .execute(&mut **tx)
-    .await?;
-    // Its records are queued again, which is what replaying a dead letter means.
-    sqlx::query(
-        "UPDATE dead_letters SET replayed_at = $1 WHERE batch_id = $2 AND replayed_at IS NULL",
+         WHERE batch_id = $2 AND status = 'batched'",
     )
     .bind(now)
     .bind(batch_id)

@@ -35,9 +35,14 @@ pub struct ImportReport {
     pub bad_lines: Vec<BadLine>,
     /// All bad lines, including those not listed in `bad_lines`.
     pub bad_line_count: u64,
-    /// Prepared (or dead-lettered) batches whose bytes could no longer be reproduced because
-    /// one of their records changed; their records went back to pending.
+    /// Batches withdrawn because one of their records changed before they ever left; their
+    /// records went back to pending, to be cut anew.
     pub superseded_batches: u64,
+    /// Changed records whose batch had left and has not settled yet: the batch keeps
+    /// their old content and its key, and the new content follows in a later batch once
+    /// it has settled. Counted in `updated` too.
+    #[serde(default)]
+    pub held: u64,
 }
 
 /// Keeps an import report small enough for a Temporal payload even for a file of garbage.
@@ -93,6 +98,23 @@ pub struct BatchBody {
     pub school_id: String,
     pub records: u64,
     pub body: Vec<u8>,
+    /// The records it carries, in the order they are sent.
+    #[serde(default)]
+    pub record_ids: Vec<String>,
+}
+
+/// What SendBatch found when it took a batch to send it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TakeOff {
+    /// Send these bytes under the batch's key; the batch has left.
+    Send(BatchBody),
+    /// Nothing to send: the batch is `status` now. `superseded` when it was withdrawn
+    /// before it ever left (a record of it changed; its records are pending again), else
+    /// settled by another attempt or a receipt lookup (`receipt_id` when synced).
+    Settled {
+        status: String,
+        receipt_id: Option<String>,
+    },
 }
 
 /// What `reject_batch` did with the records of a refused batch.
@@ -217,23 +239,48 @@ pub struct ReportInfo {
     pub generated_at: i64,
 }
 
-/// The answer to a rate-slot claim (Unix ms).
+/// The answer to a rate-slot claim (Unix ms, on the store's clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateSlot {
-    /// The slot is ours: start at this time.
-    Granted(i64),
+    /// The slot is ours: start then, and say when the request left
+    /// ([`Store::settle_rate_slot`](super::Store::settle_rate_slot)).
+    Granted(LaneStart),
     /// The next slot starts at this time, further ahead than the caller would hold one:
     /// ask again then.
     NotYet(i64),
+    /// The lane due next still waits to hear when its last request left, and no other lane
+    /// is due: ask again when that report may have come, at the latest at this time (when
+    /// that request has left or never will).
+    Unsettled(i64),
+}
+
+/// A granted start: which lane it holds and until when its request may still leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneStart {
+    pub lane: u32,
+    /// The start, on the store's clock.
+    pub start_ms: i64,
+    /// The request leaves by then or never; until it says when it left, the lane's next
+    /// start waits for this time.
+    pub departs_by_ms: i64,
+}
+
+/// One reading of the clock rate slots are cut on: this process's clock (with any
+/// injected skew) right before and after the query, and the store's time read in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockReading {
+    pub sent_ms: i64,
+    pub store_ms: i64,
+    pub received_ms: i64,
 }
 
 /// The time a rate-slot call takes as "now".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Now {
     /// The store's clock, read once the write lock is held: the database server's on
-    /// PostgreSQL, this host's on SQLite.
+    /// PostgreSQL, this host's real one on SQLite (no injected skew moves it).
     Store,
-    /// This time, on the store's clock (tests, and a departure time already converted).
+    /// This time, on the store's clock (tests).
     At(i64),
 }
 

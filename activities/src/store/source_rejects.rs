@@ -17,32 +17,45 @@ pub struct Unreadable {
     pub reason: String,
 }
 
+/// What [`Store::reject_unreadable`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceRejections {
+    /// Items recorded (or kept) as rejected records of the quarter.
+    pub rejected: u64,
+    /// Record ids left as they are: the store holds them in another quarter, or in a batch
+    /// whose outcome is not known yet.
+    pub left: Vec<String>,
+}
+
 impl Store {
     /// Records each unreadable item as a rejected record of `quarter`. A record in a batch
-    /// (in flight or dead-lettered) is left to its batch; the next read comes back to it.
+    /// (in flight or dead-lettered) is left to its batch; the next read comes back to it. A
+    /// record id the store holds in another quarter is left there: an item that names
+    /// `quarter` but is no valid record cannot say that the record moved.
     pub async fn reject_unreadable(
         &self,
         quarter: &Quarter,
         items: &[Unreadable],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<SourceRejections, StoreError> {
+        let mut done = SourceRejections::default();
         if items.is_empty() {
-            return Ok(0);
+            return Ok(done);
         }
         let q = quarter.to_string();
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        let mut rejected = 0;
         for item in items {
             let reason = truncate(&item.reason, MAX_TEXT);
             // No body the API could take: an empty hash, which no valid record has, so
             // the corrected item always reads as changed.
-            rejected += sqlx::query(
+            let changed = sqlx::query(
                 "INSERT INTO grades (record_id, quarter, school_id, sha256, bytes, status, reason, updated_at) \
                  VALUES ($1, $2, $3, '', 0, 'rejected', $4, $5) \
-                 ON CONFLICT (record_id) DO UPDATE SET quarter = excluded.quarter, \
+                 ON CONFLICT (record_id) DO UPDATE SET \
                  school_id = excluded.school_id, sha256 = '', bytes = 0, status = 'rejected', \
                  reason = excluded.reason, batch_id = NULL, updated_at = excluded.updated_at \
-                 WHERE grades.status IN ('pending', 'rejected', 'synced')",
+                 WHERE grades.status IN ('pending', 'rejected', 'synced') \
+                 AND grades.quarter = excluded.quarter",
             )
             .bind(&item.record_id)
             .bind(&q)
@@ -52,6 +65,11 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if changed == 0 {
+                done.left.push(item.record_id.clone());
+                continue;
+            }
+            done.rejected += changed;
             sqlx::query(
                 "INSERT INTO grade_bodies (record_id, body) VALUES ($1, '{}') \
                  ON CONFLICT (record_id) DO NOTHING",
@@ -61,6 +79,6 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(rejected)
+        Ok(done)
     }
 }

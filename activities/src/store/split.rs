@@ -9,6 +9,7 @@ use sqlx::{Any, Transaction};
 use uuid::Uuid;
 
 use super::batches::{insert_batch, parse_quarter};
+use super::held;
 use super::model::PreparedBatch;
 use super::{Store, StoreError, count, now_ms};
 
@@ -19,12 +20,18 @@ pub struct Split {
     pub halves: Vec<PreparedBatch>,
     /// Records rejected because even alone they were too large.
     pub rejected: u64,
+    /// Records that changed while the batch was out: back to pending with their new
+    /// content, measured anew when they are cut.
+    pub requeued: u64,
 }
 
 impl Store {
     /// Replaces a prepared batch by two holding its records (first half and second half
-    /// in record_id order), or rejects its only record with `reason`. Idempotent: a batch
-    /// that is no longer prepared splits into nothing.
+    /// in record_id order), or rejects its only record with `reason`. The caller has made
+    /// sure the API never committed it (a 413 is answered before the idempotency check, so
+    /// an earlier attempt may have): records that changed while it was out go back to
+    /// pending with their new content instead. Idempotent: a batch that is no longer
+    /// prepared splits into nothing.
     pub async fn split_batch(&self, batch_id: Uuid, reason: &str) -> Result<Split, StoreError> {
         let mut tx = self.write_tx().await?;
         let row: Option<(String, String, String)> =
@@ -36,6 +43,7 @@ impl Store {
         if status != "prepared" {
             return Ok(Split::default());
         }
+        let requeued = held::release(&mut tx, batch_id, None, now_ms()).await?;
         let records: Vec<(String, i64)> = sqlx::query_as(
             "SELECT record_id, bytes FROM grades WHERE batch_id = $1 AND status = 'batched' \
              ORDER BY record_id",
@@ -43,7 +51,9 @@ impl Store {
         .bind(batch_id.to_string())
         .fetch_all(&mut *tx)
         .await?;
-        let split = if records.len() < 2 {
+        let split = if records.is_empty() {
+            Split::default()
+        } else if records.len() == 1 {
             reject_all(&mut tx, batch_id, reason).await?
         } else {
             let quarter = parse_quarter(&quarter)?;
@@ -69,12 +79,14 @@ impl Store {
             Split {
                 halves,
                 rejected: 0,
+                requeued: 0,
             }
         };
+        let split = Split { requeued, ..split };
         set_status(
             &mut tx,
             batch_id,
-            if split.halves.is_empty() {
+            if split.rejected > 0 {
                 "rejected"
             } else {
                 "superseded"
@@ -140,6 +152,7 @@ async fn reject_all(
     Ok(Split {
         halves: Vec::new(),
         rejected,
+        requeued: 0,
     })
 }
 

@@ -88,6 +88,11 @@ pub struct SimArgs {
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
     pub p_400_unnamed: f64,
 
+    /// Probability (0..1) that a receipt lookup (GET /v1/grade-batches/{id}) is answered
+    /// 503: the client cannot tell whether the batch was committed.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub p_lookup_503: f64,
+
     /// Send `Retry-After: N` (seconds) with every 503; without it 503s carry none.
     #[arg(long, value_name = "SECS")]
     pub retry_after_secs: Option<u64>,
@@ -163,6 +168,7 @@ impl SimArgs {
             p_5xx: self.p_5xx,
             p_403_html: self.p_403_html,
             p_400_unnamed: self.p_400_unnamed,
+            p_lookup_503: self.p_lookup_503,
             retry_after_secs: self.retry_after_secs,
             outage_ms: self.outage_ms,
             p_hang: self.p_hang,

@@ -34,6 +34,9 @@ pub struct Faults {
     /// Probability that a batch POST is answered 400 with a problem whose `errors[]` names
     /// a record id that is not in the batch: nothing committed.
     pub p_400_unnamed: f64,
+    /// Probability that a receipt lookup (`GET /v1/grade-batches/{id}`) is answered 503,
+    /// so the client cannot tell whether the batch was committed.
+    pub p_lookup_503: f64,
     /// `Retry-After` seconds sent with 503s, when set.
     pub retry_after_secs: Option<u64>,
     /// When > 0, every `/v1` request is answered 503 for this long after the faults are set.
@@ -61,6 +64,7 @@ impl Default for Faults {
             p_5xx: 0.0,
             p_403_html: 0.0,
             p_400_unnamed: 0.0,
+            p_lookup_503: 0.0,
             retry_after_secs: None,
             outage_ms: 0,
             p_hang: 0.0,
@@ -131,6 +135,7 @@ impl Faults {
             ("p_5xx", self.p_5xx),
             ("p_403_html", self.p_403_html),
             ("p_400_unnamed", self.p_400_unnamed),
+            ("p_lookup_503", self.p_lookup_503),
             ("p_hang", self.p_hang),
             ("p_commit_drop", self.p_commit_drop),
             ("p_silent_loss", self.p_silent_loss),

@@ -135,6 +135,15 @@ impl SimHandle {
         self.state.ledger()
     }
 
+    /// What the registry holds for `quarter` now: the record hash of each record's current
+    /// content, by record id. Read in process, so it costs no request of the rate budget
+    /// (tests compare it with the content they expect to have won).
+    pub async fn holds(&self, quarter: &str) -> std::collections::BTreeMap<String, String> {
+        let inner = self.state.lock();
+        let (page, _) = inner.store.page(quarter, None, None, usize::MAX);
+        page.into_iter().map(|r| (r.record_id, r.sha256)).collect()
+    }
+
     /// Replaces the faults (restarting their random stream and the outage clock), as
     /// `POST /_sim/faults` does. Probabilities outside [0, 1] act as clamped.
     pub async fn set_faults(&self, faults: Faults) {

@@ -174,6 +174,11 @@ pub(crate) fn is_batch_post(method: &Method, path: &str) -> bool {
     method == Method::POST && path == "/v1/grade-batches"
 }
 
+/// Whether a request asks for a batch's receipt, `GET /v1/grade-batches/{id}`.
+fn is_receipt_lookup(method: &Method, path: &str) -> bool {
+    method == Method::GET && path.starts_with("/v1/grade-batches/")
+}
+
 /// A failure decided at arrival, before any handler runs.
 enum Injected {
     /// The outage's 503, or a random 503, 500, 502 or 504.
@@ -185,8 +190,9 @@ enum Injected {
 }
 
 impl Inner {
-    /// The outage, then the random 503, 5xx, 403 and 400 of batch POSTs. These are not
-    /// remembered for the idempotency key: the batch was never looked at.
+    /// The outage, the random 503 of receipt lookups, then the random 503, 5xx, 403 and
+    /// 400 of batch POSTs. These are not remembered for the idempotency key: the batch was
+    /// never looked at.
     fn injected_failure(
         &self,
         now: Instant,
@@ -198,6 +204,10 @@ impl Inner {
         let outage = Duration::from_millis(f.outage_ms);
         if path.starts_with("/v1/") && f.outage_ms > 0 && now < self.faults_set_at + outage {
             return Some(Injected::Status(503));
+        }
+        if is_receipt_lookup(method, path) {
+            // The same draw as a POST's 503: the roll stream stays one per request.
+            return (roll.p503 < f.p_lookup_503).then_some(Injected::Status(503));
         }
         if !is_batch_post(method, path) {
             return None;

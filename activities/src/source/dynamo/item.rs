@@ -62,6 +62,23 @@ pub fn to_record(target: &DynamoTarget, item: &Item) -> Result<Value, String> {
     Ok(Value::Object(record))
 }
 
+/// The quarter an item names, read from its attribute alone (nothing else of the item need
+/// be valid), or why it names none: the attribute is missing or not a string. Never quotes
+/// the value.
+pub fn quarter_of<'a>(target: &DynamoTarget, item: &'a Item) -> Result<&'a str, String> {
+    let attribute = target.attribute_of("quarter").unwrap_or("quarter");
+    let named = if attribute == "quarter" {
+        format!("attribute `{attribute}`")
+    } else {
+        format!("attribute `{attribute}` (field quarter)")
+    };
+    match item.get(attribute) {
+        Some(AttributeValue::S(text)) => Ok(text),
+        None => Err(format!("{named} is missing")),
+        Some(_) => Err(format!("{named} is not a string")),
+    }
+}
+
 /// An attribute value as JSON. Sets are sorted (DynamoDB keeps no order), so one item always
 /// gives the same record bytes; binary is base64.
 pub fn to_json(value: &AttributeValue) -> Value {
@@ -244,6 +261,31 @@ mod tests {
         let key = key_of(&target, &schema, &record).unwrap();
         assert_eq!(key, key_from_item(&schema, &it));
         assert_eq!(key_text(&key), "id=17, school_id=s-1");
+    }
+
+    #[test]
+    fn the_quarter_is_read_from_its_attribute_alone() {
+        let target: DynamoTarget = "dynamodb://grades?index=gsi&quarter=trimestre"
+            .parse()
+            .unwrap();
+        let mut it = item(&[("trimestre", s("2026-Q2"))]);
+        it.remove("quarter");
+        it.remove("grade");
+        assert_eq!(
+            quarter_of(&target, &it),
+            Ok("2026-Q2"),
+            "a broken item still names it"
+        );
+        it.insert("trimestre".into(), AttributeValue::N("20262".into()));
+        assert_eq!(
+            quarter_of(&target, &it).unwrap_err(),
+            "attribute `trimestre` (field quarter) is not a string"
+        );
+        it.remove("trimestre");
+        assert_eq!(
+            quarter_of(&target, &it).unwrap_err(),
+            "attribute `trimestre` (field quarter) is missing"
+        );
     }
 
     #[test]
