@@ -58,6 +58,25 @@ fn tune_malloc() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_malloc() {}
 
+/// A command whose output is read by a pipe (`sync status | head -1`) ends quietly when
+/// the reader closes it, as `ls | head` does, instead of panicking in `println!`. Rust
+/// ignores SIGPIPE so that writes fail with an error; the short commands take the default
+/// back. TCP connections are unaffected (they write with MSG_NOSIGNAL); a database reached
+/// over a Unix socket that dies mid-write ends such a command by the signal too. The
+/// worker, the simulator and the demo, which must outlive any one connection, keep
+/// ignoring it.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: restoring a signal's default disposition has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn end_quietly_on_a_closed_pipe() {}
+
 fn main() {
     tune_malloc();
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| {
@@ -120,6 +139,12 @@ async fn run() {
             | Command::Report(_)
     );
     init_logging(&cli.log_format, quiet);
+    if !matches!(
+        cli.command,
+        Command::Worker { .. } | Command::GovSim(_) | Command::Demo(_)
+    ) {
+        end_quietly_on_a_closed_pipe();
+    }
     for (flag, file_var) in secret_flags_used(&matches) {
         tracing::warn!(
             "{flag} was given on the command line, where every user of this host can read \

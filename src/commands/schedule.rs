@@ -20,6 +20,8 @@ use temporalio_common::protos::temporal::api::workflowservice::v1::{
 use crate::errors::{CliError, CliResult};
 use crate::settings::TemporalArgs;
 
+mod cron_text;
+
 /// The seed's trigger: 02:00 on the first day of each quarter, when the API is quietest.
 pub const QUARTERLY_CRON: &str = "0 2 1 */3 *";
 pub const DEFAULT_SCHEDULE_ID: &str = "gradesync-quarterly";
@@ -216,9 +218,30 @@ async fn describe(a: &ScheduleArgs) -> CliResult {
         .await
         .map_err(|e| schedule_error(&a.schedule_id, e))?;
     let spec = d.raw().schedule.as_ref().and_then(|s| s.spec.as_ref());
-    let crons = spec.map(|s| s.cron_string.join(", ")).unwrap_or_default();
+    // The server keeps a cron string as a structured calendar; read both back.
+    let crons: Vec<String> = spec
+        .map(|s| {
+            let zone = match s.timezone_name.as_str() {
+                "" => "UTC",
+                zone => zone,
+            };
+            s.cron_string
+                .iter()
+                .cloned()
+                .chain(s.structured_calendar.iter().map(cron_text::cron_text))
+                .map(|cron| format!("{cron}  ({zone})"))
+                .collect()
+        })
+        .unwrap_or_default();
     println!("schedule {}", a.schedule_id);
-    println!("  cron:      {crons}");
+    match crons.as_slice() {
+        [] => println!("  cron:      none (this schedule has no calendar)"),
+        crons => {
+            for cron in crons {
+                println!("  cron:      {cron}");
+            }
+        }
+    }
     println!("  paused:    {}", d.paused());
     println!(
         "  runs:      {} started, {} skipped (overlap)",
@@ -229,7 +252,14 @@ async fn describe(a: &ScheduleArgs) -> CliResult {
         println!("  next:      {}", httpdate::fmt_http_date(*t));
     }
     for r in d.recent_actions() {
-        println!("  recent:    {r:?}");
+        let when = r
+            .actual_time
+            .or(r.schedule_time)
+            .map_or_else(|| "-".to_string(), httpdate::fmt_http_date);
+        println!(
+            "  recent:    {when}  workflow {} (run {})",
+            r.workflow_id, r.run_id
+        );
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The deadline-aware ETA: the `progress` query's projection and the early "deadline at
 //! risk" alert it raises when an outage makes the run miss its deadline at the measured rate.
 
+use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use gradesync_activities::model::Policy;
@@ -229,5 +230,56 @@ async fn sync_status_prints_rate_eta_deadline_and_verdict() {
     );
     let id = gradesync::commands::sync::workflow_id(&q, app.task_queue());
     app.result(&id).await;
+
+    // Once the run has ended, status says when and after how long, not an ETA.
+    let out = app.gradesync(&["sync", "status", "--quarter", &quarter]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let finished = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("finished "))
+        .unwrap_or_else(|| panic!("no finished line: {text}"));
+    assert!(
+        finished.contains(" UTC after ") && finished.contains(", deadline "),
+        "{finished}"
+    );
+    assert!(
+        !text.contains("ETA") && !text.contains("too early"),
+        "{text}"
+    );
+
+    // `sync status | head -1`: head reads a line and exits; the command ends quietly.
+    let mut status = app.gradesync_command();
+    status
+        .args(["sync", "status", "--quarter", &quarter])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut status = status.spawn().unwrap();
+    let head = std::process::Command::new("head")
+        .arg("-1")
+        .stdin(status.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(head.status.success());
+    let first = String::from_utf8_lossy(&head.stdout);
+    assert!(
+        first.starts_with("workflow ") && first.lines().count() == 1,
+        "{first}"
+    );
+    let status = status.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // Closed before anything is written, the pipe always breaks: no panic, no error
+    // message; the command ends by SIGPIPE (the shell's 141) as a Unix tool does.
+    let mut early = app.gradesync_command();
+    early
+        .args(["sync", "status", "--quarter", &quarter])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = early.spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && err.is_empty(), "{err}");
+    assert_eq!(out.status.signal(), Some(13), "{:?} {err}", out.status);
     app.stop().await;
 }

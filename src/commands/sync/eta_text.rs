@@ -1,4 +1,5 @@
-//! The run's projection as people read it: UTC minutes, a rate, and a verdict.
+//! The run's projection as people read it: UTC minutes, a rate, and a verdict; and how
+//! long a finished run took.
 
 use gradesync_activities::model::Progress;
 use gradesync_activities::utc::utc_minute;
@@ -39,6 +40,32 @@ pub fn status_line(p: &Progress) -> Option<String> {
             )
         }
     })
+}
+
+/// `1 h 02 min 05 s`, `3 min 20 s`, `15 s`.
+pub fn duration_text(ms: u64) -> String {
+    let secs = ms.div_ceil(1_000);
+    let (h, m, s) = (secs / 3_600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s} s"),
+        (0, _) => format!("{m} min {s:02} s"),
+        _ => format!("{h} h {m:02} min {s:02} s"),
+    }
+}
+
+/// `sync status` of a run that has ended: how long it took, in place of a projection, e.g.
+/// `finished 2026-11-28 14:05 UTC after 1 h 02 min 05 s, deadline 2026-11-30 01:00 UTC`.
+pub fn finished_line(started_ms: i64, finished_ms: i64, deadline_at_ms: u64) -> String {
+    let took = duration_text(finished_ms.saturating_sub(started_ms).max(0) as u64);
+    let finished = utc_minute(finished_ms.max(0) as u64);
+    if deadline_at_ms == 0 {
+        format!("finished {finished} after {took}")
+    } else {
+        format!(
+            "finished {finished} after {took}, deadline {}",
+            utc_minute(deadline_at_ms)
+        )
+    }
 }
 
 /// The progress bar's message: projected finish against the deadline.
@@ -102,6 +129,30 @@ mod tests {
             status_line(&Progress::default()),
             None,
             "a run from before the ETA"
+        );
+    }
+
+    #[test]
+    fn durations_read_in_hours_minutes_seconds() {
+        assert_eq!(duration_text(15_000), "15 s");
+        assert_eq!(duration_text(200_500), "3 min 21 s");
+        assert_eq!(duration_text(5_075_000), "1 h 24 min 35 s");
+    }
+
+    #[test]
+    fn a_finished_run_says_when_and_how_long_not_an_eta() {
+        let started = 1_795_876_200_000;
+        assert_eq!(
+            finished_line(
+                started,
+                started + 3_725_000,
+                started as u64 + 47 * 3_600_000
+            ),
+            "finished 2026-11-28 15:32 UTC after 1 h 02 min 05 s, deadline 2026-11-30 13:30 UTC"
+        );
+        assert_eq!(
+            finished_line(started, started + 52_400, 0),
+            "finished 2026-11-28 14:30 UTC after 53 s"
         );
     }
 }

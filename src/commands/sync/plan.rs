@@ -3,8 +3,6 @@
 //! a DynamoDB source the plan reads the table's pending items instead, through the index,
 //! into a scratch database of its own: nothing is written to the table or to the store.
 
-use std::time::Duration;
-
 use clap::Args;
 use gradesync_activities::model::Policy;
 use gradesync_activities::source::Source;
@@ -13,6 +11,7 @@ use gradesync_activities::store::{BatchLimits, Store};
 use gradesync_govapi::Quarter;
 use serde::Serialize;
 
+use super::eta_text::duration_text;
 use super::parse_quarter;
 use crate::errors::{CliError, CliResult};
 use crate::settings::source_error;
@@ -170,17 +169,6 @@ fn report(q: &Quarter, plan: QuarterPlan, args: &PlanArgs, deadline_ms: u64) -> 
     }
 }
 
-/// `1 h 02 min 05 s`, `3 min 20 s`, `15 s`.
-fn duration_text(ms: u64) -> String {
-    let secs = Duration::from_millis(ms).as_secs_f64().ceil() as u64;
-    let (h, m, s) = (secs / 3_600, secs / 60 % 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s} s"),
-        (0, _) => format!("{m} min {s:02} s"),
-        _ => format!("{h} h {m:02} min {s:02} s"),
-    }
-}
-
 fn print_report(r: &PlanReport) {
     println!(
         "quarter {}: {} records pending in {} schools",
@@ -243,12 +231,5 @@ mod tests {
         // A full-size network: 50 schools x 20 000 records in batches of 100.
         assert_eq!(send_ms(10_000, 2.0, 15), 5_000 * 1_015);
         assert_eq!(send_ms(3, 0.5, 0), 6_000);
-    }
-
-    #[test]
-    fn durations_read_in_hours_minutes_seconds() {
-        assert_eq!(duration_text(15_000), "15 s");
-        assert_eq!(duration_text(200_500), "3 min 21 s");
-        assert_eq!(duration_text(5_075_000), "1 h 24 min 35 s");
     }
 }
