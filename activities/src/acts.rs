@@ -640,7 +640,12 @@ impl SyncActivities {
             + summary.unverified
             + summary.missing_at_api
             + summary.hash_mismatches;
-        summary.verdict = report::verdict(summary.rejected, unconfirmed, listing_read);
+        let records = summary.synced_in_store
+            + summary.rejected
+            + unconfirmed
+            + summary.received_by_api
+            + summary.unexpected_at_api;
+        summary.verdict = report::verdict(summary.rejected, unconfirmed, listing_read, records);
         let stamp = report_stamp(ctx);
         let findings = Findings {
             rows: &rows,

@@ -250,6 +250,10 @@ pub enum Verdict {
     /// Everything else is confirmed; only records the API refused by name remain, and
     /// the school must correct them.
     NeedsCorrection,
+    /// The quarter holds no record at all, in the store, the source or the API's listing:
+    /// nothing to confirm, which is never what a quarter of grades should be (a typo in
+    /// the quarter's name, an import not done, a source pointed elsewhere).
+    Empty,
 }
 
 impl Verdict {
@@ -258,6 +262,7 @@ impl Verdict {
             Verdict::Complete => "complete",
             Verdict::Incomplete => "incomplete",
             Verdict::NeedsCorrection => "needs_correction",
+            Verdict::Empty => "empty",
         }
     }
 }
@@ -271,6 +276,7 @@ impl std::str::FromStr for Verdict {
             Verdict::Complete,
             Verdict::Incomplete,
             Verdict::NeedsCorrection,
+            Verdict::Empty,
         ]
         .into_iter()
         .find(|v| v.as_str() == text)

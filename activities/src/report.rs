@@ -101,11 +101,14 @@ impl From<&Discrepancy> for ReportRow {
     }
 }
 
-/// The verdict from what remains: complete only when nothing valid is unconfirmed;
-/// needs-correction when the only records left are ones the API refused by name.
-pub fn verdict(rejected: u64, unconfirmed: u64, listing_read: bool) -> Verdict {
+/// The verdict from what remains: complete only when nothing valid is unconfirmed and the
+/// quarter holds records (`records`: every record of the quarter the store or the API's
+/// listing knows); needs-correction when the only records left are ones the API refused
+/// by name; empty when a listing that was read and the store hold nothing of the quarter.
+pub fn verdict(rejected: u64, unconfirmed: u64, listing_read: bool, records: u64) -> Verdict {
     match (unconfirmed, rejected) {
         _ if !listing_read => Verdict::Incomplete,
+        _ if records == 0 => Verdict::Empty,
         (0, 0) => Verdict::Complete,
         (0, _) => Verdict::NeedsCorrection,
         _ => Verdict::Incomplete,
@@ -295,11 +298,14 @@ mod tests {
 
     #[test]
     fn only_a_fully_confirmed_quarter_is_complete() {
-        assert_eq!(verdict(0, 0, true), Verdict::Complete);
-        assert_eq!(verdict(3, 0, true), Verdict::NeedsCorrection);
-        assert_eq!(verdict(3, 1, true), Verdict::Incomplete);
-        assert_eq!(verdict(0, 1, true), Verdict::Incomplete);
-        assert_eq!(verdict(0, 0, false), Verdict::Incomplete);
+        assert_eq!(verdict(0, 0, true, 10), Verdict::Complete);
+        assert_eq!(verdict(3, 0, true, 10), Verdict::NeedsCorrection);
+        assert_eq!(verdict(3, 1, true, 10), Verdict::Incomplete);
+        assert_eq!(verdict(0, 1, true, 10), Verdict::Incomplete);
+        assert_eq!(verdict(0, 0, false, 10), Verdict::Incomplete);
+        // Nothing anywhere: not complete. Unread, it stays unconfirmed.
+        assert_eq!(verdict(0, 0, true, 0), Verdict::Empty);
+        assert_eq!(verdict(0, 0, false, 0), Verdict::Incomplete);
     }
 
     #[test]

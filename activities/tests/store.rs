@@ -2284,6 +2284,7 @@ async fn a_run_finishes_with_each_verdict_and_older_rows_survive_the_upgrade() {
         "complete",
         "incomplete",
         "needs_correction",
+        "empty",
         "failed",
         "discrepancies",
     ] {

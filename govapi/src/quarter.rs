@@ -44,11 +44,21 @@ impl Quarter {
         }
     }
 
+    /// When the quarter begins: its first day at 00:00 UTC, in unix seconds.
+    pub fn begins_at_unix_secs(self) -> i64 {
+        days_from_civil(i64::from(self.year), 3 * (self.q - 1) + 1) * 86_400
+    }
+
+    /// The quarter the instant `unix_secs` (UTC) falls in.
+    pub fn at(unix_secs: i64) -> Self {
+        let (year, month) = civil_year_month(unix_secs.div_euclid(86_400));
+        Self::containing(year, month)
+    }
+
     /// The quarter that ended most recently before the instant `unix_secs` (UTC): what a
     /// scheduled run on the 1st of a quarter must sync.
     pub fn last_ended_before(unix_secs: i64) -> Self {
-        let (year, month) = civil_year_month(unix_secs.div_euclid(86_400));
-        Self::containing(year, month).previous()
+        Self::at(unix_secs).previous()
     }
 }
 
@@ -63,6 +73,18 @@ fn civil_year_month(days: i64) -> (u16, u8) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year as u16, month as u8)
+}
+
+/// Days since 1970-01-01 of the first day of (year, month), after Howard Hinnant's
+/// algorithm.
+fn days_from_civil(year: i64, month: u8) -> i64 {
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 impl fmt::Display for Quarter {
@@ -112,6 +134,23 @@ mod tests {
             "2026-Q0", "2026-Q5", "26-Q1", "2026Q1", "2026-Q12", "", "abcd-Q1",
         ] {
             assert!(bad.parse::<Quarter>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_quarter_begins_on_the_first_day_of_its_first_month() {
+        let begins = |q: &str| q.parse::<Quarter>().unwrap().begins_at_unix_secs();
+        assert_eq!(begins("1970-Q1"), 0);
+        assert_eq!(begins("2026-Q4"), 1_790_812_800); // 2026-10-01T00:00:00Z
+        assert_eq!(begins("2027-Q1"), 1_798_761_600); // 2027-01-01T00:00:00Z
+        assert_eq!(begins("2024-Q2"), 1_711_929_600); // 2024-04-01T00:00:00Z (leap year)
+        for q in ["1999-Q4", "2026-Q3", "2400-Q1"] {
+            let q: Quarter = q.parse().unwrap();
+            // The instant a quarter begins, the quarter before it has just ended.
+            assert_eq!(
+                Quarter::last_ended_before(q.begins_at_unix_secs()),
+                q.previous()
+            );
         }
     }
 

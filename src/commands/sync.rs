@@ -47,9 +47,14 @@ pub struct StartArgs {
     pub quarter: Quarter,
     /// Wait for the run to finish, with a progress bar, and print its summary and verdict:
     /// exit 0 only when the quarter is `complete`, 4 when it is `incomplete` or
-    /// `needs_correction` (the report lists every record not at the API).
+    /// `needs_correction` (the report lists every record not at the API), or `empty` (no
+    /// grade of the quarter anywhere).
     #[arg(long)]
     pub wait: bool,
+    /// Start a quarter that has not begun yet (refused without it: its grades cannot be
+    /// due, and the name is most likely a typo).
+    #[arg(long)]
+    pub force: bool,
     /// Policy overrides as JSON, e.g. '{"backoff_ms":[500,1000,2000]}' (defaults: the seed's).
     #[arg(long, value_name = "JSON")]
     pub policy: Option<String>,
@@ -99,7 +104,28 @@ pub async fn run(cmd: SyncCommand) -> CliResult {
     }
 }
 
+/// Refuses a quarter that begins after `now_secs` (unix seconds), unless forced.
+pub fn refuse_a_future_quarter(quarter: Quarter, now_secs: i64, force: bool) -> CliResult {
+    let begins = quarter.begins_at_unix_secs();
+    if force || begins <= now_secs {
+        return Ok(());
+    }
+    let day = gradesync_activities::utc::utc_minute(begins as u64 * 1_000);
+    let day = day.split(' ').next().unwrap_or(&day);
+    Err(CliError::Usage(format!(
+        "quarter {quarter} has not begun (it begins {day}), so none of its grades can be due; \
+         the current quarter is {} and the last one ended is {}: check the quarter's name, or \
+         pass --force to start it anyway",
+        Quarter::at(now_secs),
+        Quarter::last_ended_before(now_secs)
+    )))
+}
+
 async fn start_command(args: StartArgs) -> CliResult {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    refuse_a_future_quarter(args.quarter, now, args.force)?;
     let policy = parse_policy(args.policy.as_deref())?;
     let client = crate::temporal::connect(&args.temporal).await?;
     let id = workflow_id(&args.quarter, &args.temporal.task_queue);
@@ -151,6 +177,10 @@ pub fn verdict_result(summary: &SyncSummary) -> CliResult {
 pub fn verdict_exit(quarter: &str, verdict: Verdict, listed: &str) -> CliResult {
     match verdict {
         Verdict::Complete => Ok(()),
+        Verdict::Empty => Err(CliError::Attention(format!(
+            "quarter {quarter} is empty: {}",
+            verdict_hint(Verdict::Empty)
+        ))),
         verdict => Err(CliError::Attention(format!(
             "quarter {quarter} is {verdict}: {}; every record not at the API is listed {listed}",
             verdict_hint(verdict),
@@ -187,6 +217,10 @@ pub fn verdict_hint(verdict: Verdict) -> &'static str {
         Verdict::Incomplete => {
             "grades are dead-lettered, not sent, or not confirmed at the API; replay with \
              `gradesync dlq replay` once the API is healthy, or sync again"
+        }
+        Verdict::Empty => {
+            "no grade of this quarter is in the store or the source; check the quarter's \
+             name (YYYY-Qn), that `gradesync import` ran for it, or GRADESYNC_SOURCE"
         }
     }
 }
@@ -405,7 +439,18 @@ async fn status_command(args: StatusArgs) -> CliResult {
                         "workflow {id}: phase {}, {} of {} records synced",
                         p.phase, p.totals.records_synced, p.pending_at_start
                     );
-                    if let Some(line) = eta_text::status_line(&p) {
+                    // An ended run has no ETA left to give: say how long it took.
+                    let ended = run
+                        .as_ref()
+                        .filter(|r| r.workflow_id == id && r.status != "running")
+                        .and_then(|r| Some((r.started_at, r.finished_at?)));
+                    let line = match ended {
+                        Some((started, finished)) => {
+                            Some(eta_text::finished_line(started, finished, p.deadline_at_ms))
+                        }
+                        None => eta_text::status_line(&p),
+                    };
+                    if let Some(line) = line {
                         println!("  {line}");
                     }
                 }
@@ -456,6 +501,28 @@ async fn status_command(args: StatusArgs) -> CliResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quarter_that_has_not_begun_is_refused_unless_forced() {
+        // 2026-12-08 03:00 UTC.
+        let now = 1_796_698_800;
+        let q = |text: &str| text.parse::<Quarter>().unwrap();
+        assert!(refuse_a_future_quarter(q("2026-Q4"), now, false).is_ok());
+        assert!(refuse_a_future_quarter(q("2026-Q3"), now, false).is_ok());
+        let Err(CliError::Usage(why)) = refuse_a_future_quarter(q("2027-Q1"), now, false) else {
+            panic!("2027-Q1 was not refused");
+        };
+        assert!(
+            why.contains("2027-Q1 has not begun (it begins 2027-01-01)")
+                && why.contains("current quarter is 2026-Q4")
+                && why.contains("last one ended is 2026-Q3")
+                && why.contains("--force"),
+            "{why}"
+        );
+        assert!(refuse_a_future_quarter(q("2027-Q1"), now, true).is_ok());
+        // The instant it begins, it may start.
+        assert!(refuse_a_future_quarter(q("2027-Q1"), 1_798_761_600, false).is_ok());
+    }
 
     #[test]
     fn static_summary_reads_quarter_counts_and_deadline() {

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use crate::helpers::{TestApp, temporal_address};
+use crate::helpers::{TestApp, temporal_address, unique_quarter};
 use gradesync_govapi::sim::Faults;
 
 fn gradesync(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -58,6 +58,19 @@ async fn schedule_create_is_idempotent_and_visible_to_the_temporal_cli() {
 
     let ours = gradesync(&["schedule", "describe", "--schedule-id", &id], &env);
     assert!(ours.status.success(), "{}", stderr(&ours));
+    // gradesync reads that calendar back as the cron it was created with.
+    let described = String::from_utf8_lossy(&ours.stdout);
+    let cron = described
+        .lines()
+        .find(|l| l.trim_start().starts_with("cron:"))
+        .unwrap_or_else(|| panic!("no cron line: {described}"));
+    assert_eq!(cron.trim(), "cron:      0 2 1 */3 *  (UTC)", "{described}");
+    assert!(
+        described
+            .lines()
+            .any(|l| l.trim_start().starts_with("next:")),
+        "{described}"
+    );
     let deleted = gradesync(&["schedule", "delete", "--schedule-id", &id], &env);
     assert!(deleted.status.success(), "{}", stderr(&deleted));
     let gone = gradesync(&["schedule", "describe", "--schedule-id", &id], &env);
@@ -225,4 +238,60 @@ async fn demo_refuses_a_database_that_already_holds_the_quarter() {
         .await
         .unwrap();
     assert_eq!(counts.iter().map(|c| c.pending).sum::<u64>(), 3);
+}
+
+/// A quarter without a single grade (a typo in its name, an import not done) is never
+/// `complete`: the run ends `empty` and the command exits 4 saying what to check. A quarter
+/// that has not begun is refused before anything starts, unless forced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_quarter_is_not_complete_and_a_future_one_is_refused() {
+    let app = TestApp::spawn("empty-quarter", Faults::default()).await;
+    // The store holds grades, of another quarter.
+    app.seed_grades(1, 5).await;
+    let empty = unique_quarter().to_string();
+    let out = app.gradesync(&["sync", "start", "--quarter", &empty, "--wait"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(&format!("quarter {empty} is empty"))
+            && err.contains("gradesync import")
+            && err.contains("GRADESYNC_SOURCE"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("empty"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let shown = app.gradesync(&["report", "show", "--quarter", &empty]);
+    assert_eq!(shown.status.code(), Some(4), "{}", stderr(&shown));
+    assert!(String::from_utf8_lossy(&shown.stdout).contains(&format!("quarter {empty}: empty")));
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let current = gradesync_govapi::Quarter::at(now);
+    // The quarter after the current one: it begins within three months.
+    let next = gradesync_govapi::Quarter::at(current.begins_at_unix_secs() + 100 * 86_400);
+    let refused = app.gradesync(&["sync", "start", "--quarter", &next.to_string()]);
+    let err = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("quarter {next} has not begun"))
+            && err.contains(&format!("the current quarter is {current}"))
+            && err.contains("--force"),
+        "{err}"
+    );
+    let id = gradesync::commands::sync::workflow_id(&next, app.task_queue());
+    let listed = app.temporal_cli(&["workflow", "describe", "--workflow-id", &id]);
+    assert!(!listed.status.success(), "a refused start started {id}");
+    let forced = app.gradesync(&["sync", "start", "--quarter", &next.to_string(), "--force"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert_eq!(
+        app.result(&id).await.verdict,
+        gradesync_activities::model::Verdict::Empty
+    );
+    app.stop().await;
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use gradesync::commands::sync::{pending_in, start_counted};
 use gradesync::datagen::{self, DataSpec};
-use gradesync_activities::model::Policy;
+use gradesync_activities::model::{Policy, Verdict};
 use gradesync_govapi::sim::{Faults, SimConfig};
 use tokio::process::{Child, Command};
 
@@ -226,15 +226,16 @@ async fn web_ui_shows_a_finished_quarter_with_its_verdict_and_named_steps() {
     assert!(!listed.contains(&early_id), "{listed}");
 
     // A start under another id, as the schedule's: it hands the quarter to the quarter's
-    // own run, and both end with the verdict in the list.
+    // own run, and both end with the verdict in the list: a quarter without grades is
+    // `empty`, never `complete`.
     let handed = unique_quarter();
     let other = format!("scheduled-{}", uuid::Uuid::new_v4().simple());
     app.start_with_temporal_cli(
         &other,
         &format!(r#"{{"quarter":"{handed}","search_attributes":true}}"#),
     );
-    assert!(app.result(&other).await.complete);
-    let query = format!("GradesyncQuarter=\"{handed}\" AND GradesyncVerdict=\"complete\"");
+    assert_eq!(app.result(&other).await.verdict, Verdict::Empty);
+    let query = format!("GradesyncQuarter=\"{handed}\" AND GradesyncVerdict=\"empty\"");
     let listed = listed_until(&app, &query, &[&other, &workflow_id_of(&app, &handed)]).await;
     assert!(listed.contains("\"GradesyncPhase\""), "{listed}");
 

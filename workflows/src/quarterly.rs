@@ -720,6 +720,7 @@ fn verdict_phase(verdict: Verdict) -> &'static str {
         Verdict::Complete => "Complete",
         Verdict::Incomplete => "Incomplete",
         Verdict::NeedsCorrection => "NeedsCorrection",
+        Verdict::Empty => "Empty",
     }
 }
 

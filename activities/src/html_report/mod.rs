@@ -146,6 +146,13 @@ fn meaning(verdict: Verdict) -> (&'static str, &'static str) {
             "Once the API is healthy, resend the dead letters (gradesync dlq replay) or start \
              the sync again; the schools and records below say what is owed.",
         ),
+        Verdict::Empty => (
+            "The grades store, the source and the API's listing hold no record of this \
+             quarter: there was nothing to send or confirm.",
+            "Check the quarter's name (YYYY-Qn, the quarter the grades belong to), that the \
+             grades were imported (gradesync import) or that the source is the right one \
+             (GRADESYNC_SOURCE), then sync again.",
+        ),
     }
 }
 
@@ -410,7 +417,7 @@ h2{margin:28px 0 8px;font-size:20px;border-bottom:1px solid #ddd;padding-bottom:
 .verdict{border-radius:8px;padding:16px 20px;color:#fff}
 .verdict .what{font-size:14px;opacity:.9}
 .verdict p{margin:6px 0;font-size:16px}
-.v-complete{background:#1e7e34}.v-needs_correction{background:#b7791f}.v-incomplete{background:#b02a37}
+.v-complete{background:#1e7e34}.v-needs_correction{background:#b7791f}.v-incomplete{background:#b02a37}.v-empty{background:#5a6268}
 #facts dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:16px 0}
 #facts dt{color:#666}#facts dd{margin:0}
 .warn{background:#fff3cd;border:1px solid #e0c36c;padding:8px 12px;border-radius:6px}

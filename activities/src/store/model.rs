@@ -166,7 +166,7 @@ pub struct SchoolStatus {
 pub struct QuarterRun {
     pub quarter: Quarter,
     pub workflow_id: String,
-    /// running | complete | incomplete | needs_correction | failed, or discrepancies for
+    /// running | complete | incomplete | needs_correction | empty | failed, or discrepancies for
     /// runs finished before those verdicts existed.
     pub status: String,
     pub report_path: Option<String>,
@@ -218,7 +218,7 @@ pub struct StoredReport {
     pub stamp: String,
     /// The run that built it.
     pub workflow_id: String,
-    /// complete | incomplete | needs_correction.
+    /// complete | incomplete | needs_correction | empty.
     pub verdict: String,
     /// When it was built, Unix milliseconds.
     pub generated_at: i64,

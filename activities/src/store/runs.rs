@@ -9,10 +9,11 @@ use super::{Store, StoreError, now_ms};
 
 /// How a run may end. `discrepancies` is the verdict of older builds, still accepted so a
 /// worker finishing a run started by one is not refused.
-const FINISHED: [&str; 5] = [
+const FINISHED: [&str; 6] = [
     "complete",
     "incomplete",
     "needs_correction",
+    "empty",
     "failed",
     "discrepancies",
 ];
