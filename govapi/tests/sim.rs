@@ -437,6 +437,73 @@ async fn over_the_rate_limit_is_429_with_retry_after() {
     );
 }
 
+/// One HTTP/1.1 request written on `stream`, then its answer read whole: the status, or
+/// `None` when the server closed the connection instead of answering.
+async fn exchange_on(
+    stream: &mut tokio::net::TcpStream,
+    request_line: &str,
+    body: &[u8],
+) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = format!(
+        "{request_line} HTTP/1.1\r\nhost: sim\r\ncontent-type: application/json\r\n\
+         idempotency-key: {}\r\ncontent-length: {}\r\n\r\n",
+        Uuid::new_v4(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.ok()?;
+    stream.write_all(body).await.ok()?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        let Some(end) = text.find("\r\n\r\n") else {
+            continue;
+        };
+        let length: usize = text[..end]
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        if answer.len() >= end + 4 + length {
+            return text[9..12].parse().ok();
+        }
+    }
+}
+
+/// A POST refused on arrival (429 here) leaves its keep-alive connection usable, as the
+/// API's does: the next request on it is answered, never met by a closed socket, which
+/// a client would have to count as a request lost in flight.
+#[tokio::test]
+async fn a_post_refused_on_arrival_keeps_its_connection_alive() {
+    let sim = start(Faults {
+        rate_limit: 1,
+        ..Faults::default()
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
+    let summary = format!("GET /v1/quarters/{QUARTER}/summary");
+    // The window's one request (401: no token), then a 300 KB batch over the limit.
+    assert_eq!(exchange_on(&mut stream, &summary, b"").await, Some(401));
+    let big = vec![b' '; 300 * 1024];
+    assert_eq!(
+        exchange_on(&mut stream, "POST /v1/grade-batches", &big).await,
+        Some(429)
+    );
+    assert!(
+        exchange_on(&mut stream, &summary, b"").await.is_some(),
+        "the connection was closed after the 429"
+    );
+}
+
 #[tokio::test]
 async fn outage_answers_503_until_it_ends() {
     let faults = Faults {

@@ -25,7 +25,7 @@ use crate::quarter::Quarter;
 
 /// Oversized bodies are still read up to this much, so that the client, still writing,
 /// gets its 413 instead of a reset connection.
-const DRAIN_LIMIT: usize = 8 * MAX_BODY_BYTES;
+pub(crate) const DRAIN_LIMIT: usize = 8 * MAX_BODY_BYTES;
 
 type Answer = Result<Response, Refusal>;
 

@@ -9,12 +9,32 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tokio::time::Instant;
 
+use axum::http::HeaderValue;
+use axum::http::header::CONNECTION;
+
+use super::batches::DRAIN_LIMIT;
 use super::problem::{self, DropConnection};
 use super::state::{Admission, SimState, is_batch_post};
 
 /// Whether the path belongs to the API proper (rate-limited and counted).
 fn is_api(path: &str) -> bool {
     path == "/oauth/token" || path.starts_with("/v1/")
+}
+
+/// A request refused on arrival (429, an injected failure) has its body read before the
+/// answer, as a well-behaved server does: hyper would otherwise close a connection whose
+/// request body was left unread, without saying so, and the client's next request on it
+/// would meet a closed socket ("connection lost before an answer"), which the real API's
+/// keep-alive never causes. A body too large to drain closes the connection, said so.
+async fn drained(req: Request, mut resp: Response) -> Response {
+    if axum::body::to_bytes(req.into_body(), DRAIN_LIMIT)
+        .await
+        .is_err()
+    {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 pub(crate) async fn gate(
@@ -29,7 +49,7 @@ pub(crate) async fn gate(
     let method = req.method().clone();
     let started = Instant::now();
     let resp = match sim.arrive(&method, &path) {
-        Admission::Refused(resp) => resp,
+        Admission::Refused(resp) => drained(req, resp).await,
         Admission::Admitted { roll, quota } => {
             req.extensions_mut().insert(roll);
             let mut resp = next.run(req).await;
