@@ -525,13 +525,14 @@ async fn a_resend_while_the_first_send_is_in_flight_gets_409_and_waits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_resends_never_produce_a_422() {
     // 503s before the key is claimed, and answers slower than the client waits (2 to 4 s
-    // against 2 s: the POST and its receipt lookup both time out), so that every batch is
-    // sent again after the API committed it: replays.
+    // against 2 s) with every receipt lookup refused, so that no lost answer is settled by
+    // a lookup: every batch is sent again after the API committed it (replays).
     let seed = test_seed();
     let faults = Faults {
         p_503: 0.3,
         latency_ms: 3_000,
         latency_jitter_ms: 1_000,
+        p_lookup_503: 1.0,
         seed,
         ..Faults::default()
     };
