@@ -326,7 +326,9 @@ async fn a_400_naming_none_of_a_batch_that_had_committed_applies_nothing_twice()
     );
     let ledger = app.ledger().await;
     assert_applied_once(&ledger, n);
-    assert!(ledger.posts_unnamed_400 > 0 && ledger.connections_dropped > 0);
+    // Answers were lost by a drop or a hang, as the seed rolled (the wait above saw three
+    // committed batches dead-lettered either way); then came the unnamed 400s.
+    assert!(ledger.posts_unnamed_400 > 0);
     // Each such batch was settled as synced by a lookup, never cut into another.
     let letters = unnamed_dead_letters(&app).await;
     let committed: Vec<_> = letters
