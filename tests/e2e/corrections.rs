@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use gradesync::datagen::{self, DataSpec};
+use gradesync::datagen;
 use gradesync_activities::model::{Policy, Verdict};
 use gradesync_govapi::contract::record_sha256;
 use gradesync_govapi::sim::{Faults, Ledger};
@@ -14,7 +14,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use crate::helpers::{QUARTER, TestApp, assert_applied_once, fast_policy, test_seed};
+use crate::helpers::{
+    QUARTER, TestApp, assert_applied_once, fast_policy, generated_jsonl, test_seed,
+};
 
 /// A busy quarter: 8 schools sent at once, two batches in flight each.
 const SCHOOLS: usize = 8;
@@ -22,16 +24,7 @@ const PER_SCHOOL: usize = 500;
 
 /// The quarter's records as the data generator makes them.
 fn quarter_records(schools: usize, per_school: usize) -> Vec<Value> {
-    let spec = DataSpec {
-        quarter: QUARTER.to_string(),
-        schools,
-        records_per_school: per_school,
-        seed: 1,
-        ..DataSpec::default()
-    };
-    let mut buf = Vec::new();
-    datagen::write_jsonl(&spec, &mut buf).unwrap();
-    String::from_utf8(buf)
+    String::from_utf8(generated_jsonl(QUARTER, schools, per_school))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -584,6 +584,21 @@ pub fn unique_quarter() -> Quarter {
     Quarter::new(year, 1 + rand::random::<u8>() % 4).unwrap()
 }
 
+/// The data generator's `schools x per_school` records of `quarter` (seed 1), as JSON Lines:
+/// what [`TestApp::seed_grades_in`] imports.
+pub fn generated_jsonl(quarter: &str, schools: usize, per_school: usize) -> Vec<u8> {
+    let spec = DataSpec {
+        quarter: quarter.to_string(),
+        schools,
+        records_per_school: per_school,
+        seed: 1,
+        ..DataSpec::default()
+    };
+    let mut buf = Vec::new();
+    datagen::write_jsonl(&spec, &mut buf).unwrap();
+    buf
+}
+
 impl TestApp {
     /// Like [`TestApp::seed_grades`], for another quarter than [`QUARTER`].
     pub async fn seed_grades_in(
@@ -592,16 +607,8 @@ impl TestApp {
         schools: usize,
         per_school: usize,
     ) -> u64 {
-        let spec = DataSpec {
-            quarter: quarter.to_string(),
-            schools,
-            records_per_school: per_school,
-            seed: 1,
-            ..DataSpec::default()
-        };
-        let mut buf = Vec::new();
-        datagen::write_jsonl(&spec, &mut buf).unwrap();
-        self.import_bytes(&buf).await
+        let lines = generated_jsonl(&quarter.to_string(), schools, per_school);
+        self.import_bytes(&lines).await
     }
 
     /// `gradesync worker` as a process whose stdout and stderr go to `log`, at log level
